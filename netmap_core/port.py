@@ -1,0 +1,197 @@
+"""A registered netmap port: the netmap_if view, its bound rings, sync, poll and close.
+
+The Port owns its binding (one registration, like one /dev/netmap file descriptor); the rings
+are views into the allocator's shared region and must not be used after ``close()``.
+"""
+from __future__ import annotations
+
+import select
+
+import numpy as np
+
+from . import abi, rules as _rules
+from .backend import Binding, RegisterInfo, get_backend
+from .errors import ClosedPortError, InvalidRequestError
+from .portspec import PortSpec, parse_portspec
+from .ring import Ring, as_region
+
+__all__ = ["Port", "open_port", "POLLIN", "POLLOUT", "POLLERR"]
+
+POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
+ENV_RULES = "PYNETMAP_RULES"
+
+
+def _bound_run(ofs: np.ndarray) -> tuple[int, int]:
+    """libnetmap's first/last ring: the first run of non-zero ``ring_ofs`` entries (spec A9).
+    Returns (first, last) inclusive, or (0, -1) when nothing is bound."""
+    nz = np.flatnonzero(ofs)
+    if nz.size == 0:
+        return 0, -1
+    first = int(nz[0])
+    last = first
+    while last + 1 < ofs.size and ofs[last + 1] != 0:
+        last += 1
+    return first, last
+
+
+class Port:
+    """One registration of a netmap port.
+
+    Attributes: ``spec`` (the parsed name), ``info`` (REGISTER's results), ``tx_rings`` /
+    ``rx_rings`` (bound hardware rings, in ring-id order), ``host_tx_rings`` /
+    ``host_rx_rings``, and ``first/last_tx_ring`` / ``first/last_rx_ring`` (ring ids as
+    libnetmap derives them; a port that binds nothing in a direction has last < first).
+    """
+
+    def __init__(self, binding: Binding, spec: PortSpec) -> None:
+        self._binding = binding
+        self.spec = spec
+        self.info: RegisterInfo = binding.info
+        self.rules: str = binding.rules
+        region = as_region(binding.region)
+        self.region = region
+        off = self.info.offset
+        if off < 0 or off + abi.netmap_if.itemsize > region.shape[0]:
+            raise InvalidRequestError(22, f"{spec.text}: nr_offset={off} outside the region")
+        self.nifp = np.ndarray((), dtype=abi.netmap_if, buffer=region, offset=off)
+        ntx, nrx = int(self.nifp["ni_tx_rings"]), int(self.nifp["ni_rx_rings"])
+        nhtx, nhrx = int(self.nifp["ni_host_tx_rings"]), int(self.nifp["ni_host_rx_rings"])
+        total = ntx + nhtx + nrx + nhrx
+        if off + abi.NETMAP_IF_RING_OFS_OFFSET + 8 * total > region.shape[0]:
+            raise InvalidRequestError(22, f"{spec.text}: netmap_if ring counts {total} overflow the region")
+        self.ring_ofs = np.ndarray((total,), dtype="<i8", buffer=region,
+                                   offset=off + abi.NETMAP_IF_RING_OFS_OFFSET)
+        self.name = self.nifp["ni_name"].item().decode(errors="replace")
+
+        def build(index: int, kind: str, rid: int) -> Ring | None:
+            rel = int(self.ring_ofs[index])
+            if rel == 0:
+                return None
+            return Ring(region, off + rel, name=f"{self.name}:{kind}{rid}")
+
+        tx = [build(i, "tx", i) for i in range(ntx + nhtx)]
+        rx = [build(ntx + nhtx + i, "rx", i) for i in range(nrx + nhrx)]
+        self.tx_rings = tuple(r for r in tx[:ntx] if r is not None)
+        self.host_tx_rings = tuple(r for r in tx[ntx:] if r is not None)
+        self.rx_rings = tuple(r for r in rx[:nrx] if r is not None)
+        self.host_rx_rings = tuple(r for r in rx[nrx:] if r is not None)
+        self.first_tx_ring, self.last_tx_ring = _bound_run(self.ring_ofs[: ntx + nhtx])
+        self.first_rx_ring, self.last_rx_ring = _bound_run(self.ring_ofs[ntx + nhtx:])
+        self._closed = False
+
+    # --- the backend's operations ---------------------------------------------------------
+    def _b(self) -> Binding:
+        if self._closed:
+            raise ClosedPortError(f"port {self.spec.text!r} is closed")
+        return self._binding
+
+    def txsync(self) -> None:
+        """Hand filled TX slots ``[old head, head)`` to the port and reclaim sent ones (NIOCTXSYNC).
+        Never blocks. Cost: one syscall on the device; on the emulator, the kernel work."""
+        self._b().txsync()
+
+    def rxsync(self) -> None:
+        """Return released RX slots and pick up new packets (NIOCRXSYNC). Never blocks."""
+        self._b().rxsync()
+
+    def poll(self, events: int = POLLIN, timeout: float | None = None) -> int:
+        """netmap's poll: sync, then wait until a TX ring has room or an RX ring has packets
+        beyond ``cur`` (``cur != tail``). ``timeout`` in seconds (None: forever, 0: no wait).
+        Returns revents (POLLIN / POLLOUT / POLLERR), 0 on timeout."""
+        if timeout is not None and timeout < 0:
+            timeout = None
+        return self._b().poll(events, timeout)
+
+    def fileno(self) -> int:
+        """A descriptor that select/poll/epoll/asyncio can wait on; readable when a peer's sync
+        may have made this port ready. Call :meth:`poll` (or a sync) after it fires."""
+        return self._b().fileno()
+
+    async def wait(self, events: int = POLLIN) -> int:
+        """asyncio: wait until ``poll(events, 0)`` reports something, without blocking the loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while True:
+            revents = self.poll(events, 0)
+            if revents:
+                return revents
+            fut = loop.create_future()
+            fd = self.fileno()
+            loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+            try:
+                revents = self.poll(events, 0)  # re-check: the event may predate add_reader
+                if revents:
+                    return revents
+                await fut
+            finally:
+                loop.remove_reader(fd)
+
+    def close(self) -> None:
+        """Unregister: rings, extra buffers and the netmap_if go back to the port. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._binding.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Port":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- extra buffers --------------------------------------------------------------------
+    @property
+    def bufs_head(self) -> int:
+        """``ni_bufs_head``: first extra buffer (0 ends the list, linked through each buffer's
+        first 4 bytes). Whatever list it names at close is freed."""
+        return int(self.nifp["ni_bufs_head"])
+
+    @bufs_head.setter
+    def bufs_head(self, value: int) -> None:
+        self.nifp["ni_bufs_head"] = value
+
+    def extra_buffers(self) -> list[int]:
+        """Walk the extra-buffer list (stops at 0, at an index outside the mapping, or a loop)."""
+        ring = next(iter(self.tx_rings + self.rx_rings + self.host_tx_rings + self.host_rx_rings), None)
+        if ring is None:
+            return []
+        out: list[int] = []
+        seen: set[int] = set()
+        idx = self.bufs_head
+        while 2 <= idx < ring.nbufs and idx not in seen:
+            seen.add(idx)
+            out.append(idx)
+            idx = int(ring.buffers[idx, :4].view("<u4")[0])
+        return out
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"mem_id={self.info.mem_id}"
+        return (f"<Port {self.spec.text!r} {state} tx={len(self.tx_rings)} rx={len(self.rx_rings)} "
+                f"rules={self.rules}>")
+
+
+def open_port(portspec: str | PortSpec, *, backend: str | None = None,
+              rules: str | None = None, **options) -> Port:
+    """Open (register) a port by its netmap name, e.g. ``netmap:pipe{1``, ``vale0:a``.
+
+    ``backend``: ``"netmap"`` (/dev/netmap) or ``"emu"``; default ``$PYNETMAP_BACKEND``, else
+    netmap when /dev/netmap is usable, else the emulator. ``rules``: ``"strict"`` or
+    ``"netmap"`` (see :mod:`netmap_core.rules`); default ``$PYNETMAP_RULES``, else strict on the
+    emulator and netmap on the device. Other keyword options go to the backend (``extra_bufs``,
+    ring/slot hints, ...).
+    """
+    spec = portspec if isinstance(portspec, PortSpec) else parse_portspec(portspec)
+    be = get_backend(backend)
+    import os
+
+    mode = rules or os.environ.get(ENV_RULES) or ("netmap" if be.name == "netmap" else "strict")
+    binding = be.register(spec, rules=_rules.check_mode(mode), **options)
+    try:
+        return Port(binding, spec)
+    except BaseException:
+        binding.close()
+        raise
