@@ -73,6 +73,10 @@ class Backend(Protocol):
 
     def register(self, spec, *, rules: str, **options) -> Binding: ...
 
+    def control(self):
+        """This backend's :class:`netmap_core.control.Control` (the non-REGISTER requests)."""
+        ...
+
 
 def _load(name: str) -> Backend:
     if name not in BACKENDS:
