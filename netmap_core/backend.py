@@ -86,7 +86,11 @@ def _load(name: str) -> Backend:
     except ImportError as exc:
         raise BackendUnavailable(name, f"cannot import {BACKENDS[name]}: {exc}",
                                  "install the pynetmap distribution (pip install pynetmap)") from exc
-    return mod.BACKEND
+    backend = getattr(mod, "BACKEND", None)
+    if backend is None:
+        raise BackendUnavailable(name, f"{BACKENDS[name]} defines no BACKEND object",
+                                 "reinstall the pynetmap distribution")
+    return backend
 
 
 def probe(name: str) -> tuple[bool, str]:

@@ -296,15 +296,15 @@ class Ring:
         and ``NS_BUF_CHANGED`` set on both slots (netmap's bridge). Otherwise (or with
         ``copy=True``) the payload bytes are copied. Returns the number of slots moved.
         """
+        if copy is None:
+            copy = not self.same_pool(dst)
+        elif not copy and not self.same_pool(dst):
+            raise InvalidRequestError(22, f"forward: {self.name} and {dst.name} do not share a buffer pool")
         k = min(self.space(), dst.space())
         if limit is not None:
             k = min(k, limit)
         if k <= 0:
             return 0
-        if copy is None:
-            copy = not self.same_pool(dst)
-        elif not copy and not self.same_pool(dst):
-            raise InvalidRequestError(22, f"forward: {self.name} and {dst.name} do not share a buffer pool")
         ssel = self._span(self._words[_HEAD], k)
         dsel = dst._span(dst._words[_HEAD], k)
         sbuf = self.slots["buf_idx"][ssel].astype(np.int64)

@@ -1,0 +1,35 @@
+"""Project-wide pytest options: which backend the backend-neutral tests and the conformance
+suite run against (``--backend emu`` by default, ``--backend netmap`` on a netmap machine)."""
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend", action="store", default="emu", choices=("emu", "netmap"),
+        help="backend for backend-neutral tests and the conformance suite (default: emu)")
+    parser.addoption(
+        "--run-slow", action="store_true", default=False,
+        help="also run tests marked slow (long stress and 10-million-packet runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The backend chosen with --backend; skips (with the reason) when it cannot run here."""
+    import netmap_core
+
+    name = request.config.getoption("--backend")
+    ok, why = netmap_core.probe(name)
+    if not ok:
+        pytest.skip(f"backend {name!r} unavailable here: {why}")
+    return name

@@ -1,0 +1,114 @@
+"""Port over a backend binding: netmap_if decoding, bound rings, first/last ring ids as libnetmap
+derives them, lifecycle, extra-buffer walk, backend selection."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+import netmap_core
+from netmap_core import abi
+from netmap_core.errors import BackendUnavailable, ClosedPortError, InvalidRequestError
+from netmap_core.port import Port
+from netmap_core.portspec import PortSpec
+
+from layout import FakeBinding, build
+
+SPEC = PortSpec(text="netmap:test", name="test", mode=abi.NR_REG_ALL_NIC)
+
+
+def test_rings_and_names_from_the_netmap_if():
+    region, offs, info = build(tx=(8, 16), rx=(4, 4, 4), name="vale0:a")
+    with Port(FakeBinding(region, info), SPEC) as port:
+        assert port.name == "vale0:a"
+        assert [r.num_slots for r in port.tx_rings] == [8, 16]
+        assert [r.ringid for r in port.rx_rings] == [0, 1, 2]
+        assert all(r.dir == abi.NR_TX for r in port.tx_rings)
+        assert (port.first_tx_ring, port.last_tx_ring) == (0, 1)
+        assert (port.first_rx_ring, port.last_rx_ring) == (0, 2)
+        assert port.host_tx_rings == port.host_rx_rings == ()
+
+
+def test_unbound_rings_have_zero_ring_ofs_and_are_skipped():
+    # ONE_NIC ring 2 on a 2-TX/3-RX port: only TX0 (the fallback) and RX2 are bound (spec A8)
+    region, _, info = build(tx=(8, 8), rx=(8, 8, 8), bound_tx={0}, bound_rx={2})
+    port = Port(FakeBinding(region, info), SPEC)
+    assert [r.ringid for r in port.tx_rings] == [0]
+    assert [r.ringid for r in port.rx_rings] == [2]
+    assert (port.first_rx_ring, port.last_rx_ring) == (2, 2)
+    assert (port.first_tx_ring, port.last_tx_ring) == (0, 0)
+
+
+def test_nothing_bound_gives_an_empty_range():
+    region, _, info = build(tx=(8,), rx=(8,), bound_tx=set())
+    port = Port(FakeBinding(region, info), SPEC)
+    assert port.tx_rings == () and port.last_tx_ring < port.first_tx_ring
+
+
+def test_sync_poll_and_close_go_to_the_binding_once():
+    region, _, info = build()
+    b = FakeBinding(region, info)
+    port = Port(b, SPEC)
+    port.txsync()
+    port.rxsync()
+    assert port.poll(netmap_core.POLLOUT, 0) == netmap_core.POLLOUT
+    port.close()
+    port.close()
+    assert b.calls == ["txsync", "rxsync", f"poll {netmap_core.POLLOUT} 0", "close"]
+    assert port.closed
+    with pytest.raises(ClosedPortError):
+        port.txsync()
+
+
+def test_negative_timeout_means_forever():
+    region, _, info = build()
+    b = FakeBinding(region, info)
+    Port(b, SPEC).poll(netmap_core.POLLIN, -1)
+    assert b.calls == [f"poll {netmap_core.POLLIN} None"]
+
+
+def test_extra_buffer_list_walk_stops_on_garbage_and_loops():
+    region, offs, info = build(extra=8)
+    port = Port(FakeBinding(region, info), SPEC)
+    bufs = port.tx_rings[0].buffers
+    for a, b in [(22, 21), (21, 20), (20, 0)]:
+        bufs[a, :4] = np.frombuffer(np.uint32(b).tobytes(), np.uint8)
+    port.bufs_head = 22
+    assert port.extra_buffers() == [22, 21, 20]
+    bufs[20, :4] = np.frombuffer(np.uint32(22).tobytes(), np.uint8)  # a loop
+    assert port.extra_buffers() == [22, 21, 20]
+    port.bufs_head = 99_999_999
+    assert port.extra_buffers() == []
+
+
+def test_offsets_outside_the_region_are_refused():
+    region, _, info = build()
+    from dataclasses import replace
+
+    with pytest.raises(InvalidRequestError, match="nr_offset"):
+        Port(FakeBinding(region, replace(info, offset=len(region))), SPEC)
+    arr = np.frombuffer(region, np.uint8)
+    np.ndarray((), abi.netmap_if, arr, 0)["ni_rx_rings"] = 10**6
+    with pytest.raises(InvalidRequestError, match="overflow"):
+        Port(FakeBinding(region, info), SPEC)
+
+
+def test_wait_returns_when_poll_reports_ready():
+    region, _, info = build()
+    port = Port(FakeBinding(region, info), SPEC)
+    assert asyncio.run(port.wait(netmap_core.POLLIN)) == netmap_core.POLLIN
+
+
+def test_unknown_backend_and_unusable_device_are_typed(monkeypatch):
+    with pytest.raises(InvalidRequestError, match="backend='nope'"):
+        netmap_core.get_backend("nope")
+    monkeypatch.setitem(netmap_core.BACKENDS, "ghost", "no_such_module_xyz")
+    with pytest.raises(BackendUnavailable, match="cannot import"):
+        netmap_core.get_backend("ghost")
+    assert netmap_core.probe("ghost")[0] is False
+
+
+def test_env_overrides_the_default_backend(monkeypatch):
+    monkeypatch.setenv("PYNETMAP_BACKEND", "emu")
+    assert netmap_core.default_backend_name() == "emu"

@@ -1,0 +1,170 @@
+"""Ring arithmetic and the per-slot and batch helpers, over netmap-layout memory in a bytearray."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from netmap_core import abi
+from netmap_core.errors import InvalidRequestError, RingProtocolError
+from netmap_core.ring import Ring
+
+from layout import build
+
+
+def ring_of(n: int, *, tx=True, extra=16) -> tuple[Ring, Ring]:
+    region, offs, _ = build(tx=(n,), rx=(n,), extra=extra)
+    return Ring(region, offs[0], name="t:tx0"), Ring(region, offs[1], name="t:rx0")
+
+
+def walk_count(a: int, b: int, n: int) -> int:
+    """Independent reference: slots met walking from a up to (not including) b."""
+    count, i = 0, a
+    while i != b:
+        i = (i + 1) % n
+        count += 1
+    return count
+
+
+sizes = st.integers(min_value=1, max_value=70)
+
+
+@given(n=sizes, data=st.data())
+def test_space_next_empty_match_a_walk(n, data):
+    tx, _ = ring_of(n)
+    head = data.draw(st.integers(0, n - 1))
+    tail = data.draw(st.integers(0, n - 1))
+    tx.head = head
+    tx.header["tail"] = tail
+    assert tx.space() == walk_count(head, tail, n)
+    assert tx.empty == (head == tail)
+    assert tx.next(head) == (head + 1) % n
+    assert tx.tx_pending() == (((tail + 1) % n) != head)
+
+
+@given(n=sizes, data=st.data())
+def test_advance_wraps_and_is_bounded_by_space(n, data):
+    tx, _ = ring_of(n)
+    tx.head = tx.cur = data.draw(st.integers(0, n - 1))
+    before = tx.space()
+    k = data.draw(st.integers(0, before))
+    start = tx.head
+    tx.advance(k)
+    assert tx.head == tx.cur == (start + k) % n
+    assert tx.space() == before - k
+    with pytest.raises(RingProtocolError) as e:
+        tx.advance(tx.space() + 1)
+    assert e.value.field == "advance"
+
+
+def test_fresh_layout_fields():
+    tx, rx = ring_of(12)
+    assert (tx.num_slots, tx.buf_size, tx.dir, rx.dir) == (12, 2048, abi.NR_TX, abi.NR_RX)
+    assert (tx.head, tx.cur, tx.tail, tx.space()) == (0, 0, 11, 11)
+    assert rx.empty and rx.space() == 0
+    assert tx.slots.dtype == abi.netmap_slot and tx.slots.shape == (12,)
+    assert list(tx.slots["buf_idx"][:3]) == [2, 3, 4]
+
+
+def test_buf_is_a_zero_copy_view_of_the_slot_buffer():
+    tx, rx = ring_of(8)
+    tx.buf(3)[:4] = [1, 2, 3, 4]
+    idx = int(tx.slots["buf_idx"][3])
+    assert bytes(tx.buffers[idx, :4]) == b"\x01\x02\x03\x04"
+    assert bytes(rx.buffers[idx, :4]) == b"\x01\x02\x03\x04"  # one pool per region
+    tx.slots["len"][3] = 3
+    assert bytes(tx.payload(3)) == b"\x01\x02\x03"
+
+
+def test_bad_indexes_from_memory_are_refused_with_field_and_range():
+    tx, _ = ring_of(8)
+    tx.slots["buf_idx"][5] = 10**6
+    with pytest.raises(RingProtocolError) as e:
+        tx.buf(5)
+    assert e.value.field == "slot[5].buf_idx" and e.value.value == 10**6
+    with pytest.raises(RingProtocolError):
+        tx.buf(8)
+    with pytest.raises(RingProtocolError) as e:
+        tx.head = -1
+    assert e.value.field == "head"
+
+
+def test_header_that_does_not_fit_is_refused():
+    region, offs, _ = build(tx=(8,), rx=(8,))
+    hdr = np.ndarray((), abi.netmap_ring, np.frombuffer(region, np.uint8), offs[0])
+    hdr["num_slots"] = 10**7
+    with pytest.raises(InvalidRequestError, match="num_slots=10000000"):
+        Ring(region, offs[0])
+    with pytest.raises(InvalidRequestError):
+        Ring(region, len(region) - 8)
+    with pytest.raises(InvalidRequestError, match="read-only"):
+        Ring(bytes(region), offs[1])
+
+
+@settings(max_examples=60)
+@given(n=st.integers(2, 40), data=st.data())
+def test_fill_then_ready_round_trip_with_wrap(n, data):
+    tx, _ = ring_of(n)
+    start = data.draw(st.integers(0, n - 1))
+    tx.head = tx.cur = start
+    tx.header["tail"] = (start - 1) % n  # all free, so filling wraps for most starts
+    k = data.draw(st.integers(0, n - 1))
+    payload = np.arange(k * 6, dtype=np.uint8).reshape(k, 6)
+    assert tx.fill(k, data=payload, lengths=np.full(k, 6)) == k
+    assert tx.head == (start + k) % n
+    # read the same slots back as a batch: move head back and let ready() see them
+    tx.head = tx.cur = start
+    batch = tx.ready(limit=k)
+    assert len(batch) == k
+    assert list(batch.slot_idx) == [(start + j) % n for j in range(k)]
+    assert (batch.len == 6).all()
+    assert (batch.gather(0, 6) == payload).all()
+
+
+def test_fill_from_template_and_flags():
+    tx, _ = ring_of(8)
+    assert tx.fill(3, template=b"\xaa" * 60, flags=abi.NS_REPORT) == 3
+    assert list(tx.slots["len"][:3]) == [60] * 3
+    assert list(tx.slots["flags"][:3]) == [abi.NS_REPORT] * 3
+    assert bytes(tx.buf(2)[:60]) == b"\xaa" * 60
+    assert tx.fill(100, template=b"x") == 4  # only space() slots are taken
+    with pytest.raises(InvalidRequestError, match="exceeds buffer size"):
+        tx.fill(1, template=b"x" * 2049)
+
+
+def test_forward_swaps_buffers_zero_copy_and_sets_buf_changed():
+    tx, rx = ring_of(8)
+    rx.header["tail"] = 5  # five received frames
+    rx.slots["len"][:5] = [60, 61, 62, 63, 64]
+    rx_bufs = list(rx.slots["buf_idx"][:5])
+    tx_bufs = list(tx.slots["buf_idx"][:5])
+    assert rx.forward(tx) == 5
+    assert list(tx.slots["buf_idx"][:5]) == rx_bufs
+    assert list(rx.slots["buf_idx"][:5]) == tx_bufs
+    assert list(tx.slots["len"][:5]) == [60, 61, 62, 63, 64]
+    assert all(f & abi.NS_BUF_CHANGED for f in tx.slots["flags"][:5])
+    assert all(f & abi.NS_BUF_CHANGED for f in rx.slots["flags"][:5])
+    assert (rx.head, tx.head) == (5, 5)
+
+
+def test_forward_copies_between_different_pools():
+    a_tx, a_rx = ring_of(8)
+    b_tx, _ = ring_of(8)
+    a_rx.header["tail"] = 2
+    a_rx.slots["len"][:2] = 4
+    a_rx.buf(0)[:4] = [9, 9, 9, 9]
+    keep = list(b_tx.slots["buf_idx"][:2])
+    assert not a_rx.same_pool(b_tx)
+    assert a_rx.forward(b_tx) == 2
+    assert list(b_tx.slots["buf_idx"][:2]) == keep  # copied, not swapped
+    assert bytes(b_tx.buf(0)[:4]) == b"\x09" * 4
+    with pytest.raises(InvalidRequestError, match="share a buffer pool"):
+        a_rx.forward(b_tx, copy=False)
+
+
+def test_describe_draws_ownership():
+    tx, _ = ring_of(8)
+    tx.head = tx.cur = 2
+    tx.header["tail"] = 5
+    assert tx.describe().startswith("[..uuu...]")
+    assert "head=2" in repr(tx) and "space=3" in repr(tx)
