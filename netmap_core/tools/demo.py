@@ -1,0 +1,80 @@
+"""The one-minute demo: a sender and a receiver process exchange sequence-numbered frames
+through a netmap pipe, blocking in poll, with the batch API.
+
+Per packet the sender writes an 8-byte sequence number and the receiver reads and checks it;
+frames are pre-built once (the pipe swaps buffers, so they stay filled).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+
+import netmap_core
+from netmap_core import POLLIN, POLLOUT
+
+SEQ = slice(14, 22)  # after the Ethernet header
+
+
+def _frame(size: int) -> bytes:
+    eth = bytes.fromhex("ffffffffffff" "020000000001" "88b5")  # broadcast, local experimental type
+    return (eth + bytes(max(0, size - len(eth))))[:size]
+
+
+def _send(spec: str, count: int, batch: int, size: int, backend: str | None) -> None:
+    with netmap_core.open(spec, backend=backend) as port:
+        ring = port.tx_rings[0]
+        ring.buffers[ring.slots["buf_idx"].astype(np.int64), :size] = np.frombuffer(_frame(size), np.uint8)
+        seq = 0
+        while seq < count:
+            if ring.space() == 0:
+                port.poll(POLLOUT, 1.0)
+                continue
+            b = ring.ready(min(batch, count - seq))
+            k = len(b)
+            seqs = np.arange(seq, seq + k, dtype="<u8")
+            ring.buffers[b.buf_idx, SEQ] = seqs.view(np.uint8).reshape(k, 8)
+            ring.slots["len"][b.slot_idx] = size
+            ring.advance(k)
+            ring.cur = ring.tail  # wake me only when more room than now appears
+            port.txsync()
+            seq += k
+        while ring.tx_pending():  # drain: wait until the receiver took everything
+            port.poll(POLLOUT, 1.0)
+
+
+def run(count: int = 1_000_000, batch: int = 512, size: int = 60, backend: str | None = None) -> int:
+    if not 22 <= size <= 2048:
+        print(f"demo: --size={size} out of range; allowed 22..2048")
+        return 2
+    spec = f"netmap:demo{os.getpid()}"
+    ctx = mp.get_context("fork")
+    with netmap_core.open(spec + "}0", backend=backend) as rx_port:
+        ring = rx_port.rx_rings[0]
+        print(f"opened {rx_port!r}")
+        print(f"  receiver ring {ring.describe(32)}")
+        sender = ctx.Process(target=_send, args=(spec + "{0", count, batch, size, backend))
+        t0 = time.perf_counter()
+        sender.start()
+        expect, bad = 0, 0
+        while expect < count:
+            if ring.empty:
+                rx_port.poll(POLLIN, 1.0)
+                if ring.empty and not sender.is_alive():
+                    break
+                continue
+            b = ring.ready()
+            got = b.gather(SEQ.start, SEQ.stop).view("<u8").ravel()
+            bad += int(np.count_nonzero(got != np.arange(expect, expect + len(b), dtype="<u8")))
+            expect += len(b)
+            ring.advance(len(b))
+        elapsed = time.perf_counter() - t0
+        rx_port.rxsync()
+        sender.join(10)
+    mpps = expect / elapsed / 1e6
+    print(f"  received {expect} of {count} frames of {size} B in {elapsed:.3f} s: {mpps:.2f} Mpps "
+          f"(batch {batch}; per packet: sender writes a sequence number, receiver checks it)")
+    print(f"  sequence errors: {bad}; sender exit code {sender.exitcode}")
+    return 0 if (expect == count and bad == 0 and sender.exitcode == 0) else 1
