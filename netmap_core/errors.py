@@ -25,9 +25,8 @@ __all__ = [
 
 
 class NetmapError(Exception):
-    """Base of every error pynetmap raises on purpose."""
-
-    errno: int | None = None
+    """Base of every error pynetmap raises on purpose. Subclasses carry ``errno``: the value
+    the kernel would return for the same failure."""
 
 
 class PortSpecError(NetmapError, ValueError):
@@ -98,6 +97,8 @@ class ClosedPortError(NetmapError):
 
 class BackendUnavailable(NetmapError):
     """The requested backend cannot run here; ``reason`` says why and ``hint`` what to do."""
+
+    errno = _errno.ENODEV
 
     def __init__(self, backend: str, reason: str, hint: str = "") -> None:
         self.backend = backend
