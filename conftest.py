@@ -2,7 +2,12 @@
 suite run against (``--backend emu`` by default, ``--backend netmap`` on a netmap machine)."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests never touch a user's emulator: each test process gets its own emulator namespace.
+os.environ.setdefault("PYNETMAP_EMU_NS", f"pytest{os.getpid()}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
