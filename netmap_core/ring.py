@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import abi
+from .batch import move_slots
 from .errors import InvalidRequestError, RingProtocolError
 
 __all__ = ["Ring", "Batch", "as_region"]
@@ -305,25 +306,8 @@ class Ring:
             k = min(k, limit)
         if k <= 0:
             return 0
-        ssel = self._span(self._words[_HEAD], k)
-        dsel = dst._span(dst._words[_HEAD], k)
-        sbuf = self.slots["buf_idx"][ssel].astype(np.int64)
-        dbuf = dst.slots["buf_idx"][dsel].astype(np.int64)
-        self._check_bufs(sbuf, ssel)
-        dst._check_bufs(dbuf, dsel)
-        lens = self.slots["len"][ssel]
-        if int(lens.max()) > dst.buf_size:
-            raise RingProtocolError(self.name, "slot len", int(lens.max()), f"0..{dst.buf_size}")
-        if copy:
-            width = int(lens.max())
-            dst.buffers[dbuf, :width] = self.buffers[sbuf, :width]
-            dst.slots["flags"][dsel] = self.slots["flags"][ssel] & abi.NS_MOREFRAG
-        else:
-            self.slots["buf_idx"][ssel] = dbuf
-            dst.slots["buf_idx"][dsel] = sbuf
-            self.slots["flags"][ssel] |= abi.NS_BUF_CHANGED
-            dst.slots["flags"][dsel] = (self.slots["flags"][ssel] & abi.NS_MOREFRAG) | abi.NS_BUF_CHANGED
-        dst.slots["len"][dsel] = lens
+        move_slots(self, self._span(self._words[_HEAD], k), dst, dst._span(dst._words[_HEAD], k),
+                   copy=copy)
         self.advance(k)
         dst.advance(k)
         return k
