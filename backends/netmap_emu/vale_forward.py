@@ -230,12 +230,15 @@ def _lookup_batch(src, sbufs, bidx, flen, starts, nfr, hdr) -> LookupBatch:
         off[alone] = 0
     head_len = np.clip(flen[eth] - off, 0, HEAD_BYTES)
     k = starts.shape[0]
-    width = min(HEAD_BYTES, sbufs.shape[1])
-    cols = off[:, None] + np.arange(width)
-    cols = np.minimum(cols, sbufs.shape[1] - 1)
     head = np.zeros((k, HEAD_BYTES), dtype=np.uint8)
-    head[:, :width] = sbufs[bidx[eth][:, None], cols]
-    head[np.arange(HEAD_BYTES)[None, :] >= head_len[:, None]] = 0
+    rows = bidx[eth]
+    for o in (np.unique(off).tolist() if hdr else [0]):  # the vnet header's offset and/or 0
+        width = max(0, min(HEAD_BYTES, sbufs.shape[1] - o))
+        sel = (off == o) if hdr else slice(None)
+        head[sel, :width] = sbufs[rows[sel], o:o + width]
+    short = head_len < HEAD_BYTES
+    if short.any():
+        head[short] *= np.arange(HEAD_BYTES)[None, :] < head_len[short][:, None]
     cs = np.concatenate([[0], np.cumsum(flen)])
     total = np.maximum(cs[starts + nfr] - cs[starts] - hdr, 0)
     for arr in (head, head_len, total):
