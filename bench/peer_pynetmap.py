@@ -1,0 +1,254 @@
+"""pynetmap over a netmap pipe (``netmap:NAME{0`` sends, ``netmap:NAME}0`` receives): the batch
+API spinning on txsync/rxsync and blocking in poll, the per-packet API, and a bare Python loop
+over the same slots without pynetmap calls (the baseline the per-packet API is judged against).
+
+Buffers are pre-filled with the frame once; the pipe swaps buffers, so they stay filled.
+Per-packet work "none": the sender sets each slot's ``len``, the receiver takes the slot back.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .harness import Role, Scenario, Skip, now
+from .msgloop import SEQ, SEQ_OFFSET, frame
+
+SEQ_END = SEQ_OFFSET + 8
+WAIT = 1.0  # poll timeout (s); the loops simply poll again
+
+
+def _available(backend: str):
+    def check() -> str | None:
+        if backend == "netmap" and not os.path.exists("/dev/netmap"):
+            return "no /dev/netmap"
+        try:
+            import netmap_core
+        except ImportError as exc:
+            return f"netmap_core not importable: {exc}"
+        ok, why = netmap_core.probe(backend)
+        return None if ok else f"backend {backend} unusable: {why}"
+    return check
+
+
+def open_end(p, end: str):
+    """Open one end (``{0`` / ``}0``) of the run's pipe; the first opener sizes the rings."""
+    import netmap_core
+
+    spec = f"netmap:{p.run}{end}@conf:slots={p.extra['slots']}"
+    try:
+        return netmap_core.open(spec, backend=p.extra["backend"])
+    except (NotImplementedError, netmap_core.NetmapError) as exc:
+        raise Skip(f"cannot open {spec!r} on backend {p.extra['backend']}: "
+                   f"{type(exc).__name__}: {exc}") from exc
+
+
+def prefill(ring, size: int) -> None:
+    """Write the frame into every buffer the ring's slots point at (untimed)."""
+    ring.buffers[ring.slots["buf_idx"].astype(np.int64), :size] = np.frombuffer(frame(size), np.uint8)
+
+
+def _sync(port, blocking: bool, events: int):
+    from netmap_core import POLLIN
+
+    if blocking:
+        return lambda: port.poll(events, WAIT)
+    return port.rxsync if events == POLLIN else port.txsync
+
+
+# --- batch API: numpy over Ring.ready() / buffers / advance ---------------------------------
+def _batch_sender(blocking: bool):
+    def run(p, ctx, ready):
+        from netmap_core import POLLOUT
+
+        with open_end(p, "{0") as port:
+            ring = port.tx_rings[0]
+            prefill(ring, p.size)
+            wait = _sync(port, blocking, POLLOUT)
+            txsync, space, bufs, lens = port.txsync, ring.space, ring.buffers, ring.slots["len"]
+            n, size, seq = p.packets, p.size, p.work == "seq"
+            sent = 0
+            ready()
+            t0 = now()
+            while sent < n:
+                k = space()
+                if k == 0:
+                    wait()
+                    continue
+                b = ring.ready(min(k, n - sent))
+                k = len(b)
+                lens[b.slot_idx] = size
+                if seq:
+                    bufs[b.buf_idx, SEQ_OFFSET:SEQ_END] = (
+                        np.arange(sent, sent + k, dtype="<u8").view(np.uint8).reshape(k, 8))
+                ring.advance(k)
+                txsync()
+                sent += k
+            _linger(port, ring)
+        return {"t_start": t0}
+    return run
+
+
+def _linger(port, ring) -> None:
+    """Stay open until the receiver has released everything (so nothing is torn down early)."""
+    from netmap_core import POLLOUT
+
+    t_end = now() + 5.0
+    while ring.tx_pending() and now() < t_end:
+        port.poll(POLLOUT, 0.05)
+
+
+def _batch_receiver(blocking: bool):
+    def run(p, ctx, ready):
+        from netmap_core import POLLIN
+
+        with open_end(p, "}0") as port:
+            ring = port.rx_rings[0]
+            wait = _sync(port, blocking, POLLIN)
+            bufs, n, seq = ring.buffers, p.packets, p.work == "seq"
+            got = bad = batches = expect = 0
+            ready()
+            while got < n:
+                if ring.empty:
+                    wait()
+                    continue
+                b = ring.ready()
+                k = len(b)
+                if seq:
+                    col = bufs[b.buf_idx, SEQ_OFFSET:SEQ_END].view("<u8")[:, 0]
+                    bad += int(np.count_nonzero(col != np.arange(expect, expect + k, dtype="<u8")))
+                    expect = int(col[-1]) + 1
+                ring.advance(k)
+                got += k
+                batches += 1
+            t_end = now()
+            port.rxsync()  # hand the last slots back
+        return {"t_end": t_end, "packets": got, "bad": bad, "batches": batches}
+    return run
+
+
+# --- per-packet API: a Python loop over slots with ring.buf(i) / ring.payload(i) -----------
+def _slot_sender(bare: bool):
+    def run(p, ctx, ready):
+        from netmap_core import POLLOUT
+
+        with open_end(p, "{0") as port:
+            ring = port.tx_rings[0]
+            prefill(ring, p.size)
+            txsync, space, advance = port.txsync, ring.space, ring.advance
+            buf, nxt, lens = ring.buf, ring.next, ring.slots["len"]
+            words, halves, data = _raw(ring)
+            bs, nslots = ring.buf_size, ring.num_slots
+            n, size, seq = p.packets, p.size, p.work == "seq"
+            pack_into = SEQ.pack_into
+            sent = 0
+            ready()
+            t0 = now()
+            while sent < n:
+                k = space()
+                if k == 0:
+                    txsync()
+                    continue
+                k = min(k, n - sent)
+                i = ring.head
+                if bare:
+                    for s in range(sent, sent + k):
+                        o = words[4 * i] * bs
+                        b = data[o:o + bs]
+                        if seq:
+                            pack_into(b, SEQ_OFFSET, s)
+                        halves[8 * i + 2] = size
+                        i += 1
+                        if i == nslots:
+                            i = 0
+                else:
+                    for s in range(sent, sent + k):
+                        b = buf(i)
+                        if seq:
+                            pack_into(b, SEQ_OFFSET, s)
+                        lens[i] = size
+                        i = nxt(i)
+                advance(k)
+                txsync()
+                sent += k
+            _linger(port, ring)
+        return {"t_start": t0}
+    return run
+
+
+def _slot_receiver(bare: bool):
+    def run(p, ctx, ready):
+        with open_end(p, "}0") as port:
+            ring = port.rx_rings[0]
+            rxsync, space, advance = port.rxsync, ring.space, ring.advance
+            payload, nxt = ring.payload, ring.next
+            words, halves, data = _raw(ring)
+            bs, nslots = ring.buf_size, ring.num_slots
+            n, seq = p.packets, p.work == "seq"
+            unpack_from = SEQ.unpack_from
+            got = bad = batches = expect = 0
+            ready()
+            while got < n:
+                k = space()
+                if k == 0:
+                    rxsync()
+                    continue
+                i = ring.head
+                if bare:
+                    for _ in range(k):
+                        o = words[4 * i] * bs
+                        pk = data[o:o + halves[8 * i + 2]]
+                        if seq:
+                            s = unpack_from(pk, SEQ_OFFSET)[0]
+                            if s != expect:
+                                bad += 1
+                            expect = s + 1
+                        i += 1
+                        if i == nslots:
+                            i = 0
+                else:
+                    for _ in range(k):
+                        pk = payload(i)
+                        if seq:
+                            s = unpack_from(pk, SEQ_OFFSET)[0]
+                            if s != expect:
+                                bad += 1
+                            expect = s + 1
+                        i = nxt(i)
+                advance(k)
+                got += k
+                batches += 1
+            t_end = now()
+            rxsync()
+        return {"t_end": t_end, "packets": got, "bad": bad, "batches": batches}
+    return run
+
+
+def _raw(ring):
+    """Plain memoryviews over the ring's slots (as u32 words and u16 halves) and buffer pool."""
+    raw = memoryview(ring.slots.view(np.uint8)).cast("B")
+    return raw.cast("I"), raw.cast("H"), memoryview(ring.buffers.reshape(-1)).cast("B")
+
+
+def scenarios(cfg) -> list[Scenario]:
+    out = []
+    for backend, tag in (("emu", "emu"), ("netmap", "dev")):
+        avail = _available(backend)
+        extra = {"backend": backend}
+        batch = f"<={cfg.slots - 1}"
+        rows = [
+            ("batch-spin", "batch API, spin on txsync/rxsync", "pynetmap",
+             _batch_sender(False), _batch_receiver(False)),
+            ("batch-poll", "batch API, blocking in poll", "pynetmap",
+             _batch_sender(True), _batch_receiver(True)),
+            ("per-packet", "per-packet API (ring.buf/payload/next, Python loop)", "pynetmap",
+             _slot_sender(False), _slot_receiver(False)),
+            ("bare-loop", "bare Python loop over the same slots (memoryview, no pynetmap calls)",
+             "baseline", _slot_sender(True), _slot_receiver(True)),
+        ]
+        for key, what, family, snd, rcv in rows:
+            out.append(Scenario(
+                id=f"pnm-{tag}-{key}", title=f"pynetmap {backend} pipe: {what}", family=family,
+                kind="batched", batch=batch, roles=(Role("sender", snd), Role("receiver", rcv)),
+                extra=extra, available=avail))
+    return out
