@@ -1,0 +1,270 @@
+"""One emulated allocator: the netmap region and its kernel-private state, as mapped here.
+
+The region (POSIX shm ``m``) holds exactly what netmap's mmap shows; the kernel state (POSIX shm
+``k``) holds what the kernel keeps to itself and applications never map::
+
+    kernel state:  header (64 B) | kring block per ring object (64 B each) | buffer bitmap (1 B/buf)
+
+    kring block, u32 words (X = the ring of this ring object, P = its pipe peer, or X itself):
+      0 X.hwcur   1 P.hwtail  -- one u64: a txsync/rxsync publishes both with one store
+      2 X.rhead   3 X.rcur    4 X.rtail   5 P's ring object + 1   6 num_slots   7 dir
+      12..15 binding ids sleeping in poll on X (0 = free)
+
+Bitmap, ring/if objects and kring initialisation change only under the namespace lock.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+
+import numpy as np
+import posix_ipc
+
+from netmap_core import abi
+from netmap_core.errors import OutOfMemoryError
+
+from .layout import Geometry, geometry
+
+__all__ = ["Allocator", "attach", "create", "destroy_segments", "KS_HDR", "KS_BLOCK",
+           "W_HWCUR", "W_PEER_HWTAIL", "W_RHEAD", "W_RCUR", "W_RTAIL", "W_PEER", "W_NSLOTS",
+           "W_DIR", "W_WAIT", "N_WAIT"]
+
+KS_HDR = 64
+KS_BLOCK = 64
+_KS_MAGIC = 0x4B4D4E50  # "PNMK"
+W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR = range(8)
+W_WAIT, N_WAIT = 12, 4
+
+
+def _kstate_size(g: Geometry) -> int:
+    size = KS_HDR + KS_BLOCK * g.ring_pool.objtotal + g.buf_pool.objtotal
+    return -(-size // 4096) * 4096
+
+
+def _map(name: str, size: int, create: bool) -> mmap.mmap:
+    flags = posix_ipc.O_CREX if create else 0
+    shm = posix_ipc.SharedMemory(name, flags=flags, mode=0o600, size=size if create else 0)
+    try:
+        st = os.fstat(shm.fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise PermissionError(errno.EPERM, f"shm {name}: not a private segment of uid {os.getuid()}")
+        if st.st_size < size:
+            raise OSError(errno.EINVAL, f"shm {name}: {st.st_size} bytes, expected {size}")
+        return mmap.mmap(shm.fd, size)
+    finally:
+        shm.close_fd()
+
+
+class Allocator:
+    """A mapped allocator. ``region``/``arr`` are the netmap region (shared by every binding of
+    this mem_id in the process); ``ks``/``ks64``/``ksw`` view the kernel state."""
+
+    def __init__(self, mem_id: int, gen: int, geom: Geometry, priv: bool, rname: str, kname: str,
+                 region: mmap.mmap, kmap: mmap.mmap) -> None:
+        self.mem_id = mem_id
+        self.gen = gen
+        self.geom = geom
+        self.priv = priv
+        self.rname = rname
+        self.kname = kname
+        self.region = region
+        self.arr = np.frombuffer(region, dtype=np.uint8)
+        self.kmap = kmap
+        self.ks = memoryview(kmap).cast("I")
+        self.ks64 = memoryview(kmap).cast("Q")
+        self.ksw = np.frombuffer(kmap, dtype=np.uint32)
+        nr = geom.ring_pool.objtotal
+        self.blocks = self.ksw[KS_HDR // 4: (KS_HDR + KS_BLOCK * nr) // 4].reshape(nr, KS_BLOCK // 4)
+        self.bitmap = np.frombuffer(kmap, dtype=np.uint8, count=geom.nbufs, offset=KS_HDR + KS_BLOCK * nr)
+        bp = geom.buf_pool
+        self.buffers = self.arr[bp.offset: bp.offset + bp.objtotal * bp.objsize].reshape(bp.objtotal, bp.objsize)
+        self.refs = 0  # local bindings using this mapping
+        self.pair_mutex: dict[int, threading.Lock] = {}
+
+    # --- geometry ---------------------------------------------------------------------------
+    def ring_offset(self, obj: int) -> int:
+        return self.geom.ring_pool.obj_offset(obj)
+
+    def if_offset(self, obj: int) -> int:
+        return self.geom.if_pool.obj_offset(obj)
+
+    def block_word(self, obj: int, w: int) -> int:
+        """Index into ``ks`` of word ``w`` of ring object ``obj``'s kring block."""
+        return (KS_HDR + KS_BLOCK * obj) // 4 + w
+
+    def slots(self, obj: int) -> np.ndarray:
+        off = self.ring_offset(obj)
+        n = int(self.arr[off + 8: off + 12].view("<u4")[0])
+        return np.ndarray((n,), dtype=abi.netmap_slot, buffer=self.region, offset=off + abi.NETMAP_RING_SLOTS_OFFSET)
+
+    def mutex(self, obj: int) -> threading.Lock:
+        m = self.pair_mutex.get(obj)
+        if m is None:
+            m = self.pair_mutex.setdefault(obj, threading.Lock())
+        return m
+
+    # --- buffers (namespace lock held) -------------------------------------------------------
+    def alloc_bufs(self, k: int, *, partial: bool = False) -> np.ndarray:
+        """First-fit: the ``k`` lowest free buffer indexes (fewer if ``partial``), marked used."""
+        free = np.flatnonzero(self.bitmap == 0)
+        if free.size < k and not partial:
+            raise OutOfMemoryError(errno.ENOMEM, f"mem_id {self.mem_id}: {k} buffers needed, "
+                                   f"{free.size} free of {self.geom.nbufs}")
+        got = free[:k].astype(np.uint32)
+        self.bitmap[got] = 1
+        return got
+
+    def free_bufs(self, idx) -> None:
+        idx = np.asarray(idx, dtype=np.int64)
+        idx = idx[(idx >= 2) & (idx < self.geom.nbufs)]
+        self.bitmap[idx] = 0
+
+    def walk_list(self, head: int) -> np.ndarray:
+        """An extra-buffer list from ``head`` through each buffer's first u32, stopping at an
+        index outside [2, objtotal) or at a loop (spec A13: tolerant of garbage)."""
+        nb = self.geom.nbufs
+        seen = np.zeros(0, dtype=np.int64)
+        out: list[int] = []
+        visited: set[int] = set()
+        idx = int(head)
+        nxt = self.buffers[:, :4].view("<u4")  # (nbufs, 1): the link word of every buffer
+        while 2 <= idx < nb and idx not in visited:
+            visited.add(idx)
+            out.append(idx)
+            idx = int(nxt[idx, 0])
+        return np.array(out, dtype=np.int64) if out else seen
+
+    # --- rings (namespace lock held) -------------------------------------------------------
+    def init_ring(self, obj: int, n: int, ringid: int, direction: int, bufs: np.ndarray) -> None:
+        """Write a fresh netmap_ring at ring object ``obj`` (spec A7, A10)."""
+        off = self.ring_offset(obj)
+        hdr = np.ndarray((), dtype=abi.netmap_ring, buffer=self.region, offset=off)
+        hdr["buf_ofs"] = self.geom.buf_pool.offset - off
+        hdr["num_slots"] = n
+        hdr["nr_buf_size"] = self.geom.buf_size
+        hdr["ringid"] = ringid
+        hdr["dir"] = direction
+        hdr["head"] = 0
+        hdr["cur"] = 0
+        hdr["tail"] = n - 1 if direction == abi.NR_TX else 0
+        hdr["buf_align"] = 0
+        s = self.slots(obj)
+        s["buf_idx"] = bufs
+        s["len"] = self.geom.buf_size
+        s["flags"] = 0
+        s["ptr"] = 0
+
+    def init_pair(self, tobj: int, robj: int, n: int) -> None:
+        """Kring state of a fresh TX ring ``tobj`` whose slots feed RX ring ``robj`` (a pipe
+        pair; ``robj == tobj`` for an unpaired TX ring): TX 0/0/n-1, RX 0/0/0 (spec A10)."""
+        b = self.blocks
+        b[tobj, :12] = 0
+        b[robj, :12] = 0
+        b[tobj, W_RTAIL] = n - 1
+        b[robj, W_PEER_HWTAIL] = n - 1  # TX hwtail lives in the peer's block
+        b[tobj, W_PEER] = robj + 1
+        b[robj, W_PEER] = tobj + 1
+        b[tobj, W_NSLOTS] = n
+        b[robj, W_NSLOTS] = n
+        b[tobj, W_DIR] = abi.NR_TX
+        b[robj, W_DIR] = abi.NR_RX
+        b[tobj, W_WAIT:] = 0
+        b[robj, W_WAIT:] = 0
+
+    def clear_block(self, obj: int) -> None:
+        self.blocks[obj, :] = 0
+
+    def write_if(self, obj: int, name: str, ntx: int, nrx: int, ring_ofs: list[int], bufs_head: int) -> int:
+        """Write a netmap_if (spec A8) at if object ``obj``; returns its region offset."""
+        off = self.if_offset(obj)
+        nif = np.ndarray((), dtype=abi.netmap_if, buffer=self.region, offset=off)
+        nif["ni_name"] = name.encode()[: abi.IFNAMSIZ - 1] + b"\0"
+        nif["ni_flags"] = abi.NI_PRIV_MEM if self.priv else 0
+        nif["ni_tx_rings"] = ntx
+        nif["ni_rx_rings"] = nrx
+        nif["ni_host_tx_rings"] = 1
+        nif["ni_host_rx_rings"] = 1
+        nif["ni_bufs_head"] = bufs_head
+        ofs = np.ndarray((len(ring_ofs),), dtype="<i8", buffer=self.region,
+                         offset=off + abi.NETMAP_IF_RING_OFS_OFFSET)
+        ofs[:] = ring_ofs
+        return off
+
+    def bufs_head(self, if_obj: int) -> int:
+        off = self.if_offset(if_obj) + 32
+        return int(self.arr[off: off + 4].view("<u4")[0])
+
+    def push_extra(self, bufs: np.ndarray) -> int:
+        """Link ``bufs`` (ascending) into a list, each pushed at the head (spec A13)."""
+        head = 0
+        link = self.buffers[:, :4].view("<u4")
+        for idx in bufs.tolist():
+            link[idx, 0] = head
+            head = idx
+        return head
+
+
+_MAPS: dict[str, Allocator] = {}
+_MAPS_LOCK = threading.Lock()
+
+
+def _names(ns, mem_id: int, gen: int) -> tuple[str, str]:
+    return ns.shm_name("m", mem_id, gen), ns.shm_name("k", mem_id, gen)
+
+
+def create(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
+    """Create both segments of a new allocator (namespace lock held) and map them."""
+    g = geometry(params)
+    rname, kname = _names(ns, mem_id, gen)
+    region = _map(rname, g.memsize, True)
+    kmap = _map(kname, _kstate_size(g), True)
+    a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
+    a.ks[0] = _KS_MAGIC
+    a.ks[1] = 1
+    a.ks[2] = g.ring_pool.objtotal
+    a.ks[3] = g.nbufs
+    a.bitmap[:2] = 1  # buffers 0 and 1 are reserved (spec A6)
+    with _MAPS_LOCK:
+        _MAPS[rname] = a
+    return a
+
+
+def attach(ns, mem_id: int, rec: dict) -> Allocator:
+    """The process's mapping of the allocator described by registry record ``rec``."""
+    rname, kname = _names(ns, mem_id, rec["gen"])
+    with _MAPS_LOCK:
+        a = _MAPS.get(rname)
+        if a is not None:
+            return a
+    g = geometry(rec["params"])
+    region = _map(rname, g.memsize, False)
+    kmap = _map(kname, _kstate_size(g), False)
+    a = Allocator(mem_id, rec["gen"], g, rec["priv"], rname, kname, region, kmap)
+    if a.ks[0] != _KS_MAGIC or a.ks[2] != g.ring_pool.objtotal or a.ks[3] != g.nbufs:
+        raise OSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry")
+    with _MAPS_LOCK:
+        return _MAPS.setdefault(rname, a)
+
+
+def forget(a: Allocator) -> None:
+    """Drop the process's cached mapping (the mmap lives on while ring views reference it)."""
+    with _MAPS_LOCK:
+        if _MAPS.get(a.rname) is a:
+            del _MAPS[a.rname]
+
+
+def destroy_segments(names) -> list[str]:
+    """Unlink shm segments by name; returns those that existed."""
+    gone = []
+    for name in names:
+        try:
+            posix_ipc.unlink_shared_memory(name)
+            gone.append(name)
+        except posix_ipc.ExistentialError:
+            pass
+    with _MAPS_LOCK:
+        for name in names:
+            _MAPS.pop(name, None)
+    return gone

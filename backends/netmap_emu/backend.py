@@ -1,0 +1,108 @@
+"""The ``emu`` backend object: probe, REGISTER (pipes for now) and the control interface.
+
+Ports live in a namespace chosen by ``$PYNETMAP_EMU_NS`` (default ``default``); processes in the
+same namespace see the same ports, other namespaces are invisible to them.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from netmap_core import abi
+from netmap_core.errors import (InvalidRequestError, NoSuchPortError, NotSupportedError)
+
+from . import kernel
+from .binding import EmuBinding
+from .namespace import namespace
+
+__all__ = ["EmuBackend", "BACKEND", "OPTIONS"]
+
+#: keyword hints register() accepts; they override ``spec.conf`` / ``spec.mem_id``
+OPTIONS = ("extra_bufs", "tx_rings", "rx_rings", "tx_slots", "rx_slots", "host_tx_rings",
+           "host_rx_rings", "mem_id")
+
+
+def _hints(spec, options: dict) -> dict:
+    bad = sorted(set(options) - set(OPTIONS))
+    if bad:
+        raise InvalidRequestError(errno.EINVAL, f"register: unknown option(s) {bad}; allowed: {list(OPTIONS)}")
+    conf = spec.conf
+    h = {k: int(getattr(conf, k, 0) or 0) for k in OPTIONS if hasattr(conf, k)}
+    h["mem_id"] = int(spec.mem_id or 0)
+    h["extra_bufs"] = 0
+    for k, v in options.items():
+        if v is None:
+            continue
+        if not isinstance(v, int) or v < 0 or v > 0xFFFFFFFF:
+            raise InvalidRequestError(errno.EINVAL, f"register: {k}={v!r}; allowed: an integer in 0..2**32-1")
+        h[k] = v
+    if h["mem_id"] > 0xFFFF:
+        raise InvalidRequestError(errno.EINVAL, f"register: mem_id={h['mem_id']}; allowed: 0..65535")
+    return h
+
+
+class EmuBackend:
+    """netmap in POSIX shared memory, with the kernel's side run inside each process's syncs."""
+
+    name = "emu"
+
+    def probe(self) -> tuple[bool, str]:
+        try:
+            import posix_ipc
+        except ImportError as exc:
+            return False, f"posix_ipc is not importable ({exc}); install it (pip install posix_ipc)"
+        if not os.path.isdir("/dev/shm"):
+            return False, "/dev/shm does not exist: POSIX shared memory is unavailable"
+        name = f"/pnm.{os.getuid()}.probe.{os.getpid()}"
+        try:
+            shm = posix_ipc.SharedMemory(name, flags=posix_ipc.O_CREX, mode=0o600, size=4096)
+            shm.close_fd()
+            shm.unlink()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not usable", with the reason
+            return False, f"cannot create a POSIX shm segment in /dev/shm: {exc}"
+        try:
+            namespace().fd  # noqa: B018 - creates and checks the namespace directory
+        except Exception as exc:  # noqa: BLE001
+            return False, f"emulator state directory unusable: {exc}"
+        return True, f"posix_ipc {posix_ipc.VERSION}, /dev/shm writable, namespace {namespace().name!r}"
+
+    def register(self, spec, *, rules: str, **options) -> EmuBinding:
+        """REGISTER ``spec`` (a :class:`netmap_core.PortSpec`) in the current namespace."""
+        if rules not in ("netmap", "strict"):
+            raise InvalidRequestError(errno.EINVAL, f"rules={rules!r}; allowed: 'netmap', 'strict'")
+        h = _hints(spec, options)
+        if getattr(spec, "extmem", None) is not None:
+            raise NotSupportedError(errno.EOPNOTSUPP, f"{spec.text}: @extmem is not emulated")
+        if getattr(spec, "offset", None) is not None:
+            raise NotSupportedError(errno.EOPNOTSUPP, f"{spec.text}: @offset is not emulated")
+        kname = spec.name
+        if not kname or len(kname) >= abi.NETMAP_REQ_IFNAMSIZ:
+            raise InvalidRequestError(errno.EINVAL, f"port name {kname!r}: need 1..63 characters")
+        ns = namespace()
+        pn = kernel.parse_pipe(kname)
+        if pn is None:
+            if kname[:3] == "val":
+                raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: VALE ports are not emulated yet "
+                                        "(pipes on a VALE name, e.g. vale0:a{1, are)")
+            with ns.locked():
+                if kernel.port_exists(ns, kname):
+                    raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: registering a pipe parent itself "
+                                            "is not emulated yet")
+            raise NoSuchPortError(errno.ENXIO, f"{kname}: no such interface in emulator namespace "
+                                  f"{ns.name!r} (the emulator has pipes, no NICs)")
+        with ns.locked():
+            r = kernel.register_pipe(ns, kname, pn, spec.mode, spec.ringid, spec.flags, h, os.getpid())
+        try:
+            return EmuBinding(ns, r, rules)
+        except BaseException:
+            with ns.locked():
+                kernel.unregister(ns, r.bid)
+            ns.release_live(r.bid)
+            raise
+
+    def control(self):
+        raise NotImplementedError("the emulator's control requests (PORT_INFO_GET, VALE_*) are not "
+                                  "implemented yet")
+
+
+BACKEND = EmuBackend()

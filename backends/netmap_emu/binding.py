@@ -1,0 +1,199 @@
+"""One registration on the emulator (what a /dev/netmap file descriptor is in netmap).
+
+Ring ownership is netmap's: the application owns ``[head, tail)`` of each bound ring, the
+emulated kernel the rest, and only ``txsync``/``rxsync``/``poll`` (run in this process under
+the ring pair's fcntl lock) move ``tail``. ``fileno()`` is a private FIFO that a peer's sync
+writes one byte into when this binding is sleeping (or armed) in ``poll``.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+import weakref
+
+from netmap_core import abi
+from netmap_core.backend import RegisterInfo
+from netmap_core.errors import ClosedPortError
+
+from . import allocator as _alloc
+from . import kernel
+from .namespace import Namespace
+from .sync import RingCtl, fence
+
+__all__ = ["EmuBinding", "SLEEP_SLICE"]
+
+POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
+#: longest uninterrupted sleep in poll: a lost wakeup costs at most this much latency
+SLEEP_SLICE = 0.1
+
+
+class _Owner:
+    """What must be undone when the binding goes away (also run at interpreter exit)."""
+
+    def __init__(self, ns: Namespace, bid: int, alloc: _alloc.Allocator, fd: int) -> None:
+        self.ns, self.bid, self.alloc, self.fd = ns, bid, alloc, fd
+        self.pid = os.getpid()
+
+    def __call__(self) -> None:
+        if os.getpid() != self.pid:  # an inherited copy in a forked child: the parent owns it
+            os.close(self.fd)
+            return
+        try:
+            with self.ns.locked():
+                kernel.unregister(self.ns, self.bid)
+        finally:
+            self.ns.release_live(self.bid)
+            os.close(self.fd)
+            kernel._unlink(self.ns.fifo_path(self.bid))
+            self.alloc.refs -= 1
+            if self.alloc.refs <= 0:
+                _alloc.forget(self.alloc)
+
+
+class EmuBinding:
+    """A registered pipe end. ``region`` is the allocator's mapping (a uint8 array shared by all
+    bindings of the mem_id in this process); the netmap_if is at ``info.offset``."""
+
+    def __init__(self, ns: Namespace, r: kernel.Registered, rules: str) -> None:
+        self.info: RegisterInfo = r.info
+        self.rules = rules
+        self.bid = r.bid
+        self._ns = ns
+        a = r.alloc
+        a.refs += 1
+        self.region = a.arr
+        strict = rules == "strict"
+        pfx = r.info.name
+        self._tx = tuple(RingCtl(a, o, f"{pfx}:tx{k}", strict, ns.fd, ns.dir) for o, k in zip(r.tx_objs, r.tx_ids))
+        self._rx = tuple(RingCtl(a, o, f"{pfx}:rx{k}", strict, ns.fd, ns.dir) for o, k in zip(r.rx_objs, r.rx_ids))
+        self._no_tx_poll = bool(r.info.flags & abi.NR_NO_TX_POLL)
+        fd = os.open(ns.fifo_path(r.bid), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fd = fd
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _Owner(ns, r.bid, a, fd))
+
+    # --- syncs -------------------------------------------------------------------------------
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedPortError(f"binding {self.info.name!r} is closed")
+
+    def txsync(self) -> None:
+        """NIOCTXSYNC: every bound TX ring. Never blocks. A rejected head/cur reinitialises the
+        ring and returns normally (rules="netmap", spec B8) or raises (rules="strict")."""
+        self._check()
+        for c in self._tx:
+            c.txsync()
+
+    def rxsync(self) -> None:
+        """NIOCRXSYNC: every bound RX ring (timestamps updated). Never blocks."""
+        self._check()
+        for c in self._rx:
+            c.rxsync()
+
+    # --- poll ----------------------------------------------------------------------------------
+    def _scan(self, want_tx: int, want_rx: int) -> int:
+        """One pass of netmap_poll (spec B13): returns revents."""
+        revents = 0
+        if want_tx or not self._no_tx_poll:
+            for c in self._tx:
+                if not want_tx and not c.pending():
+                    continue
+                if c.txsync():
+                    revents |= POLLERR
+                rw = c.rw
+                if want_tx and rw[6] != rw[7]:
+                    revents |= POLLOUT
+                    want_tx = 0
+        if want_rx:
+            for c in self._rx:
+                if c.rxsync():
+                    revents |= POLLERR
+                rw = c.rw
+                if rw[6] != rw[7]:
+                    revents |= POLLIN
+        return revents
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _arm(self, want_tx: int, want_rx: int, on: bool) -> None:
+        bid = self.bid
+        for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ()):
+            c.arm(bid) if on else c.disarm(bid)
+
+    def poll(self, events: int, timeout: float | None) -> int:
+        """netmap's poll: sync (TX part if POLLOUT was asked or NR_NO_TX_POLL is unset, RX part
+        if POLLIN was asked), report POLLOUT/POLLIN when ``cur != tail`` on a bound ring (POLLERR
+        if a prologue failed), else sleep until a peer's sync or ``timeout`` seconds (None =
+        forever). A call that reports nothing leaves the binding armed: the next peer sync makes
+        ``fileno()`` readable. Costs one sync per bound ring per pass; sleeping costs no CPU."""
+        self._check()
+        want_tx = events & POLLOUT
+        want_rx = events & POLLIN
+        self._drain()
+        revents = self._scan(want_tx, want_rx)
+        if revents:
+            return revents
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            # sleep protocol: publish "about to sleep", fence, re-check, then block
+            self._arm(want_tx, want_rx, True)
+            fence()
+            revents = self._scan(want_tx, want_rx)
+            if revents:
+                self._arm(want_tx, want_rx, False)
+                return revents
+            if deadline is None:
+                wait = SLEEP_SLICE
+            else:
+                wait = min(SLEEP_SLICE, deadline - time.monotonic())
+                if wait <= 0:
+                    return 0  # stays armed, like an fd on netmap's wait queue
+            self._poller.poll(wait * 1000.0)
+            self._drain()
+            revents = self._scan(want_tx, want_rx)
+            if revents:
+                self._arm(want_tx, want_rx, False)
+                return revents
+
+    def fileno(self) -> int:
+        """A FIFO that becomes readable when a peer's sync may have made this binding ready,
+        once a ``poll`` found nothing ready (it arms the binding). Never read it yourself:
+        ``poll`` drains it."""
+        self._check()
+        return self._fd
+
+    # --- beyond netmap ----------------------------------------------------------------------
+    def peer_bound(self) -> bool:
+        """Whether the other end of this pipe is registered by a live process (not a netmap
+        call: netmap has no way to ask). Reclaims bindings of dead processes on the way."""
+        self._check()
+        with self._ns.locked():
+            return kernel.peer_bound(self._ns, self.bid)
+
+    def kring(self, direction: str, i: int = 0):
+        """The kernel-private state of bound ring ``i`` (``"tx"`` or ``"rx"``) as a
+        :class:`netmap_core.rules.KRing` (for tests and debugging)."""
+        return (self._tx if direction == "tx" else self._rx)[i].kring()
+
+    def close(self) -> None:
+        """Unregister (idempotent): free extra buffers and the netmap_if; destroy the pipe when
+        both ends are gone and the allocator when its last user leaves (spec L6)."""
+        if not self._closed:
+            self._closed = True
+            self._tx = self._rx = ()
+            self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<EmuBinding {self.info.name!r} bid={self.bid} mem_id={self.info.mem_id}>"

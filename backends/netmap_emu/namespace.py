@@ -1,0 +1,233 @@
+"""An emulator namespace: its private directory, lock file, registry and shm segment names.
+
+Everything the emulated kernel keeps outside the netmap-visible regions lives here, owned by the
+user (dirs 0700, files and segments 0600), and is guarded by fcntl byte-range locks on one lock
+file, which the OS drops when a holder dies::
+
+    byte 0                       namespace lock (open, close, reclaim, gc)
+    LIVE_BASE + binding id       held by the process owning that binding for its lifetime
+    SYNC_BASE + gen*4096 + obj   per ring pair of allocator incarnation ``gen`` (txsync/rxsync)
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import stat
+import threading
+
+from netmap_core.errors import InvalidRequestError, NetmapOSError
+
+__all__ = [
+    "ENV_NS", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
+    "LIVE_BASE", "SYNC_BASE", "SHM_PREFIX",
+]
+
+ENV_NS = "PYNETMAP_EMU_NS"
+LIVE_BASE = 1 << 20
+SYNC_BASE = 1 << 40
+_NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_REGISTRY = "registry.json"
+_LOCK = "lock"
+
+
+class NamespaceError(NetmapOSError):
+    """EPERM: the emulator's state directory is unsafe (wrong owner, group/world writable,
+    not a directory) or the namespace name is not usable."""
+
+
+def SHM_PREFIX(ns: str) -> str:  # noqa: N802 - a derived constant
+    """Name prefix (without the leading '/') of every POSIX shm segment of namespace ``ns``."""
+    return f"pnm.{os.getuid()}.{ns}."
+
+
+def namespace_name(name: str | None = None) -> str:
+    """The namespace in use: ``name``, else ``$PYNETMAP_EMU_NS``, else ``default`` (validated)."""
+    ns = name if name is not None else os.environ.get(ENV_NS) or "default"
+    if not _NS_RE.match(ns):
+        raise InvalidRequestError(
+            errno.EINVAL, f"{ENV_NS}={ns!r} is not a namespace name; allowed: 1-40 of [A-Za-z0-9_-]")
+    return ns
+
+
+def _check_dir(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(path)
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
+            os.chmod(path, 0o700)
+            st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NamespaceError(errno.EPERM, f"{path}: not a directory (a symlink or file is refused)")
+    if st.st_uid != os.getuid():
+        raise NamespaceError(errno.EPERM, f"{path}: owned by uid {st.st_uid}, not by uid {os.getuid()}")
+    if st.st_mode & 0o022:
+        raise NamespaceError(
+            errno.EPERM, f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is group/world writable; need 0700")
+
+
+def base_dir() -> str:
+    """The per-user directory holding every namespace: the first usable of /dev/shm,
+    ``$XDG_RUNTIME_DIR`` and /tmp, as ``<root>/pynetmap-<uid>``."""
+    for root in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR"), "/tmp"):
+        if root and os.path.isdir(root) and os.access(root, os.W_OK | os.X_OK):
+            return os.path.join(root, f"pynetmap-{os.getuid()}")
+    raise NamespaceError(errno.EPERM, "no writable directory among /dev/shm, $XDG_RUNTIME_DIR, /tmp")
+
+
+class Namespace:
+    """Per-process handle on one namespace. The lock file is opened once per process and never
+    closed while the namespace may hold locks: closing any descriptor of a file drops all of the
+    process's fcntl locks on it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.base = base_dir()
+        self.dir = os.path.join(self.base, name)
+        self.shm_prefix = SHM_PREFIX(name)
+        self._fd = -1
+        self._ino = None
+        self._mutex = threading.RLock()   # fcntl locks do not exclude threads of one process
+        self._depth = 0
+        self.local_bids: set[int] = set()  # bindings opened (and not closed) by this process
+
+    # --- files ---------------------------------------------------------------------------
+    def _ensure(self) -> None:
+        _check_dir(self.base)
+        _check_dir(self.dir)
+        path = os.path.join(self.dir, _LOCK)
+        if self._fd >= 0:
+            try:
+                same = os.stat(path).st_ino == self._ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return
+            if self.local_bids:  # our liveness locks live on the old inode: keep it
+                return
+            os.close(self._fd)
+            self._fd = -1
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            os.close(fd)
+            raise NamespaceError(errno.EPERM, f"{path}: not a private (0600) file of uid {os.getuid()}")
+        self._fd, self._ino = fd, st.st_ino
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            self._ensure()
+        return self._fd
+
+    def path(self, leaf: str) -> str:
+        return os.path.join(self.dir, leaf)
+
+    def fifo_path(self, bid: int) -> str:
+        return self.path(f"wake.{bid}")
+
+    # --- the namespace lock --------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the namespace lock (re-entrant within a process, blocking across processes)."""
+        with self._mutex:
+            if self._depth == 0:
+                self._ensure()
+                fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+
+    # --- registry (only under the lock) ---------------------------------------------------
+    def load(self) -> dict:
+        try:
+            with open(self.path(_REGISTRY), "rb") as f:
+                reg = json.load(f)
+        except FileNotFoundError:
+            reg = {}
+        except ValueError:  # a torn file cannot happen (atomic rename); treat garbage as empty
+            reg = {}
+        reg.setdefault("gen", 0)
+        reg.setdefault("seq", 0)
+        reg.setdefault("next_bid", 1)
+        reg.setdefault("mems", {})
+        reg.setdefault("parents", {})
+        reg.setdefault("bindings", {})
+        reg.setdefault("txn", None)
+        return reg
+
+    def save(self, reg: dict) -> None:
+        """Commit ``reg`` atomically: write a temp file, then rename it over the registry."""
+        tmp = self.path(f".{_REGISTRY}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(reg, f, separators=(",", ":"), sort_keys=True)
+        os.replace(tmp, self.path(_REGISTRY))
+
+    # --- liveness of bindings -------------------------------------------------------------
+    def hold_live(self, bid: int) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, LIVE_BASE + bid)
+        self.local_bids.add(bid)
+
+    def release_live(self, bid: int) -> None:
+        self.local_bids.discard(bid)
+        if self._fd >= 0:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, LIVE_BASE + bid)
+
+    def is_alive(self, bid: int, pid: int) -> bool:
+        """Whether the process that opened binding ``bid`` still holds it. A lock we can take
+        means its owner is gone (the OS released it at death)."""
+        if pid == os.getpid():
+            return bid in self.local_bids
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, LIVE_BASE + bid)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return True
+            raise
+        fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, LIVE_BASE + bid)
+        return False
+
+    # --- ring-pair locks (hot path: callers use fcntl.lockf directly with these offsets) ---
+    @staticmethod
+    def sync_lock_pos(gen: int, obj: int) -> int:
+        return SYNC_BASE + gen * 4096 + obj
+
+    # --- segments ---------------------------------------------------------------------------
+    def shm_name(self, kind: str, mem_id: int, gen: int) -> str:
+        """``/pnm.<uid>.<ns>.<kind><mem_id>.<gen>``: kind ``m`` = netmap region, ``k`` = kernel state."""
+        return f"/{self.shm_prefix}{kind}{mem_id}.{gen}"
+
+    def list_segments(self) -> list[str]:
+        """POSIX shm segments of this namespace (names with the leading '/')."""
+        try:
+            names = os.listdir("/dev/shm")
+        except OSError:
+            return []
+        return sorted("/" + n for n in names if n.startswith(self.shm_prefix))
+
+
+_SPACES: dict[str, Namespace] = {}
+_SPACES_LOCK = threading.Lock()
+
+
+def namespace(name: str | None = None) -> Namespace:
+    """The process-wide handle of namespace ``name`` (default: :func:`namespace_name`)."""
+    ns = namespace_name(name)
+    with _SPACES_LOCK:
+        h = _SPACES.get(ns)
+        if h is None:
+            h = _SPACES[ns] = Namespace(ns)
+        return h

@@ -1,0 +1,305 @@
+"""The emulated kernel side of txsync/rxsync for one bound pipe ring, run in the calling process.
+
+Everything a sync needs is precomputed when the ring is bound (word indexes into the kernel
+state, numpy views of both rings' slots), so a sync costs two fcntl calls, a few dozen word
+accesses and at most two slice copies per direction. Crash safety: slot copies are written
+first and are idempotent, then one aligned 8-byte store publishes (hwcur, peer hwtail) together;
+a process killed at any instruction leaves either the old or the new state, and the next sync
+redoes the copies.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+
+import numpy as np
+
+from netmap_core import abi, rules as _rules
+from netmap_core.rules import KRing
+
+from .allocator import (W_HWCUR, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT, Allocator)
+from .namespace import SYNC_BASE
+
+__all__ = ["RingCtl", "fence", "wake_fds"]
+
+_MOREFRAG = abi.NS_MOREFRAG
+_NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
+_FENCE = threading.Lock()
+
+
+def fence() -> None:
+    """A full memory barrier. Acquiring a lock executes a locked instruction, which x86 never
+    reorders with later loads; without it a store ("I sleep" / "ring published") could be
+    overtaken by the following load of the other side's word and both sides miss the wakeup."""
+    _FENCE.acquire()
+    _FENCE.release()
+
+
+#: per-process cache of write ends of other bindings' wake FIFOs: bid -> fd
+wake_fds: dict[int, int] = {}
+
+
+def _wake(ns_dir: str, bid: int) -> None:
+    fd = wake_fds.get(bid)
+    if fd is None:
+        try:
+            fd = os.open(os.path.join(ns_dir, f"wake.{bid}"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # gone or no reader: its owner closed or died
+            return
+        wake_fds[bid] = fd
+    try:
+        os.write(fd, b"\x01")
+    except BlockingIOError:  # FIFO full: plenty of wake bytes already pending
+        pass
+    except OSError:  # EPIPE: reader gone
+        wake_fds.pop(bid, None)
+        os.close(fd)
+
+
+class RingCtl:
+    """One bound ring of a pipe end: its netmap_ring words, its kring words (which live partly
+    in the peer's block, see :mod:`netmap_emu.allocator`) and both rings' slots."""
+
+    __slots__ = (
+        "name", "alloc", "obj", "peer", "n", "tx", "strict", "rw", "ts64", "ks", "ks64",
+        "i_hwcur", "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "i_peer_hwtail",
+        "peer_wait", "own_wait", "slots", "s64", "p64", "f16", "pf16", "fmv", "lockfd", "lockpos",
+        "mutex", "nbufs", "buf_size", "ns_dir",
+    )
+
+    def __init__(self, alloc: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str) -> None:
+        ks = alloc.ks
+        bw = alloc.block_word
+        peer = ks[bw(obj, W_PEER)] - 1
+        off = alloc.ring_offset(obj)
+        hdr = memoryview(alloc.region)[off: off + abi.NETMAP_RING_SLOTS_OFFSET]
+        n = hdr.cast("I")[2]
+        self.name = name
+        self.alloc = alloc
+        self.obj = obj
+        self.peer = peer
+        self.n = n
+        self.tx = hdr.cast("H")[9] == abi.NR_TX
+        self.strict = strict
+        self.rw = hdr[:40].cast("I")           # head 5, cur 6, tail 7
+        self.ts64 = hdr[40:56].cast("q")       # struct timeval
+        self.ks = ks
+        self.ks64 = alloc.ks64
+        self.i_hwcur = bw(obj, W_HWCUR)
+        self.i_hwtail = bw(peer, W_PEER_HWTAIL)
+        self.i_rhead = bw(obj, W_RHEAD)
+        self.i_rcur = bw(obj, W_RCUR)
+        self.i_rtail = bw(obj, W_RTAIL)
+        self.i_pub = bw(obj, W_HWCUR) // 2      # u64: (own hwcur, peer hwtail)
+        self.i_peer_hwtail = bw(obj, W_PEER_HWTAIL)
+        self.peer_wait = (bw(peer, W_WAIT) // 2, bw(peer, W_WAIT + 2) // 2)
+        self.own_wait = bw(obj, W_WAIT)
+        self.slots = alloc.slots(obj)
+        self.s64 = self.slots.view(np.uint64).reshape(n, 2)
+        self.p64 = alloc.slots(peer).view(np.uint64).reshape(n, 2)
+        self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
+        self.pf16 = alloc.slots(peer).view(np.uint16).reshape(n, 8)[:, 3]
+        soff = off + abi.NETMAP_RING_SLOTS_OFFSET
+        self.fmv = memoryview(alloc.region)[soff: soff + 16 * n].cast("H")  # flags of slot i: 8*i+3
+        tobj = obj if self.tx else peer
+        self.lockfd = lockfd
+        self.lockpos = SYNC_BASE + alloc.gen * 4096 + tobj
+        self.mutex = alloc.mutex(tobj)
+        self.nbufs = alloc.geom.nbufs
+        self.buf_size = alloc.geom.buf_size
+        self.ns_dir = ns_dir
+
+    # --- state as the rules module sees it ---------------------------------------------------
+    def kring(self) -> KRing:
+        ks = self.ks
+        return KRing(self.n, ks[self.i_hwcur], ks[self.i_hwtail], ks[self.i_rhead], ks[self.i_rcur],
+                     ks[self.i_rtail])
+
+    def _fail(self, head: int, cur: int, check, prologue) -> bool:
+        """Slow path of a prologue the fast test did not accept. Returns True when the sync
+        failed (netmap mode: reinit done), False when netmap accepts the values after all."""
+        k = self.kring()
+        if self.strict:
+            v = check(k, head, cur)
+            if v is not None:
+                raise v.error(self.name)
+            return False
+        if prologue(k, head, cur) is None:
+            return False
+        rw = self.rw
+        r = _rules.reinit(k, head, cur, rw[7])
+        ks = self.ks
+        ks[self.i_rhead] = r.kring.rhead
+        ks[self.i_rcur] = r.kring.rcur
+        ks[self.i_rtail] = r.kring.rtail
+        if r.reset:
+            rw[5] = r.head
+            rw[6] = r.cur
+            rw[7] = r.tail
+        _rules.sanitize_slots(self.slots, self.nbufs, self.buf_size)
+        return True
+
+    # --- txsync ----------------------------------------------------------------------------
+    def txsync(self) -> int:
+        """Prologue, pipe txsync, finalize (spec B6, B8, B9, F5). Returns 1 if the prologue
+        failed (netmap mode; the ring was reinitialised and nothing sent), else 0."""
+        with self.mutex:
+            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+            try:
+                moved, err = self._tx()
+            finally:
+                fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
+        if moved:
+            self.wake_peer()
+        return err
+
+    def _tx(self):
+        rw, ks, n = self.rw, self.ks, self.n
+        head = rw[5]
+        cur = rw[6]
+        rh = ks[self.i_rhead]
+        rt = ks[self.i_rtail]
+        if not (head < n and cur < n and rh < n and rt < n
+                and (head - rh) % n <= (rt - rh) % n and (cur - head) % n <= (rt - head) % n):
+            if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
+                return False, 1
+        ks[self.i_rhead] = head
+        ks[self.i_rcur] = cur
+        hwcur = ks[self.i_hwcur]
+        moved = head != hwcur
+        if moved:
+            s64, p64 = self.s64, self.p64
+            if head > hwcur:
+                p64[hwcur:head] = s64[hwcur:head]
+            else:
+                p64[hwcur:] = s64[hwcur:]
+                p64[:head] = s64[:head]
+            last = head - 1 if head else n - 1
+            if self.fmv[8 * last + 3] & _MOREFRAG:
+                nk = self._last_complete(hwcur, head)
+            else:
+                nk = head
+            if nk < 0:
+                nk = ks[self.i_peer_hwtail]
+            self.ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's hwtail at once
+            f = self.f16
+            if head > hwcur:
+                np.bitwise_and(f[hwcur:head], _NOT_CHANGED, out=f[hwcur:head])
+            else:
+                np.bitwise_and(f[hwcur:], _NOT_CHANGED, out=f[hwcur:])
+                np.bitwise_and(f[:head], _NOT_CHANGED, out=f[:head])
+        hwtail = ks[self.i_hwtail]
+        ks[self.i_rtail] = hwtail
+        rw[7] = hwtail
+        return moved, 0
+
+    def _last_complete(self, a: int, b: int) -> int:
+        """Index after the last slot in [a, b) without NS_MOREFRAG, or -1 if every slot has it."""
+        idx = np.arange(a, b) if b > a else np.concatenate((np.arange(a, self.n), np.arange(0, b)))
+        done = np.flatnonzero((self.f16[idx] & _MOREFRAG) == 0)
+        if done.size == 0:
+            return -1
+        k = int(idx[done[-1]]) + 1
+        return 0 if k == self.n else k
+
+    # --- rxsync ----------------------------------------------------------------------------
+    def rxsync(self) -> int:
+        """Prologue, pipe rxsync, finalize, timestamp (spec B7, B8, B16, F5). Returns 1 if the
+        prologue failed (netmap mode: reinit done, the sync still ran), else 0."""
+        with self.mutex:
+            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+            try:
+                moved, err = self._rx()
+            finally:
+                fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
+        if moved:
+            self.wake_peer()
+        return err
+
+    def _rx(self):
+        rw, ks, n = self.rw, self.ks, self.n
+        head = rw[5]
+        cur = rw[6]
+        hwcur = ks[self.i_hwcur]
+        hwtail = ks[self.i_hwtail]
+        err = 0
+        if (head < n and cur < n and hwcur < n and hwtail < n
+                and (head - hwcur) % n <= (hwtail - hwcur) % n and (cur - head) % n <= (hwtail - head) % n):
+            ks[self.i_rhead] = head
+            ks[self.i_rcur] = cur
+        else:
+            if not self.strict:  # netmap adopts head/cur before checking them (spec B7)
+                ks[self.i_rhead] = head
+                ks[self.i_rcur] = cur
+            if self._fail(head, cur, _rules.strict_rx_check, _rules.rxsync_prologue):
+                err = 1
+            else:
+                ks[self.i_rhead] = head
+                ks[self.i_rcur] = cur
+        rhead = ks[self.i_rhead]
+        moved = rhead != hwcur and rhead < n
+        if moved:
+            s64, p64, f = self.s64, self.p64, self.f16
+            spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
+            for a, b in spans:
+                changed = (f[a:b] & abi.NS_BUF_CHANGED).nonzero()[0]
+                if changed.size:
+                    p64[a + changed] = s64[a + changed]   # hand swapped-in buffers to the sender
+            self.ks64[self.i_pub] = rhead | ((rhead - 1 if rhead else n - 1) << 32)
+            for a, b in spans:
+                np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
+        hwtail = ks[self.i_hwtail]
+        ks[self.i_rtail] = hwtail
+        rw[7] = hwtail
+        t = time.time_ns() // 1000
+        ts = self.ts64
+        ts[0], ts[1] = divmod(t, 1_000_000)
+        return moved, err
+
+    # --- poll support --------------------------------------------------------------------------
+    def wake_peer(self) -> None:
+        """After publishing: wake bindings sleeping in poll on the peer ring (if any)."""
+        fence()  # order our published indexes before reading the sleepers' words
+        ks64 = self.ks64
+        for i in self.peer_wait:
+            if ks64[i]:
+                self._wake_word(2 * i)
+                self._wake_word(2 * i + 1)
+
+    def _wake_word(self, w: int) -> None:
+        bid = self.ks[w]
+        if bid:
+            self.ks[w] = 0
+            _wake(self.ns_dir, bid)
+
+    def arm(self, bid: int) -> None:
+        """Publish "binding ``bid`` is about to sleep on this ring" (the caller then fences and
+        re-checks the ring before blocking)."""
+        ks, w = self.ks, self.own_wait
+        free = -1
+        for i in range(w, w + 4):
+            v = ks[i]
+            if v == bid:
+                return
+            if v == 0 and free < 0:
+                free = i
+        if free >= 0:
+            ks[free] = bid
+        # all four taken: this sleeper relies on its bounded sleep slices
+
+    def disarm(self, bid: int) -> None:
+        ks, w = self.ks, self.own_wait
+        for i in range(w, w + 4):
+            if ks[i] == bid:
+                ks[i] = 0
+
+    def pending(self) -> bool:
+        """TX: filled slots not yet handed over (``head != hwcur``)."""
+        return self.rw[5] != self.ks[self.i_hwcur]
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
