@@ -30,16 +30,6 @@ def _ename(code: int | None) -> str:
     return _errno.errorcode.get(code, str(code)) if code is not None else "?"
 
 
-def _share_name(text: str) -> str:
-    """The kernel name of an ``@share=PORT`` value (``netmap:`` stripped, suffixes cut)."""
-    from netmap_core.portspec import parse_portspec
-
-    try:
-        return parse_portspec(text).name
-    except NotImplementedError:
-        return text.removeprefix("netmap:")
-
-
 class NetmapBackend:
     """/dev/netmap as a netmap_core Backend. ``path`` and ``ops`` exist for tests."""
 
@@ -90,7 +80,7 @@ class NetmapBackend:
         """``spec.mem_id``, or the allocator of the ``@share`` port (PORT_INFO_GET)."""
         if spec.share is None:
             return spec.mem_id
-        req = requests.port_info_get(_share_name(spec.share))
+        req = requests.port_info_get(spec.share_name)
         dev.ctrl(req)
         mem_id = requests.decode_port_info(req).mem_id
         if spec.mem_id and spec.mem_id != mem_id:

@@ -202,7 +202,7 @@ def offsets_option(offset) -> np.ndarray:
     opt = option(abi.NETMAP_REQ_OPT_OFFSETS, abi.nmreq_opt_offsets)
     what = "NETMAP_REQ_OPT_OFFSETS"
     _put(opt, "nro_initial_offset", offset.initial, what)
-    _put(opt, "nro_max_offset", offset.initial, what)
+    _put(opt, "nro_max_offset", offset.max_offset, what)
     _put(opt, "nro_offset_bits", offset.bits, what)
     return opt
 
