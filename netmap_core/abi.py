@@ -215,34 +215,41 @@ NETMAP_REQ_OPT_MAX = 6
 NM_OPT_SYNC_KLOOP_DIRECT_TX = 1
 NM_OPT_SYNC_KLOOP_DIRECT_RX = 2
 
-#: bytes of nr_body copied in and out per request type (0: nr_body must be NULL), spec C3
-NMREQ_BODY_SIZE = MappingProxyType({
-    NETMAP_REQ_REGISTER: nmreq_register.itemsize,
-    NETMAP_REQ_PORT_INFO_GET: nmreq_port_info_get.itemsize,
-    NETMAP_REQ_VALE_ATTACH: nmreq_vale_attach.itemsize,
-    NETMAP_REQ_VALE_DETACH: nmreq_vale_detach.itemsize,
-    NETMAP_REQ_VALE_LIST: nmreq_vale_list.itemsize,
-    NETMAP_REQ_PORT_HDR_SET: nmreq_port_hdr.itemsize,
-    NETMAP_REQ_PORT_HDR_GET: nmreq_port_hdr.itemsize,
-    NETMAP_REQ_VALE_NEWIF: nmreq_vale_newif.itemsize,
-    NETMAP_REQ_VALE_DELIF: 0,
-    NETMAP_REQ_VALE_POLLING_ENABLE: nmreq_vale_polling.itemsize,
-    NETMAP_REQ_VALE_POLLING_DISABLE: nmreq_vale_polling.itemsize,
-    NETMAP_REQ_POOLS_INFO_GET: nmreq_pools_info.itemsize,
-    NETMAP_REQ_SYNC_KLOOP_START: nmreq_sync_kloop_start.itemsize,
-    NETMAP_REQ_SYNC_KLOOP_STOP: 0,
-    NETMAP_REQ_CSB_ENABLE: 0,
+#: the body struct of each request type (None: nr_body must be NULL), spec C3
+NMREQ_BODY_DTYPE = MappingProxyType({
+    NETMAP_REQ_REGISTER: nmreq_register,
+    NETMAP_REQ_PORT_INFO_GET: nmreq_port_info_get,
+    NETMAP_REQ_VALE_ATTACH: nmreq_vale_attach,
+    NETMAP_REQ_VALE_DETACH: nmreq_vale_detach,
+    NETMAP_REQ_VALE_LIST: nmreq_vale_list,
+    NETMAP_REQ_PORT_HDR_SET: nmreq_port_hdr,
+    NETMAP_REQ_PORT_HDR_GET: nmreq_port_hdr,
+    NETMAP_REQ_VALE_NEWIF: nmreq_vale_newif,
+    NETMAP_REQ_VALE_DELIF: None,
+    NETMAP_REQ_VALE_POLLING_ENABLE: nmreq_vale_polling,
+    NETMAP_REQ_VALE_POLLING_DISABLE: nmreq_vale_polling,
+    NETMAP_REQ_POOLS_INFO_GET: nmreq_pools_info,
+    NETMAP_REQ_SYNC_KLOOP_START: nmreq_sync_kloop_start,
+    NETMAP_REQ_SYNC_KLOOP_STOP: None,
+    NETMAP_REQ_CSB_ENABLE: None,
 })
 
-#: bytes copied per option type, the 24-byte option header included; SYNC_KLOOP_EVENTFDS is
-#: variable (this header plus 8 bytes per ring, given in nro_size); unknown types: header only
-NMREQ_OPT_SIZE = MappingProxyType({
-    NETMAP_REQ_OPT_EXTMEM: nmreq_opt_extmem.itemsize,
-    NETMAP_REQ_OPT_SYNC_KLOOP_EVENTFDS: nmreq_opt_sync_kloop_eventfds.itemsize,
-    NETMAP_REQ_OPT_CSB: nmreq_opt_csb.itemsize,
-    NETMAP_REQ_OPT_SYNC_KLOOP_MODE: nmreq_opt_sync_kloop_mode.itemsize,
-    NETMAP_REQ_OPT_OFFSETS: nmreq_opt_offsets.itemsize,
+#: bytes of nr_body the kernel copies in and out per request type (0: nr_body must be NULL)
+NMREQ_BODY_SIZE = MappingProxyType({t: 0 if d is None else d.itemsize
+                                    for t, d in NMREQ_BODY_DTYPE.items()})
+
+#: the struct of each option type; SYNC_KLOOP_EVENTFDS is this header plus one
+#: ``sync_kloop_eventfd`` per ring (its nro_size says how many); unknown types: header only
+NMREQ_OPT_DTYPE = MappingProxyType({
+    NETMAP_REQ_OPT_EXTMEM: nmreq_opt_extmem,
+    NETMAP_REQ_OPT_SYNC_KLOOP_EVENTFDS: nmreq_opt_sync_kloop_eventfds,
+    NETMAP_REQ_OPT_CSB: nmreq_opt_csb,
+    NETMAP_REQ_OPT_SYNC_KLOOP_MODE: nmreq_opt_sync_kloop_mode,
+    NETMAP_REQ_OPT_OFFSETS: nmreq_opt_offsets,
 })
+
+#: bytes the kernel copies per option type, the 24-byte option header included (spec C4)
+NMREQ_OPT_SIZE = MappingProxyType({t: d.itemsize for t, d in NMREQ_OPT_DTYPE.items()})
 
 # register modes (nmreq_register.nr_mode)
 NR_REG_DEFAULT = 0

@@ -39,16 +39,16 @@ class Seen:
         self.name = bytes(self.header["nr_name"]).decode()
         self.body_addr = int(self.header["nr_body"])
         size = abi.NMREQ_BODY_SIZE.get(self.reqtype, 0)
-        dtype = rq._BODY_DTYPES.get(self.reqtype)
+        dtype = abi.NMREQ_BODY_DTYPE.get(self.reqtype)
         self.body = (np.frombuffer(ctypes.string_at(self.body_addr, size), dtype)[0].copy()
                      if self.body_addr and dtype is not None else None)
         self.options: list[tuple[int, np.void]] = []
         nxt = int(self.header["nr_options"])
         while nxt:
             head = np.frombuffer(ctypes.string_at(nxt, 24), abi.nmreq_option)[0]
-            size = abi.NMREQ_OPT_SIZE.get(int(head["nro_reqtype"]), 24)
-            dtype = {96: abi.nmreq_opt_extmem, 56: abi.nmreq_opt_offsets}.get(size, abi.nmreq_option)
-            self.options.append((nxt, np.frombuffer(ctypes.string_at(nxt, size), dtype)[0].copy()))
+            dtype = abi.NMREQ_OPT_DTYPE.get(int(head["nro_reqtype"]), abi.nmreq_option)
+            raw = ctypes.string_at(nxt, dtype.itemsize)
+            self.options.append((nxt, np.frombuffer(raw, dtype)[0].copy()))
             nxt = int(head["nro_next"])
 
     def reply(self, **values) -> None:

@@ -30,21 +30,6 @@ REQ_NAMES = {getattr(abi, n): n for n in dir(abi) if n.startswith("NETMAP_REQ_")
 OPT_NAMES = {getattr(abi, n): n for n in dir(abi) if n.startswith("NETMAP_REQ_OPT_")
              and n != "NETMAP_REQ_OPT_MAX"}
 
-_BODY_DTYPES = {
-    abi.NETMAP_REQ_REGISTER: abi.nmreq_register,
-    abi.NETMAP_REQ_PORT_INFO_GET: abi.nmreq_port_info_get,
-    abi.NETMAP_REQ_VALE_ATTACH: abi.nmreq_vale_attach,
-    abi.NETMAP_REQ_VALE_DETACH: abi.nmreq_vale_detach,
-    abi.NETMAP_REQ_VALE_LIST: abi.nmreq_vale_list,
-    abi.NETMAP_REQ_PORT_HDR_SET: abi.nmreq_port_hdr,
-    abi.NETMAP_REQ_PORT_HDR_GET: abi.nmreq_port_hdr,
-    abi.NETMAP_REQ_VALE_NEWIF: abi.nmreq_vale_newif,
-    abi.NETMAP_REQ_VALE_POLLING_ENABLE: abi.nmreq_vale_polling,
-    abi.NETMAP_REQ_VALE_POLLING_DISABLE: abi.nmreq_vale_polling,
-    abi.NETMAP_REQ_POOLS_INFO_GET: abi.nmreq_pools_info,
-    abi.NETMAP_REQ_SYNC_KLOOP_START: abi.nmreq_sync_kloop_start,
-}
-
 
 def _struct(dtype: np.dtype) -> np.ndarray:
     """One zeroed C struct in its own buffer (a 1-element array: stable address, writable)."""
@@ -131,8 +116,10 @@ def _encode_name(name: str, what: str) -> bytes:
 
 # --- building ---------------------------------------------------------------------------------
 
-def option(reqtype: int, dtype: np.dtype = abi.nmreq_option) -> np.ndarray:
-    """A zeroed option of ``dtype`` whose header says ``reqtype`` and its own size."""
+def option(reqtype: int) -> np.ndarray:
+    """A zeroed option of ``reqtype``'s struct (a bare header for unknown types) whose header
+    says its type and its own size."""
+    dtype = abi.NMREQ_OPT_DTYPE.get(reqtype, abi.nmreq_option)
     opt = _struct(dtype)
     hdr = _opt_header(opt)
     hdr["nro_reqtype"] = reqtype
@@ -179,7 +166,7 @@ def build(reqtype: int, name: str = "", body: np.ndarray | None = None,
 def extmem_option(usrptr: int, length: int, pools=None) -> np.ndarray:
     """EXTMEM: the ``length`` bytes at ``usrptr`` become the allocator; ``pools`` (an
     ``ExtMem``) gives if/ring/buf counts and sizes, 0 = the kernel's priv_* default."""
-    opt = option(abi.NETMAP_REQ_OPT_EXTMEM, abi.nmreq_opt_extmem)
+    opt = option(abi.NETMAP_REQ_OPT_EXTMEM)
     what = "NETMAP_REQ_OPT_EXTMEM"
     _put(opt, "nro_usrptr", usrptr, what)
     info = opt["nro_info"]
@@ -199,7 +186,7 @@ def extmem_option(usrptr: int, length: int, pools=None) -> np.ndarray:
 
 def offsets_option(offset) -> np.ndarray:
     """OFFSETS from an ``Offset``: initial = max offset (as libnetmap's ``@offset`` does)."""
-    opt = option(abi.NETMAP_REQ_OPT_OFFSETS, abi.nmreq_opt_offsets)
+    opt = option(abi.NETMAP_REQ_OPT_OFFSETS)
     what = "NETMAP_REQ_OPT_OFFSETS"
     _put(opt, "nro_initial_offset", offset.initial, what)
     _put(opt, "nro_max_offset", offset.max_offset, what)
