@@ -38,25 +38,29 @@ def fence() -> None:
     _FENCE.release()
 
 
-#: per-process cache of write ends of other bindings' wake FIFOs: bid -> fd
-wake_fds: dict[int, int] = {}
+#: per-process cache of write ends of other bindings' wake FIFOs: path -> fd
+wake_fds: dict[str, int] = {}
 
 
 def _wake(ns_dir: str, bid: int) -> None:
-    fd = wake_fds.get(bid)
-    if fd is None:
+    """Write one wake byte into binding ``bid``'s FIFO (never blocks)."""
+    path = f"{ns_dir}/wake.{bid}"
+    for _ in range(2):  # a cached fd may point to an older FIFO of that name: reopen once
+        fd = wake_fds.get(path)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:  # gone, or no reader: its owner closed or died
+                return
+            wake_fds[path] = fd
         try:
-            fd = os.open(os.path.join(ns_dir, f"wake.{bid}"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:  # gone or no reader: its owner closed or died
+            os.write(fd, b"\x01")
             return
-        wake_fds[bid] = fd
-    try:
-        os.write(fd, b"\x01")
-    except BlockingIOError:  # FIFO full: plenty of wake bytes already pending
-        pass
-    except OSError:  # EPIPE: reader gone
-        wake_fds.pop(bid, None)
-        os.close(fd)
+        except BlockingIOError:  # FIFO full: plenty of wake bytes already pending
+            return
+        except OSError:  # EPIPE: that reader is gone
+            del wake_fds[path]
+            os.close(fd)
 
 
 class RingCtl:

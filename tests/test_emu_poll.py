@@ -1,0 +1,200 @@
+"""poll/fileno on the emulator: readiness (spec B13, B16), cross-process wakeups, idle CPU."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import multiprocessing as mp
+import select
+import threading
+import time
+
+import pytest
+
+from netmap_core import POLLERR, POLLIN, POLLOUT, Port, abi
+from netmap_emu import BACKEND
+from netmap_emu.testing import isolated_namespace, open_emu, spec_of
+
+CTX = mp.get_context("fork")
+
+
+@pytest.fixture(autouse=True)
+def ns():
+    with isolated_namespace() as name:
+        yield name
+
+
+def open_with_flags(text, flags):
+    spec = dataclasses.replace(spec_of(text), flags=flags)
+    return Port(BACKEND.register(spec, rules="strict"), spec)
+
+
+def pending_at(s):
+    s.rxsync()
+    return s.rx_rings[0].space()
+
+
+def test_fresh_tx_ring_reports_pollout_and_cur_eq_tail_does_not():
+    with open_emu("netmap:a{1@conf:slots=8") as m:
+        assert m.poll(POLLOUT, 0) == POLLOUT
+        tx = m.tx_rings[0]
+        tx.cur = tx.tail                     # head 0, cur = tail = n-1: wait for more room
+        t0 = time.monotonic()
+        assert m.poll(POLLOUT, 0.2) == 0
+        assert time.monotonic() - t0 >= 0.19
+
+
+@pytest.mark.parametrize("events", [POLLIN, 0])
+def test_poll_flushes_tx_unless_no_tx_poll(events):
+    with open_emu("netmap:b{1@conf:slots=8") as m, open_emu("netmap:b}1") as s:
+        m.tx_rings[0].advance(2)
+        assert m.poll(events, 0) == 0
+        assert pending_at(s) == 2
+        with open_with_flags("netmap:b{1", abi.NR_NO_TX_POLL) as n:
+            assert n.info.flags == abi.NR_NO_TX_POLL
+            n.tx_rings[0].advance(2)           # the same ring: head 4, hwcur 2
+            n.poll(events, 0)
+            assert pending_at(s) == 2
+            assert n.poll(POLLOUT, 0) == POLLOUT
+            assert pending_at(s) == 4
+
+
+def test_rx_readiness_follows_cur_and_tail():
+    with open_emu("netmap:c{1@conf:slots=8") as m, open_emu("netmap:c}1") as s:
+        assert s.poll(POLLIN, 0) == 0
+        m.tx_rings[0].advance(3)
+        m.txsync()
+        assert s.poll(POLLIN, 0) == POLLIN
+        rx = s.rx_rings[0]
+        assert rx.ts > 0                       # set by poll's rxsync (B16)
+        assert m.tx_rings[0].ts == 0
+        rx.cur = rx.tail                       # keep the 3 slots, wake only for newer data
+        assert s.poll(POLLIN, 0) == 0
+        m.tx_rings[0].advance(1)
+        m.txsync()
+        assert s.poll(POLLIN, 0) == POLLIN
+
+
+def test_pollout_alone_does_not_release_rx_slots():
+    with open_emu("netmap:d{1@conf:slots=8") as m, open_emu("netmap:d}1") as s:
+        m.tx_rings[0].advance(7)
+        m.txsync()
+        s.rxsync()
+        s.rx_rings[0].advance(7)
+        assert s.poll(POLLOUT, 0) == POLLOUT   # the slave's own TX ring is free
+        m.txsync()
+        assert m.tx_rings[0].space() == 0      # RX part did not run: nothing released
+        s.poll(POLLIN, 0)
+        m.txsync()
+        assert m.tx_rings[0].space() == 7
+
+
+def test_pollerr_with_readiness_on_failed_prologue():
+    with open_emu("netmap:e{1@conf:slots=8", rules="netmap") as m:
+        m.tx_rings[0]._words[5] = 100
+        assert m.poll(POLLOUT, 0) == POLLOUT | POLLERR
+
+
+def test_fileno_is_armed_by_a_poll_that_found_nothing():
+    with open_emu("netmap:f{1@conf:slots=8") as m, open_emu("netmap:f}1") as s:
+        fd = s.fileno()
+        assert s.poll(POLLIN, 0) == 0
+        assert select.select([fd], [], [], 0)[0] == []
+        m.tx_rings[0].advance(1)
+        m.txsync()
+        assert select.select([fd], [], [], 1.0)[0] == [fd]
+        assert s.poll(POLLIN, 0) == POLLIN
+        assert select.select([fd], [], [], 0)[0] == []   # poll drained it
+
+
+def test_sender_makes_no_wake_write_while_receiver_is_not_sleeping():
+    with open_emu("netmap:g{1@conf:slots=8") as m, open_emu("netmap:g}1") as s:
+        fd = s.fileno()
+        m.tx_rings[0].advance(1)
+        m.txsync()                              # nobody armed: no byte written
+        assert select.select([fd], [], [], 0.05)[0] == []
+
+
+def test_asyncio_wait_with_a_sender_thread():
+    async def main(s):
+        t0 = time.monotonic()
+        revents = await s.wait(POLLIN)
+        return revents, time.monotonic() - t0
+
+    with open_emu("netmap:h{1@conf:slots=8") as m, open_emu("netmap:h}1") as s:
+        def send():
+            time.sleep(0.1)
+            m.tx_rings[0].advance(1)
+            m.txsync()
+
+        th = threading.Thread(target=send)
+        th.start()
+        revents, dt = asyncio.run(asyncio.wait_for(main(s), 5))
+        th.join()
+        assert revents == POLLIN
+        assert 0.09 <= dt < 1.0
+
+
+# --- across processes ----------------------------------------------------------------------------
+
+def _receiver(q, events, timeout):
+    with open_emu("netmap:x}1") as s:
+        q.put("ready")
+        r0 = time.process_time()
+        revents = s.poll(events, timeout)
+        q.put((revents, time.time(), time.process_time() - r0))
+
+
+def test_blocking_poll_woken_by_a_peer_process():
+    with open_emu("netmap:x{1@conf:slots=8") as m:
+        q = CTX.Queue()
+        p = CTX.Process(target=_receiver, args=(q, POLLIN, 10.0))
+        p.start()
+        assert q.get(timeout=10) == "ready"
+        time.sleep(0.3)                         # let it go to sleep
+        sent = time.time()
+        m.tx_rings[0].advance(1)
+        m.txsync()
+        revents, woke, _ = q.get(timeout=10)
+        p.join(10)
+        assert revents == POLLIN
+        assert woke - sent < 0.05               # woken by the wake byte, not the 100 ms slice
+
+
+def test_idle_receiver_uses_no_cpu():
+    with open_emu("netmap:x{1@conf:slots=8"):
+        q = CTX.Queue()
+        p = CTX.Process(target=_receiver, args=(q, POLLIN, 0.6))
+        p.start()
+        assert q.get(timeout=10) == "ready"
+        revents, _, cpu = q.get(timeout=10)
+        p.join(10)
+        assert revents == 0
+        assert cpu < 0.05, f"receiver burnt {cpu:.3f} s of CPU in 0.6 s of idle poll"
+
+
+def _drainer(q):
+    with open_emu("netmap:y}1") as s:
+        q.put("ready")
+        time.sleep(0.3)
+        s.rxsync()
+        s.rx_rings[0].advance(s.rx_rings[0].space())
+        q.put(time.time())
+        s.rxsync()
+        time.sleep(0.5)
+
+
+def test_pollout_on_full_master_woken_by_release_in_another_process():
+    with open_emu("netmap:y{1@conf:slots=8") as m:
+        tx = m.tx_rings[0]
+        tx.advance(7)
+        m.txsync()
+        q = CTX.Queue()
+        p = CTX.Process(target=_drainer, args=(q,))
+        p.start()
+        assert q.get(timeout=10) == "ready"
+        assert m.poll(POLLOUT, 5.0) == POLLOUT
+        woke = time.time()
+        released = q.get(timeout=10)
+        p.join(10)
+        assert woke - released < 0.05
+        assert tx.space() == 7
