@@ -19,6 +19,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also run tests marked slow (long stress and 10-million-packet runs)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # code under test that opens ports without naming a backend gets the chosen one too
+    os.environ["PYNETMAP_BACKEND"] = config.getoption("--backend")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--run-slow"):
         return
