@@ -177,49 +177,78 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
     nslots = int(src.flags.shape[0])
     if nslots == 0:
         return st
-    sbufs = src.buffers
-    nb, bsize = sbufs.shape
+    nb, bsize = src.buffers.shape
     flags = np.asarray(src.flags, dtype=np.uint16)
     bidx = np.asarray(src.buf_idx, dtype=np.int64)
     bidx = np.where((bidx >= nb) | (bidx < 0), 0, bidx)
     flen = np.asarray(src.len, dtype=np.int64).copy()
-    flen[flen > bsize] = 0
     indirect = (flags & abi.NS_INDIRECT) != 0
+    flen[(flen > bsize) & ~indirect] = 0
+    pool = _Pool(src.buffers, bidx)
     if indirect.any():
-        sbufs, bidx, flen = _load_indirect(sbufs, bidx, flen, indirect, src.ptr, read_indirect)
+        pool.load_indirect(flen, indirect, src.ptr, read_indirect)
     starts, nfr = packetize(flags)
     st.slots += nslots
     st.packets += int(starts.shape[0])
     hdr = int(src.hdr_len)
     for a, b in _batches(nfr, batch_slots):
         st.batches += 1
-        _forward_batch(st, src, sbufs, bidx, flen, starts[a:b], nfr[a:b], hdr, lookup, dests,
+        _forward_batch(st, src, pool, flen, starts[a:b], nfr[a:b], hdr, lookup, dests,
                        dup_broadcast)
     return st
 
 
-def _load_indirect(sbufs, bidx, flen, indirect, ptr, read_indirect):
-    """Copy NS_INDIRECT payloads into a scratch pool appended after the real one."""
-    rows = np.flatnonzero(indirect)
-    scratch = np.zeros((rows.size, max(sbufs.shape[1], 1)), dtype=np.uint8)
-    flen = flen.copy()
-    for j, i in enumerate(rows):
-        data = None
-        if read_indirect is not None and ptr is not None:
-            n = int(np.asarray(flen)[i])
-            data = read_indirect(int(ptr[i]), n)
-        if data is None or len(data) > scratch.shape[1]:
-            flen[i] = 0
-            continue
-        scratch[j, :len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
-        flen[i] = len(data)
-    pool = np.concatenate([sbufs, scratch])
-    bidx = bidx.copy()
-    bidx[rows] = sbufs.shape[0] + np.arange(rows.size)
-    return pool, bidx, flen
+class _Pool:
+    """Where each source slot's bytes are: row ``idx[i]`` of the sender's buffer pool, or row
+    ``srow[i]`` of a scratch pool holding ``NS_INDIRECT`` payloads (``srow[i] >= 0``)."""
+
+    def __init__(self, buffers: np.ndarray, idx: np.ndarray) -> None:
+        self.main = buffers
+        self.idx = idx
+        self.scratch: Optional[np.ndarray] = None
+        self.srow: Optional[np.ndarray] = None
+
+    def load_indirect(self, flen, indirect, ptr, read_indirect) -> None:
+        """Copy NS_INDIRECT payloads (at most one buffer each) into the scratch pool; an
+        unreadable or longer payload becomes an empty fragment."""
+        rows = np.flatnonzero(indirect)
+        width = self.main.shape[1]
+        self.scratch = np.zeros((rows.size, width), dtype=np.uint8)
+        self.srow = np.full(self.idx.shape, -1, dtype=np.int64)
+        self.srow[rows] = np.arange(rows.size)
+        for j, i in enumerate(rows.tolist()):
+            data = None
+            if read_indirect is not None and ptr is not None:
+                data = read_indirect(int(ptr[i]), int(min(flen[i], 65535)))
+            if data is None or len(data) > width:
+                flen[i] = 0
+                continue
+            self.scratch[j, :len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+            flen[i] = len(data)
+
+    def gather(self, slots: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Bytes [start, stop) of the given source slots as a (k, stop - start) array."""
+        if self.srow is None:
+            return self.main[self.idx[slots], start:stop]
+        out = np.empty((slots.size, stop - start), dtype=np.uint8)
+        sr = self.srow[slots]
+        m = sr >= 0
+        out[~m] = self.main[self.idx[slots[~m]], start:stop]
+        out[m] = self.scratch[sr[m], start:stop]
+        return out
+
+    def copy_to(self, dst_bufs: np.ndarray, dbuf: np.ndarray, slots: np.ndarray, lens: np.ndarray) -> None:
+        """dst_bufs[dbuf[i], :lens[i]] = bytes of source slot slots[i] (few numpy copies)."""
+        if self.srow is None:
+            _copy_rows(dst_bufs, dbuf, self.main, self.idx[slots], lens)
+            return
+        sr = self.srow[slots]
+        m = sr >= 0
+        _copy_rows(dst_bufs, dbuf[~m], self.main, self.idx[slots[~m]], lens[~m])
+        _copy_rows(dst_bufs, dbuf[m], self.scratch, sr[m], lens[m])
 
 
-def _lookup_batch(src, sbufs, bidx, flen, starts, nfr, hdr) -> LookupBatch:
+def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
     """The packets' MACs and first bytes; the Ethernet header follows the vnet header, or
     starts the next fragment when the first one holds only the vnet header (as netmap)."""
     eth = starts.copy()
@@ -231,11 +260,11 @@ def _lookup_batch(src, sbufs, bidx, flen, starts, nfr, hdr) -> LookupBatch:
     head_len = np.clip(flen[eth] - off, 0, HEAD_BYTES)
     k = starts.shape[0]
     head = np.zeros((k, HEAD_BYTES), dtype=np.uint8)
-    rows = bidx[eth]
+    bsize = pool.main.shape[1]
     for o in (np.unique(off).tolist() if hdr else [0]):  # the vnet header's offset and/or 0
-        width = max(0, min(HEAD_BYTES, sbufs.shape[1] - o))
-        sel = (off == o) if hdr else slice(None)
-        head[sel, :width] = sbufs[rows[sel], o:o + width]
+        width = max(0, min(HEAD_BYTES, bsize - o))
+        sel = np.flatnonzero(off == o) if hdr else np.arange(k)
+        head[sel, :width] = pool.gather(eth[sel], o, o + width)
     short = head_len < HEAD_BYTES
     if short.any():
         head[short] *= np.arange(HEAD_BYTES)[None, :] < head_len[short][:, None]
@@ -251,10 +280,10 @@ def _lookup_batch(src, sbufs, bidx, flen, starts, nfr, hdr) -> LookupBatch:
                        src_port=int(src.port), src_ring=int(src.ring))
 
 
-def _forward_batch(st, src, sbufs, bidx, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
+def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
     k = starts.shape[0]
     too_long = nfr > abi.NETMAP_MAX_FRAGS
-    lb = _lookup_batch(src, sbufs, bidx, flen, starts, nfr, hdr)
+    lb = _lookup_batch(src, pool, flen, starts, nfr, hdr)
     res = lookup(lb)
     if isinstance(res, tuple):
         ports, rings = res
@@ -312,14 +341,14 @@ def _forward_batch(st, src, sbufs, bidx, flen, starts, nfr, hdr, lookup, dests, 
         if target is None:
             st.dropped[port] += pkts.size
             continue
-        kept = _deliver(target, sbufs, bidx, flen, starts[pkts], nfr[pkts])
+        kept = _deliver(target, pool, flen, starts[pkts], nfr[pkts])
         st.delivered[port] += kept
         st.dropped[port] += pkts.size - kept
         if kept:
             st.touched.add((port, ring))
 
 
-def _deliver(target: RxTarget, sbufs, bidx, flen, pstarts, pnfr) -> int:
+def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr) -> int:
     """Copy the packets that fit into ``target`` (a prefix, in order); returns how many."""
     first, space = target.lease()
     filled = 0
@@ -339,7 +368,7 @@ def _deliver(target: RxTarget, sbufs, bidx, flen, pstarts, pnfr) -> int:
         dbuf[(dbuf >= dbufs.shape[0]) | (dbuf < 0)] = 0
         lens = flen[sidx]
         lens = np.where(lens > dbufs.shape[1], 0, lens)
-        _copy_rows(dbufs, dbuf, sbufs, bidx[sidx], lens)
+        pool.copy_to(dbufs, dbuf, sidx, lens)
         slots["len"][dslot] = lens
         slots["flags"][dslot] = (rep_nf << abi.NS_PORT_SHIFT) | np.where(last, 0, _MF)
         filled = total
