@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=None, help="runs per row (default 5; quick 3)")
     p.add_argument("--duration", type=float, default=None,
                    help="target seconds per run (default 1.0; quick 0.12)")
-    p.add_argument("--slots", type=int, default=1024, help="pynetmap pipe ring slots (default 1024)")
+    p.add_argument("--slots", type=int, default=4096, help="pynetmap pipe ring slots (default 4096)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="pynetmap batch senders: most slots per txsync (default 0: all free slots)")
     p.add_argument("--rounds", type=int, default=None,
                    help="ping-pong round trips per run (default 2000; quick 300)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the processes to CPUs")
@@ -70,10 +72,11 @@ def _config(a: argparse.Namespace) -> Config:
     repeat = a.repeat if a.repeat is not None else q.get("repeat", 5)
     duration = a.duration if a.duration is not None else q.get("duration", 1.0)
     rounds = a.rounds if a.rounds is not None else q.get("rounds", 2000)
-    if repeat < 1 or duration <= 0 or rounds < 1 or not 2 <= a.slots <= 4096:
-        raise SystemExit("bench: --repeat >= 1, --duration > 0, --rounds >= 1, --slots in 2..4096")
+    if repeat < 1 or duration <= 0 or rounds < 1 or not 2 <= a.slots <= 4096 or a.batch < 0:
+        raise SystemExit("bench: --repeat >= 1, --duration > 0, --rounds >= 1, --slots in 2..4096, "
+                         "--batch >= 0")
     return Config(sizes=a.sizes or (60, 1514), works=a.work or tuple(WORKS), duration=duration,
-                  repeat=repeat, slots=a.slots, rounds=rounds, pin=not a.no_pin)
+                  repeat=repeat, slots=a.slots, batch=a.batch, rounds=rounds, pin=not a.no_pin)
 
 
 def _meta(argv: list[str], cfg: Config) -> dict:

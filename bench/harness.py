@@ -49,7 +49,8 @@ class Config:
     works: tuple[str, ...] = ("none", "seq")
     duration: float = 1.0          # target seconds per run
     repeat: int = 5                # runs per row after calibration
-    slots: int = 1024              # pynetmap pipe ring size (@conf:slots=)
+    slots: int = 4096              # pynetmap pipe ring size (@conf:slots=)
+    batch: int = 0                 # pynetmap sender: most slots per txsync (0 = all free)
     rounds: int = 2000             # ping-pong round trips per run
     pin: bool = True               # pin role i to CPU i (mod the CPUs we may use)
     calib_packets: int = 4096      # first calibration run
@@ -305,7 +306,7 @@ def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
     """Calibrate the packet count to ``cfg.duration`` and run ``cfg.repeat`` times."""
     row = RowResult(scn, size, work)
     base = Params(size=size, work=work, packets=0, run="", rounds=cfg.rounds,
-                  extra={"slots": cfg.slots, **scn.extra})
+                  extra={"slots": cfg.slots, "batch": cfg.batch, **scn.extra})
 
     def once(n: int) -> Sample:
         p = replace(base, packets=n, run=unique_name())
@@ -317,11 +318,13 @@ def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
             row.samples = [once(0) for _ in range(cfg.repeat)]
             return row
         n = _round(cfg.calib_packets, scn.quantum)
+        enough = min(0.1, cfg.duration / 4)
         while True:
             s = once(n)
-            if s.seconds >= min(0.1, cfg.duration / 3) or n >= cfg.max_packets or s.packets == 0:
+            if s.seconds >= enough or n >= cfg.max_packets or s.packets == 0:
                 break
-            n = _round(min(cfg.max_packets, n * 8), scn.quantum)
+            grow = min(64.0, max(2.0, 1.5 * enough / max(s.seconds, 1e-6)))
+            n = _round(min(cfg.max_packets, int(n * grow)), scn.quantum)
         rate = s.packets / s.seconds if s.seconds > 0 else 0.0
         n = _round(min(cfg.max_packets, int(rate * cfg.duration) or n), scn.quantum)
         row.packets_per_run = n

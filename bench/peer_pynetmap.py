@@ -67,6 +67,7 @@ def _batch_sender(blocking: bool):
             wait = _sync(port, blocking, POLLOUT)
             txsync, space, bufs, lens = port.txsync, ring.space, ring.buffers, ring.slots["len"]
             n, size, seq = p.packets, p.size, p.work == "seq"
+            limit = p.extra.get("batch") or n
             sent = 0
             ready()
             t0 = now()
@@ -75,7 +76,7 @@ def _batch_sender(blocking: bool):
                 if k == 0:
                     wait()
                     continue
-                b = ring.ready(min(k, n - sent))
+                b = ring.ready(min(k, n - sent, limit))
                 k = len(b)
                 lens[b.slot_idx] = size
                 if seq:
@@ -140,6 +141,7 @@ def _slot_sender(bare: bool):
             words, halves, data = _raw(ring)
             bs, nslots = ring.buf_size, ring.num_slots
             n, size, seq = p.packets, p.size, p.work == "seq"
+            limit = p.extra.get("batch") or n
             pack_into = SEQ.pack_into
             sent = 0
             ready()
@@ -149,7 +151,7 @@ def _slot_sender(bare: bool):
                 if k == 0:
                     txsync()
                     continue
-                k = min(k, n - sent)
+                k = min(k, n - sent, limit)
                 i = ring.head
                 if bare:
                     for s in range(sent, sent + k):
@@ -235,7 +237,7 @@ def scenarios(cfg) -> list[Scenario]:
     for backend, tag in (("emu", "emu"), ("netmap", "dev")):
         avail = _available(backend)
         extra = {"backend": backend}
-        batch = f"<={cfg.slots - 1}"
+        batch = f"<={min(cfg.slots - 1, cfg.batch or cfg.slots)}"
         rows = [
             ("batch-spin", "batch API, spin on txsync/rxsync", "pynetmap",
              _batch_sender(False), _batch_receiver(False)),

@@ -36,6 +36,7 @@ def _scenario(per: int) -> Scenario:
 
         zc = zmq.Context()
         s = zc.socket(zmq.PUSH)
+        s.setsockopt(zmq.RECONNECT_IVL, 2)  # ms: the receiver may bind just after we connect
         s.connect(_endpoint(p))
         def connected_then_ready():  # the first message proves the connection (untimed)
             s.send(b"hello")

@@ -1,0 +1,222 @@
+"""Where the time goes on a pynetmap pipe: the cost of each primitive in one process, the
+throughput ceiling without any waiting, and how long syncs/polls take when two processes share
+a pipe (``python -m bench.profile_emu [--backend emu] [--slots 4096] [--packets N]``).
+
+Nothing here is a benchmark row; it explains the rows (see bench/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+
+from .harness import unique_name
+from .msgloop import SEQ, SEQ_OFFSET, frame
+
+SEQ_END = SEQ_OFFSET + 8
+
+
+def _open_pair(backend: str, slots: int):
+    import netmap_core
+
+    name = unique_name("prof")
+    a = netmap_core.open(f"netmap:{name}{{0@conf:slots={slots}", backend=backend)
+    b = netmap_core.open(f"netmap:{name}}}0@conf:slots={slots}", backend=backend)
+    return a, b
+
+
+def _per_call(f, n: int) -> float:
+    """Mean µs per call of ``f`` over ``n`` calls (after 10 warm-up calls)."""
+    for _ in range(10):
+        f()
+    t = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - t) / n * 1e6
+
+
+def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
+    """(operation, µs per call, note) measured in one process on an idle pipe."""
+    from netmap_core import POLLOUT
+
+    a, b = _open_pair(backend, slots)
+    try:
+        tx, rx = a.tx_rings[0], b.rx_rings[0]
+        k = tx.space()
+        lens = tx.slots["len"]
+        bt = tx.ready(k)
+        seqs = np.arange(k, dtype="<u8").view(np.uint8).reshape(k, 8)
+        raw = memoryview(tx.slots.view(np.uint8)).cast("B")
+        words, halves = raw.cast("I"), raw.cast("H")
+        data = memoryview(tx.buffers.reshape(-1)).cast("B")
+        bs = tx.buf_size
+        out = [
+            ("txsync, nothing to send", _per_call(a.txsync, 5000), "lock + prologue + finalize"),
+            ("rxsync, nothing received", _per_call(b.rxsync, 5000), ""),
+            ("poll(POLLOUT, 0), ready", _per_call(lambda: a.poll(POLLOUT, 0), 5000), ""),
+            ("ring.space()", _per_call(tx.space, 50000), ""),
+            (f"ring.ready({k})", _per_call(lambda: tx.ready(k), 2000), f"{k} slots"),
+            ("ring.ready(64)", _per_call(lambda: tx.ready(64), 5000), "64 slots"),
+            (f"slots['len'][batch.slot_idx] = 60 ({k})", _per_call(lambda: lens.__setitem__(bt.slot_idx, 60), 2000), ""),
+            (f"write {k} sequence numbers (fancy index)",
+             _per_call(lambda: tx.buffers.__setitem__((bt.buf_idx, slice(SEQ_OFFSET, SEQ_END)), seqs), 500), ""),
+            (f"read {k} sequence numbers (fancy index)",
+             _per_call(lambda: tx.buffers[bt.buf_idx, SEQ_OFFSET:SEQ_END], 500), ""),
+            ("ring.advance(0)", _per_call(lambda: tx.advance(0), 20000), ""),
+            ("ring.buf(i)", _per_call(lambda: tx.buf(5), 50000), "per-packet API"),
+            ("ring.payload(i)", _per_call(lambda: rx.payload(5), 50000), "per-packet API"),
+            ("ring.next(i)", _per_call(lambda: tx.next(5), 50000), "per-packet API"),
+            ("slots['len'][i] = 60 (hoisted field view)", _per_call(lambda: lens.__setitem__(5, 60), 50000), ""),
+            ("SEQ.pack_into(ring.buf(i), 14, s)", _per_call(lambda: SEQ.pack_into(tx.buf(5), SEQ_OFFSET, 7), 50000), ""),
+            ("bare: memoryview slot word + buffer slice",
+             _per_call(lambda: data[words[4 * 5] * bs:words[4 * 5] * bs + bs], 50000), "baseline"),
+            ("bare: halves[8*i+2] = 60", _per_call(lambda: halves.__setitem__(8 * 5 + 2, 60), 50000), "baseline"),
+        ]
+        return out
+    finally:
+        a.close()
+        b.close()
+
+
+def ceiling(backend: str, slots: int, packets: int) -> list[tuple[str, float]]:
+    """Mpps of send-batch, txsync, rxsync, receive-batch done in turn by ONE process: what the
+    batch and per-packet code costs with no waiting for another process."""
+    out = []
+    for mode in ("batch", "per-packet"):
+        a, b = _open_pair(backend, slots)
+        try:
+            tx, rx = a.tx_rings[0], b.rx_rings[0]
+            tx.buffers[tx.slots["buf_idx"].astype(np.int64), :60] = np.frombuffer(frame(60), np.uint8)
+            lens = tx.slots["len"]
+            done = 0
+            t = time.perf_counter()
+            while done < packets:
+                k = tx.space()
+                if mode == "batch":
+                    bt = tx.ready(k)
+                    lens[bt.slot_idx] = 60
+                    tx.advance(k)
+                    a.txsync()
+                    b.rxsync()
+                    br = rx.ready()
+                    rx.advance(len(br))
+                else:
+                    i = tx.head
+                    for _ in range(k):
+                        tx.buf(i)
+                        lens[i] = 60
+                        i = tx.next(i)
+                    tx.advance(k)
+                    a.txsync()
+                    b.rxsync()
+                    i = rx.head
+                    for _ in range(rx.space()):
+                        rx.payload(i)
+                        i = rx.next(i)
+                    rx.advance(rx.space())
+                b.rxsync()
+                a.txsync()
+                done += k
+            out.append((f"{mode} API, both sides", done / (time.perf_counter() - t) / 1e6))
+        finally:
+            a.close()
+            b.close()
+    return out
+
+
+def _side(which: str, backend: str, name: str, slots: int, packets: int, blocking: bool, q, bar):
+    import netmap_core
+    from netmap_core import POLLIN, POLLOUT
+
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0 if which == "sender" else -1]})
+    end = "{0" if which == "sender" else "}0"
+    port = netmap_core.open(f"netmap:{name}{end}@conf:slots={slots}", backend=backend)
+    ring = port.tx_rings[0] if which == "sender" else port.rx_rings[0]
+    sync = port.txsync if which == "sender" else port.rxsync
+    ev = POLLOUT if which == "sender" else POLLIN
+    lens = ring.slots["len"]
+    waits, syncs = [], []
+    work = 0.0
+    pc = time.perf_counter
+    bar.wait()
+    t0 = pc()
+    done = 0
+    while done < packets:
+        k = ring.space()
+        if k == 0:
+            t = pc()
+            port.poll(ev, 1.0) if blocking else sync()
+            waits.append(pc() - t)
+            continue
+        t = pc()
+        if which == "sender":
+            bt = ring.ready(min(k, packets - done))
+            k = len(bt)
+            lens[bt.slot_idx] = 60
+            ring.advance(k)
+            t2 = pc()
+            sync()
+            syncs.append(pc() - t2)
+            work += t2 - t
+        else:
+            br = ring.ready()
+            k = len(br)
+            ring.advance(k)
+            work += pc() - t
+        done += k
+    elapsed = pc() - t0
+    q.put((which, elapsed, np.array(waits), np.array(syncs), work))
+    port.close()
+
+
+def two_process(backend: str, slots: int, packets: int, blocking: bool) -> list[str]:
+    mpc = mp.get_context("fork")
+    q, bar = mpc.Queue(), mpc.Barrier(2)
+    name = unique_name("prof")
+    procs = [mpc.Process(target=_side, args=(w, backend, name, slots, packets, blocking, q, bar))
+             for w in ("sender", "receiver")]
+    for p in procs:
+        p.start()
+    lines = []
+    for _ in procs:
+        which, el, waits, syncs, work = q.get(timeout=120)
+        what = "poll" if blocking else ("txsync" if which == "sender" else "rxsync")
+        pct = np.percentile(waits, [50, 90, 99, 99.9]) * 1e6 if waits.size else [0] * 4
+        slow = waits[waits > 50e-6].sum()
+        lines.append(
+            f"{which:8s} {packets / el / 1e6:6.2f} Mpps over {el:.3f} s: batch work {work * 1e3:6.1f} ms "
+            f"({work / packets * 1e9:.0f} ns/pkt); {waits.size} {what} calls while the ring was "
+            f"{'full' if which == 'sender' else 'empty'}: {waits.sum() * 1e3:.0f} ms, "
+            f"p50/p90/p99/p99.9 {pct[0]:.0f}/{pct[1]:.0f}/{pct[2]:.0f}/{pct[3]:.0f} us, "
+            f"max {waits.max() * 1e6 if waits.size else 0:.0f} us; calls > 50 us: {slow * 1e3:.0f} ms"
+            + (f"; publishing txsyncs: {syncs.sum() * 1e3:.0f} ms, max {syncs.max() * 1e6:.0f} us"
+               if syncs.size else ""))
+    for p in procs:
+        p.join(10)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.profile_emu", description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="emu")
+    ap.add_argument("--slots", type=int, default=4096)
+    ap.add_argument("--packets", type=int, default=4_000_000)
+    a = ap.parse_args(argv)
+    print(f"one process, idle pipe of {a.slots} slots, backend {a.backend}:")
+    for op, us, note in primitives(a.backend, a.slots):
+        print(f"  {op:48s} {us:9.3f} us  {note}")
+    print("\none process doing both sides in turn (no waiting), 60 B, work none:")
+    for mode, mpps in ceiling(a.backend, a.slots, min(a.packets, 2_000_000)):
+        print(f"  {mode:48s} {mpps:7.2f} Mpps")
+    for blocking in (False, True):
+        print(f"\ntwo processes, batch API, {'blocking in poll' if blocking else 'spinning on syncs'}:")
+        for line in two_process(a.backend, a.slots, a.packets, blocking):
+            print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
