@@ -51,6 +51,7 @@ class Config:
     repeat: int = 5                # runs per row after calibration
     slots: int = 4096              # pynetmap pipe ring size (@conf:slots=)
     batch: int = 0                 # pynetmap sender: most slots per txsync (0 = all free)
+    vale_receivers: tuple[int, ...] = (1, 3)  # VALE rows: receivers per sender (blocking)
     rounds: int = 2000             # ping-pong round trips per run
     pin: bool = True               # pin role i to CPU i (mod the CPUs we may use)
     calib_packets: int = 4096      # first calibration run
@@ -113,6 +114,7 @@ class Scenario:
     finish: Callable[[Any], None] | None = None
     works: tuple[str, ...] = tuple(WORKS)
     sizes: tuple[int, ...] | None = None    # None: every size the run asks for
+    quick: bool = True                      # part of --quick (unless named with --only)
 
 
 @dataclass(frozen=True)
@@ -302,11 +304,15 @@ def _round(n: int, quantum: int) -> int:
 
 
 def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
-            log: Callable[[str], None] = lambda s: None) -> RowResult:
-    """Calibrate the packet count to ``cfg.duration`` and run ``cfg.repeat`` times."""
+            log: Callable[[str], None] = lambda s: None, hint_pps: float = 0.0) -> RowResult:
+    """Calibrate the packet count to ``cfg.duration`` and run ``cfg.repeat`` times.
+
+    ``hint_pps``: a rate this scenario reached before (another size or work); the first run
+    uses it, and counts as a sample when its length falls within 0.5..2 x the duration."""
     row = RowResult(scn, size, work)
     base = Params(size=size, work=work, packets=0, run="", rounds=cfg.rounds,
-                  extra={"slots": cfg.slots, "batch": cfg.batch, **scn.extra})
+                  extra={"slots": cfg.slots, "batch": cfg.batch,
+                         "quiet": min(0.5, max(0.05, cfg.duration / 2)), **scn.extra})
 
     def once(n: int) -> Sample:
         p = replace(base, packets=n, run=unique_name())
@@ -317,7 +323,8 @@ def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
         if scn.kind == "pingpong":
             row.samples = [once(0) for _ in range(cfg.repeat)]
             return row
-        n = _round(cfg.calib_packets, scn.quantum)
+        n = _round(int(hint_pps * cfg.duration) if hint_pps > 0 else cfg.calib_packets, scn.quantum)
+        n = min(n, _round(cfg.max_packets, scn.quantum))
         enough = min(0.1, cfg.duration / 4)
         while True:
             s = once(n)
@@ -325,10 +332,13 @@ def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
                 break
             grow = min(64.0, max(2.0, 1.5 * enough / max(s.seconds, 1e-6)))
             n = _round(min(cfg.max_packets, int(n * grow)), scn.quantum)
+        if 0.5 * cfg.duration <= s.seconds <= 2 * cfg.duration:
+            row.samples.append(s)  # the last calibration run already has the right length
+            log(".")
         rate = s.packets / s.seconds if s.seconds > 0 else 0.0
         n = _round(min(cfg.max_packets, int(rate * cfg.duration) or n), scn.quantum)
         row.packets_per_run = n
-        for _ in range(cfg.repeat):
+        while len(row.samples) < cfg.repeat:
             row.samples.append(once(n))
             log(".")
     except Skip as exc:

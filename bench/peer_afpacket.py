@@ -17,7 +17,6 @@ from .harness import Role, Scenario, Skip, now
 from .msgloop import ETHERTYPE, SEQ, SEQ_OFFSET, frame
 
 IF_TX, IF_RX = "pnmbenchA", "pnmbenchB"
-QUIET = 0.3          # seconds without a frame that end the receiver's run
 CHUNK = 256          # the receiver reads the clock once per CHUNK frames
 _SO_RCVBUFFORCE = 33
 
@@ -81,7 +80,7 @@ def _receiver(p, ctx, ready):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
     s.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 8 << 20)
     s.bind((IF_RX, ETHERTYPE))
-    s.settimeout(QUIET)
+    s.settimeout(p.extra.get("quiet", 0.3))  # seconds without a frame that end the run
     recv_into = s.recv_into
     buf = bytearray(2048)
     got = bad = 0

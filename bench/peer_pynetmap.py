@@ -11,14 +11,22 @@ import os
 
 import numpy as np
 
-from .harness import Role, Scenario, Skip, now
+from .harness import Role, Scenario, Skip, now, unique_name
 from .msgloop import SEQ, SEQ_OFFSET, frame
 
 SEQ_END = SEQ_OFFSET + 8
-WAIT = 1.0  # poll timeout (s); the loops simply poll again
+WAIT = 0.05  # poll timeout (s); the loops simply poll again
 
 
-def _available(backend: str):
+_warmed: dict[tuple[str, str], str | None] = {}
+
+
+def available(backend: str, warm_spec: str = "netmap:{name}{{0"):
+    """A Scenario.available hook: None when ``backend`` can run the row, else why not.
+
+    The first check per backend and kind of port opens and closes one port in this (parent)
+    process, so every module the backend loads lazily is imported once here and not again in
+    each forked role, where it would add import time to every run's set-up."""
     def check() -> str | None:
         if backend == "netmap" and not os.path.exists("/dev/netmap"):
             return "no /dev/netmap"
@@ -27,15 +35,33 @@ def _available(backend: str):
         except ImportError as exc:
             return f"netmap_core not importable: {exc}"
         ok, why = netmap_core.probe(backend)
-        return None if ok else f"backend {backend} unusable: {why}"
+        if not ok:
+            return f"backend {backend} unusable: {why}"
+        key = (backend, warm_spec)
+        if key not in _warmed:
+            spec = warm_spec.format(name=unique_name("warm"))
+            try:
+                netmap_core.open(spec, backend=backend).close()
+                _warmed[key] = None
+            except (NotImplementedError, netmap_core.NetmapError) as exc:
+                _warmed[key] = f"cannot open {spec!r} on backend {backend}: {type(exc).__name__}: {exc}"
+        return _warmed[key]
     return check
 
 
+def pipe_end(end: str):
+    """Port name of one end (``{0`` / ``}0``) of the run's pipe; the first opener sizes the rings."""
+    return lambda p: f"netmap:{p.run}{end}@conf:slots={p.extra['slots']}"
+
+
 def open_end(p, end: str):
-    """Open one end (``{0`` / ``}0``) of the run's pipe; the first opener sizes the rings."""
+    return open_spec(p, pipe_end(end)(p))
+
+
+def open_spec(p, spec: str):
+    """Open ``spec`` on the row's backend; a backend that cannot do it skips the row."""
     import netmap_core
 
-    spec = f"netmap:{p.run}{end}@conf:slots={p.extra['slots']}"
     try:
         return netmap_core.open(spec, backend=p.extra["backend"])
     except (NotImplementedError, netmap_core.NetmapError) as exc:
@@ -57,11 +83,12 @@ def _sync(port, blocking: bool, events: int):
 
 
 # --- batch API: numpy over Ring.ready() / buffers / advance ---------------------------------
-def _batch_sender(blocking: bool):
+def batch_sender(blocking: bool, port_name=pipe_end("{0")):
+    """Sender role: fills every free slot (at most ``batch``), publishes with one txsync."""
     def run(p, ctx, ready):
         from netmap_core import POLLOUT
 
-        with open_end(p, "{0") as port:
+        with open_spec(p, port_name(p)) as port:
             ring = port.tx_rings[0]
             prefill(ring, p.size)
             wait = _sync(port, blocking, POLLOUT)
@@ -99,30 +126,43 @@ def _linger(port, ring) -> None:
         port.poll(POLLOUT, 0.05)
 
 
-def _batch_receiver(blocking: bool):
+def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False):
+    """Receiver role: takes every received slot, checks sequence numbers with numpy.
+
+    ``lossy`` (a switch may drop): stop after ``quiet`` seconds without a packet, count only
+    reordering as errors (not gaps), and time the run to the last packet."""
     def run(p, ctx, ready):
         from netmap_core import POLLIN
 
-        with open_end(p, "}0") as port:
+        with open_spec(p, port_name(p)) as port:
             ring = port.rx_rings[0]
             wait = _sync(port, blocking, POLLIN)
             bufs, n, seq = ring.buffers, p.packets, p.work == "seq"
             got = bad = batches = expect = 0
+            quiet = p.extra.get("quiet", 0.5)
             ready()
+            last = now()
             while got < n:
                 if ring.empty:
                     wait()
+                    if lossy and now() - last > quiet:
+                        break
                     continue
                 b = ring.ready()
                 k = len(b)
                 if seq:
                     col = bufs[b.buf_idx, SEQ_OFFSET:SEQ_END].view("<u8")[:, 0]
-                    bad += int(np.count_nonzero(col != np.arange(expect, expect + k, dtype="<u8")))
+                    if lossy:
+                        bad += int(col[0] < expect) + int(np.count_nonzero(col[1:] <= col[:-1]))
+                    else:
+                        bad += int(np.count_nonzero(col != np.arange(expect, expect + k, dtype="<u8")))
                     expect = int(col[-1]) + 1
                 ring.advance(k)
                 got += k
                 batches += 1
-            t_end = now()
+                if lossy:
+                    last = now()
+            t_end = last if lossy else now()
             port.rxsync()  # hand the last slots back
         return {"t_end": t_end, "packets": got, "bad": bad, "batches": batches}
     return run
@@ -131,8 +171,6 @@ def _batch_receiver(blocking: bool):
 # --- per-packet API: a Python loop over slots with ring.buf(i) / ring.payload(i) -----------
 def _slot_sender(bare: bool):
     def run(p, ctx, ready):
-        from netmap_core import POLLOUT
-
         with open_end(p, "{0") as port:
             ring = port.tx_rings[0]
             prefill(ring, p.size)
@@ -235,14 +273,14 @@ def _raw(ring):
 def scenarios(cfg) -> list[Scenario]:
     out = []
     for backend, tag in (("emu", "emu"), ("netmap", "dev")):
-        avail = _available(backend)
+        avail = available(backend)
         extra = {"backend": backend}
         batch = f"<={min(cfg.slots - 1, cfg.batch or cfg.slots)}"
         rows = [
             ("batch-spin", "batch API, spin on txsync/rxsync", "pynetmap",
-             _batch_sender(False), _batch_receiver(False)),
+             batch_sender(False), batch_receiver(False)),
             ("batch-poll", "batch API, blocking in poll", "pynetmap",
-             _batch_sender(True), _batch_receiver(True)),
+             batch_sender(True), batch_receiver(True)),
             ("per-packet", "per-packet API (ring.buf/payload/next, Python loop)", "pynetmap",
              _slot_sender(False), _slot_receiver(False)),
             ("bare-loop", "bare Python loop over the same slots (memoryview, no pynetmap calls)",

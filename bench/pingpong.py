@@ -11,7 +11,7 @@ import socket
 
 from .harness import Role, Scenario, now
 from .msgloop import exact_reader, frame
-from .peer_pynetmap import _available, open_end, prefill
+from .peer_pynetmap import available, open_end, prefill
 
 WARMUP = 50
 SIZE = 60
@@ -127,8 +127,8 @@ def scenarios(cfg) -> list[Scenario]:
                 id=f"pingpong-pnm-{tag}-{how}",
                 title=f"pynetmap {backend} pipe, {'blocking in poll' if blocking else 'spinning on rxsync'}",
                 family="pynetmap", kind="pingpong", batch="1", roles=_pnm_roles(blocking),
-                extra={"backend": backend}, available=_available(backend), works=("none",),
-                sizes=(SIZE,)))
+                extra={"backend": backend}, available=available(backend), works=("none",),
+                sizes=(SIZE,), quick=blocking))
     out.append(Scenario(
         id="pingpong-os-pipe", title="os.pipe pair, blocking read", family="peer", kind="pingpong",
         batch="1", roles=_stream_roles(), prepare=lambda p, s: _Pipes(), finish=lambda c: c.close(),
