@@ -80,6 +80,11 @@ class EmuBackend:
             raise InvalidRequestError(errno.EINVAL, f"port name {kname!r}: need 1..63 characters")
         ns = namespace()
         pn = kernel.parse_pipe(kname)
+        from . import vale_binding   # VALE ports, persistent VALE interfaces and monitors
+
+        b = vale_binding.register(ns, spec, kname, pn, h, rules)
+        if b is not None:
+            return b
         if pn is None:
             if kname[:3] == "val":
                 raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: VALE ports are not emulated yet "
@@ -101,8 +106,10 @@ class EmuBackend:
             raise
 
     def control(self):
-        raise NotImplementedError("the emulator's control requests (PORT_INFO_GET, VALE_*) are not "
-                                  "implemented yet")
+        """PORT_INFO_GET, POOLS_INFO_GET, VALE_* and PORT_HDR_* on this namespace."""
+        from .control_emu import EmuControl
+
+        return EmuControl()
 
 
 BACKEND = EmuBackend()

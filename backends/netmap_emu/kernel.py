@@ -34,6 +34,9 @@ NM_BDG_MAXRINGS = 16
 NM_BRIDGE_RINGSIZE = 1024
 EXTRA_BUFS_MAX = 524288
 GLOBAL_MEM_ID = 1
+#: called by unregister as ``hook(ns, reg, binding, allocator, cand)`` after the binding and its
+#: pipe left the registry; a hook frees what it owns (appending freed buffers to ``cand``)
+DROP_HOOKS: list = []
 _END_NAMES = ("master", "slave")
 
 
@@ -81,9 +84,13 @@ def _alloc_of(ns: Namespace, reg: dict, mem_id: int) -> _alloc.Allocator:
 
 def _mem_ring_objs(reg: dict, mem_id: int) -> list[int]:
     out = []
+    for b in reg["bindings"].values():   # rings a binding owns itself (monitors)
+        if b["mem_id"] == mem_id:
+            out.extend(b.get("rings", ()))
     for parent in reg["parents"].values():
         if parent["mem_id"] != mem_id:
             continue
+        out.extend(parent.get("rings", ()))   # rings the parent owns itself (VALE ports)
         for pipe in parent["pipes"].values():
             for side in ("tx", "rx"):
                 for objs in pipe[side]:
@@ -150,7 +157,7 @@ def _destroy_mem(ns: Namespace, reg: dict, mem_id: int) -> list[str]:
 
 def _sweep_orphans(ns: Namespace, reg: dict) -> list[str]:
     """Unlink segments of this namespace that no registered allocator owns."""
-    keep = set()
+    keep = set(reg.get("segments", {}))   # other registered segments (VALE switches)
     for k, m in reg["mems"].items():
         keep.add(ns.shm_name("m", int(k), m["gen"]))
         keep.add(ns.shm_name("k", int(k), m["gen"]))
@@ -201,6 +208,8 @@ def _drop(ns: Namespace, reg: dict, bid: str) -> list[str]:
             out.append(f"pipe {b['parent']}{'{'}{b['pipe']} destroyed")
             if parent["auto"] and not parent["pipes"]:
                 del reg["parents"][b["parent"]]
+    for hook in DROP_HOOKS:   # VALE ports and monitors clean up what they own
+        out += hook(ns, reg, b, a, cand)
     users = any(o["mem_id"] == mem_id for o in reg["bindings"].values())
     users = users or any(p["mem_id"] == mem_id for p in reg["parents"].values())
     if not users:
@@ -222,6 +231,11 @@ def prepare(ns: Namespace) -> tuple[dict, list[str]]:
     died, as a close would (namespace lock held). Returns the registry and what was done."""
     reg = ns.load()
     done = _recover(ns, reg) if reg["txn"] else []
+    for leaf in os.listdir(ns.dir):   # what a process killed inside the lock may leave
+        if leaf.startswith(".registry.json.") and _unlink(ns.path(leaf)):
+            done.append(f"stale temp file {leaf}")
+        elif leaf.startswith("wake.") and leaf[5:] not in reg["bindings"] and _unlink(ns.path(leaf)):
+            done.append(f"stale wake FIFO {leaf}")
     for bid, b in list(reg["bindings"].items()):
         if not ns.is_alive(int(bid), b["pid"]):
             done.append(f"binding {bid} ({b['name']}, pid {b['pid']}, dead) reclaimed")
@@ -471,12 +485,4 @@ def gc(ns: Namespace) -> list[str]:
     interrupted update, unlink orphan segments and stale wake FIFOs. Returns what was removed."""
     reg, done = prepare(ns)
     done += [f"orphan segment {s}" for s in _sweep_orphans(ns, reg)]
-    live = set(reg["bindings"])
-    for leaf in sorted(os.listdir(ns.dir)):
-        if leaf.startswith("wake.") and leaf[5:] not in live:
-            if _unlink(ns.path(leaf)):
-                done.append(f"stale wake FIFO {leaf}")
-        elif leaf.startswith(".registry.json."):
-            if _unlink(ns.path(leaf)):
-                done.append(f"stale temp file {leaf}")
     return done

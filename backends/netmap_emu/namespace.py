@@ -140,8 +140,15 @@ class Namespace:
         """Hold the namespace lock (re-entrant within a process, blocking across processes)."""
         with self._mutex:
             if self._depth == 0:
-                self._ensure()
-                fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
+                while True:
+                    self._ensure()
+                    fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
+                    try:  # gc may have removed an empty namespace while we waited
+                        if os.stat(self.path(_LOCK)).st_ino == self._ino or self.local_bids:
+                            break
+                    except FileNotFoundError:
+                        pass
+                    fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
             self._depth += 1
             try:
                 yield
@@ -149,6 +156,21 @@ class Namespace:
                 self._depth -= 1
                 if self._depth == 0:
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+
+    def remove_if_empty(self, reg: dict) -> bool:
+        """Delete this namespace's directory when nothing lives in it (lock held, no local
+        bindings). Processes waiting on the old lock file notice and start afresh."""
+        if reg["mems"] or reg["parents"] or reg["bindings"] or self.list_segments() or self.local_bids:
+            return False
+        for leaf in os.listdir(self.dir):
+            if leaf != _LOCK:
+                os.unlink(self.path(leaf))
+        os.unlink(self.path(_LOCK))
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+        return True
 
     # --- registry (only under the lock) ---------------------------------------------------
     def load(self) -> dict:

@@ -26,7 +26,9 @@ from .namespace import SYNC_BASE
 __all__ = ["RingCtl", "fence", "wake_fds"]
 
 _MOREFRAG = abi.NS_MOREFRAG
+_CHANGED = abi.NS_BUF_CHANGED
 _NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
+_OR = np.bitwise_or.reduce
 _FENCE = threading.Lock()
 
 
@@ -175,12 +177,10 @@ class RingCtl:
         hwcur = ks[self.i_hwcur]
         moved = head != hwcur
         if moved:
-            s64, p64 = self.s64, self.p64
-            if head > hwcur:
-                p64[hwcur:head] = s64[hwcur:head]
-            else:
-                p64[hwcur:] = s64[hwcur:]
-                p64[:head] = s64[:head]
+            s64, p64, f = self.s64, self.p64, self.f16
+            spans = ((hwcur, head),) if head > hwcur else ((hwcur, n), (0, head))
+            for a, b in spans:
+                p64[a:b] = s64[a:b]
             last = head - 1 if head else n - 1
             if self.fmv[8 * last + 3] & _MOREFRAG:
                 nk = self._last_complete(hwcur, head)
@@ -189,12 +189,9 @@ class RingCtl:
             if nk < 0:
                 nk = ks[self.i_peer_hwtail]
             self.ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's hwtail at once
-            f = self.f16
-            if head > hwcur:
-                np.bitwise_and(f[hwcur:head], _NOT_CHANGED, out=f[hwcur:head])
-            else:
-                np.bitwise_and(f[hwcur:], _NOT_CHANGED, out=f[hwcur:])
-                np.bitwise_and(f[:head], _NOT_CHANGED, out=f[:head])
+            for a, b in spans:
+                if _OR(f[a:b]) & _CHANGED:
+                    np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
         hwtail = ks[self.i_hwtail]
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
@@ -246,14 +243,14 @@ class RingCtl:
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
         if moved:
-            s64, p64, f = self.s64, self.p64, self.f16
+            f = self.f16
             spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
-            for a, b in spans:
-                changed = (f[a:b] & abi.NS_BUF_CHANGED).nonzero()[0]
-                if changed.size:
-                    p64[a + changed] = s64[a + changed]   # hand swapped-in buffers to the sender
+            dirty = [(a, b) for a, b in spans if _OR(f[a:b]) & _CHANGED]
+            for a, b in dirty:  # hand swapped-in buffers back to the sender's slots
+                sel = a + (f[a:b] & _CHANGED).nonzero()[0]
+                self.p64[sel] = self.s64[sel]
             self.ks64[self.i_pub] = rhead | ((rhead - 1 if rhead else n - 1) << 32)
-            for a, b in spans:
+            for a, b in dirty:
                 np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
         hwtail = ks[self.i_hwtail]
         ks[self.i_rtail] = hwtail

@@ -1,0 +1,156 @@
+"""One VALE switch's shared state: a small shm segment (generation counter, lookup name,
+learning table) and the fcntl byte that forwarding holds shared and reconfiguration exclusive.
+
+Segment layout (``/<prefix>v<bridge_idx>.<gen>``, 16 KiB)::
+
+    0   u32 magic 'PNMV'   4 u32 version   8 u64 ports_gen (bumped on every port/ring/monitor change)
+    16  u64 lookup_gen     24..63 reserved
+    64  lookup name (utf-8, NUL padded, 256 B): "" = learning bridge, else "module:qualname"
+    512 learning table (LearningBridge: 1024 + 256 u64 words)
+
+Locking (on the namespace lock file, see :mod:`netmap_emu.namespace`): byte
+``VALE_BASE + gen`` is held shared by every forwarding pass and exclusive while ports are
+added or removed, so a sender never writes into a ring that is being freed; a dead holder's
+lock is dropped by the OS. Forwarding never waits for the namespace lock while holding it.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import threading
+
+import numpy as np
+import posix_ipc
+
+from .vale_lookup import LearningBridge
+
+__all__ = ["SwitchSeg", "VALE_BASE", "SEG_SIZE", "create_seg", "attach_seg", "destroy_seg", "seg_name"]
+
+VALE_BASE = 1 << 36
+SEG_SIZE = 16384
+_MAGIC = 0x564D4E50  # "PNMV"
+_LOOKUP_OFS, _LOOKUP_LEN = 64, 256
+_TABLE_OFS = 512
+
+
+def seg_name(ns, idx: int, gen: int) -> str:
+    return f"/{ns.shm_prefix}v{idx}.{gen}"
+
+
+class SwitchSeg:
+    """A process's mapping of one switch segment plus its per-process thread lock."""
+
+    def __init__(self, ns, name: str, gen: int, mm: mmap.mmap) -> None:
+        self.ns = ns
+        self.name = name
+        self.gen = gen
+        self.mm = mm
+        self.words = np.frombuffer(mm, dtype=np.uint64, count=4)
+        self.bridge = LearningBridge(memoryview(mm)[_TABLE_OFS:_TABLE_OFS + LearningBridge.NBYTES])
+        self.lockpos = VALE_BASE + gen
+        self.mutex = threading.Lock()   # fcntl locks do not exclude threads of one process
+
+    @property
+    def ports_gen(self) -> int:
+        return int(self.words[1])
+
+    def bump(self) -> None:
+        self.words[1] += np.uint64(1)
+
+    @property
+    def lookup_gen(self) -> int:
+        return int(self.words[2])
+
+    @property
+    def lookup_name(self) -> str:
+        raw = bytes(self.mm[_LOOKUP_OFS:_LOOKUP_OFS + _LOOKUP_LEN])
+        return raw.split(b"\0", 1)[0].decode()
+
+    def set_lookup_name(self, name: str) -> None:
+        data = name.encode()
+        if len(data) >= _LOOKUP_LEN:
+            raise ValueError(f"lookup name {name!r} longer than {_LOOKUP_LEN - 1} bytes")
+        self.mm[_LOOKUP_OFS:_LOOKUP_OFS + _LOOKUP_LEN] = data + bytes(_LOOKUP_LEN - len(data))
+        self.words[2] += np.uint64(1)
+
+    @contextlib.contextmanager
+    def shared(self):
+        """Held around one forwarding pass (shared with other senders, not with reconfiguration)."""
+        with self.mutex:
+            fd = self.ns.fd
+            fcntl.lockf(fd, fcntl.LOCK_SH, 1, self.lockpos)
+            try:
+                yield
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.lockpos)
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Held (with the namespace lock) while the switch's ports or rings change."""
+        with self.mutex:
+            fd = self.ns.fd
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, self.lockpos)
+            try:
+                yield
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.lockpos)
+
+
+_SEGS: dict[str, SwitchSeg] = {}
+_SEGS_LOCK = threading.Lock()
+
+
+def _open(name: str, create: bool) -> mmap.mmap:
+    shm = posix_ipc.SharedMemory(name, flags=posix_ipc.O_CREX if create else 0, mode=0o600,
+                                 size=SEG_SIZE if create else 0)
+    try:
+        st = os.fstat(shm.fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise PermissionError(errno.EPERM, f"shm {name}: not a private segment of uid {os.getuid()}")
+        if st.st_size < SEG_SIZE:
+            raise OSError(errno.EINVAL, f"shm {name}: {st.st_size} bytes, expected {SEG_SIZE}")
+        return mmap.mmap(shm.fd, SEG_SIZE)
+    finally:
+        shm.close_fd()
+
+
+def create_seg(ns, idx: int, gen: int) -> SwitchSeg:
+    """Create the segment of a new switch (namespace lock held)."""
+    name = seg_name(ns, idx, gen)
+    mm = _open(name, True)
+    words = np.frombuffer(mm, dtype=np.uint32, count=2)
+    words[0], words[1] = _MAGIC, 1
+    seg = SwitchSeg(ns, name, gen, mm)
+    with _SEGS_LOCK:
+        _SEGS[name] = seg
+    return seg
+
+
+def attach_seg(ns, idx: int, gen: int) -> SwitchSeg:
+    """This process's mapping of an existing switch segment (cached)."""
+    name = seg_name(ns, idx, gen)
+    with _SEGS_LOCK:
+        seg = _SEGS.get(name)
+        if seg is not None:
+            return seg
+    mm = _open(name, False)
+    if int(np.frombuffer(mm, dtype=np.uint32, count=1)[0]) != _MAGIC:
+        raise OSError(errno.EINVAL, f"shm {name}: not a VALE switch segment")
+    seg = SwitchSeg(ns, name, gen, mm)
+    with _SEGS_LOCK:
+        return _SEGS.setdefault(name, seg)
+
+
+def destroy_seg(ns, idx: int, gen: int) -> list[str]:
+    """Unlink a switch segment (mappings stay valid until dropped); returns what was removed."""
+    name = seg_name(ns, idx, gen)
+    with _SEGS_LOCK:
+        _SEGS.pop(name, None)
+    try:
+        posix_ipc.unlink_shared_memory(name)
+        return [name]
+    except posix_ipc.ExistentialError:
+        return []
