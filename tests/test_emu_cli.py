@@ -1,0 +1,120 @@
+"""Namespaces, permissions and the ``ls``/``gc`` commands of the emulator."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+
+import pytest
+
+from netmap_core.errors import InvalidRequestError
+from netmap_emu import NamespaceError, cli
+from netmap_emu.namespace import Namespace, namespace
+from netmap_emu.testing import isolated_namespace, open_emu, segments
+
+
+@pytest.fixture(autouse=True)
+def ns():
+    with isolated_namespace() as name:
+        yield name
+
+
+def run(*argv):
+    out = io.StringIO()
+    assert cli.main(list(argv), out=out) == 0
+    return out.getvalue()
+
+
+def test_gc_on_a_clean_namespace_says_clean():
+    assert run("gc") == "clean\n"
+
+
+def test_ls_shows_segments_pipes_and_owners(ns):
+    with open_emu("netmap:lsp{1") as m:
+        text = run("ls")
+        assert f"namespace {ns}" in text
+        assert "mem_id 2: memsize 42369024" in text
+        assert "pipe lsp{1 / lsp}1" in text
+        assert f"pid {os.getpid()} alive" in text
+        for seg in segments():
+            assert seg in text
+        data = json.loads(run("ls", "--json"))
+        assert data[0]["bindings"][0]["name"] == "lsp{1"
+        assert data[0]["mems"][0]["present"] == [True, True]
+        assert m.info.mem_id == data[0]["mems"][0]["mem_id"]
+    assert "(empty)" in run("ls")
+
+
+def test_namespaces_are_isolated(ns):
+    with open_emu("netmap:iso{1") as a:
+        a.tx_rings[0].fill(3, template=b"x")
+        a.txsync()
+        with isolated_namespace("u") as other:
+            with open_emu("netmap:iso}1") as b:
+                b.rxsync()
+                assert b.rx_rings[0].space() == 0       # another pipe, in another region
+                assert b._binding.peer_bound() is False
+                assert set(segments(other)).isdisjoint(segments(ns))
+                assert len(segments(ns)) == 2
+        with open_emu("netmap:iso}1") as b:
+            b.rxsync()
+            assert b.rx_rings[0].space() == 3
+
+
+def test_bad_namespace_name_is_refused(monkeypatch):
+    monkeypatch.setenv("PYNETMAP_EMU_NS", "../etc")
+    with pytest.raises(InvalidRequestError, match="PYNETMAP_EMU_NS"):
+        open_emu("netmap:n{1")
+
+
+def test_group_writable_dir_is_refused(ns):
+    d = namespace().dir
+    with open_emu("netmap:w{1"):
+        pass
+    os.chmod(d, 0o770)
+    try:
+        with pytest.raises(NamespaceError, match="group/world writable"):
+            Namespace(ns).fd
+    finally:
+        os.chmod(d, 0o700)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a directory to another user")
+def test_dir_of_another_user_is_refused(ns):
+    d = namespace().dir
+    with open_emu("netmap:o{1"):
+        pass
+    os.chown(d, 65534, -1)
+    try:
+        with pytest.raises(NamespaceError, match="owned by uid 65534"):
+            Namespace(ns).fd
+    finally:
+        os.chown(d, 0, -1)
+
+
+def test_symlinked_dir_is_refused(ns):
+    d = namespace().dir
+    with open_emu("netmap:l{1"):
+        pass
+    moved = d + ".moved"
+    os.rename(d, moved)
+    os.symlink(moved, d)
+    try:
+        with pytest.raises(NamespaceError, match="not a directory"):
+            Namespace(ns).fd
+    finally:
+        os.unlink(d)
+        os.rename(moved, d)
+
+
+def test_gc_removes_an_empty_namespace_dir(ns):
+    with open_emu("netmap:e{1"):
+        pass
+    d = namespace().dir
+    assert os.path.isdir(d)
+    assert cli.gc() == []
+    assert not os.path.exists(d)
+    with open_emu("netmap:e{1") as p:               # and the namespace comes back on demand
+        assert p.info.mem_id == 2
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
