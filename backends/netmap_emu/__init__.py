@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .backend import BACKEND, OPTIONS, EmuBackend
 from .binding import EmuBinding
+from . import vale_kernel as _vale_kernel  # noqa: F401,E402 - installs the VALE unregister hook
 from .namespace import ENV_NS, NamespaceError, namespace, namespace_name
 
 __all__ = ["BACKEND", "OPTIONS", "EmuBackend", "EmuBinding", "ENV_NS", "NamespaceError",

@@ -8,6 +8,7 @@ The region (POSIX shm ``m``) holds exactly what netmap's mmap shows; the kernel 
     kring block, u32 words (X = the ring of this ring object, P = its pipe peer, or X itself):
       0 X.hwcur   1 P.hwtail  -- one u64: a txsync/rxsync publishes both with one store
       2 X.rhead   3 X.rcur    4 X.rtail   5 P's ring object + 1   6 num_slots   7 dir
+      8 1 if X's last prologue passed (enables the lock-free empty sync)
       12..15 binding ids sleeping in poll on X (0 = free)
 
 Bitmap, ring/if objects and kring initialisation change only under the namespace lock.
@@ -29,12 +30,12 @@ from .layout import Geometry, geometry
 
 __all__ = ["Allocator", "attach", "create", "destroy_segments", "KS_HDR", "KS_BLOCK",
            "W_HWCUR", "W_PEER_HWTAIL", "W_RHEAD", "W_RCUR", "W_RTAIL", "W_PEER", "W_NSLOTS",
-           "W_DIR", "W_WAIT", "N_WAIT"]
+           "W_DIR", "W_OK", "W_WAIT", "N_WAIT"]
 
 KS_HDR = 64
 KS_BLOCK = 64
 _KS_MAGIC = 0x4B4D4E50  # "PNMK"
-W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR = range(8)
+W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR, W_OK = range(9)
 W_WAIT, N_WAIT = 12, 4
 
 
@@ -170,6 +171,8 @@ class Allocator:
         b[robj, W_NSLOTS] = n
         b[tobj, W_DIR] = abi.NR_TX
         b[robj, W_DIR] = abi.NR_RX
+        b[tobj, W_OK] = 1
+        b[robj, W_OK] = 1
         b[tobj, W_WAIT:] = 0
         b[robj, W_WAIT:] = 0
 

@@ -76,6 +76,7 @@ class EmuBinding:
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
         self._closed = False
+        self._armed = False
         self._finalizer = weakref.finalize(self, _Owner(ns, r.bid, a, fd))
 
     # --- syncs -------------------------------------------------------------------------------
@@ -144,6 +145,7 @@ class EmuBinding:
         return False
 
     def _arm(self, want_tx: int, want_rx: int, on: bool) -> None:
+        self._armed = on
         bid = self.bid
         for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ()):
             c.arm(bid) if on else c.disarm(bid)
@@ -157,9 +159,12 @@ class EmuBinding:
         self._check()
         want_tx = events & POLLOUT
         want_rx = events & POLLIN
-        self._drain()
+        if self._armed:  # wake bytes can only be pending after we armed
+            self._drain()
         revents = self._scan(want_tx, want_rx)
         if revents:
+            if self._armed:
+                self._arm(POLLOUT, POLLIN, False)
             return revents
         if timeout != 0 and self._spin(want_tx, want_rx):
             revents = self._scan(want_tx, want_rx)

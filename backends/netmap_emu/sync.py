@@ -20,7 +20,8 @@ import numpy as np
 from netmap_core import abi, rules as _rules
 from netmap_core.rules import KRing
 
-from .allocator import (W_HWCUR, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT, Allocator)
+from .allocator import (W_HWCUR, W_OK, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT,
+                        Allocator)
 from .namespace import SYNC_BASE
 
 __all__ = ["RingCtl", "fence", "wake_fds"]
@@ -30,6 +31,7 @@ _CHANGED = abi.NS_BUF_CHANGED
 _NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
 _OR = np.bitwise_or.reduce
 _FENCE = threading.Lock()
+_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 
 
 def fence() -> None:
@@ -71,7 +73,7 @@ class RingCtl:
 
     __slots__ = (
         "name", "alloc", "obj", "peer", "n", "tx", "strict", "rw", "ts64", "ks", "ks64",
-        "i_hwcur", "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "i_peer_hwtail",
+        "i_hwcur", "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_ok", "i_pub", "i_peer_hwtail",
         "peer_wait", "own_wait", "slots", "s64", "p64", "f16", "pf16", "fmv", "lockfd", "lockpos",
         "mutex", "nbufs", "buf_size", "ns_dir",
     )
@@ -99,6 +101,7 @@ class RingCtl:
         self.i_rhead = bw(obj, W_RHEAD)
         self.i_rcur = bw(obj, W_RCUR)
         self.i_rtail = bw(obj, W_RTAIL)
+        self.i_ok = bw(obj, W_OK)
         self.i_pub = bw(obj, W_HWCUR) // 2      # u64: (own hwcur, peer hwtail)
         self.i_peer_hwtail = bw(obj, W_PEER_HWTAIL)
         self.peer_wait = (bw(peer, W_WAIT) // 2, bw(peer, W_WAIT + 2) // 2)
@@ -118,6 +121,18 @@ class RingCtl:
         self.buf_size = alloc.geom.buf_size
         self.ns_dir = ns_dir
 
+    def _lock(self) -> None:
+        """Take the ring pair's fcntl lock. A holder keeps it a few µs, while a blocked
+        F_SETLKW sleeps and costs a context switch: try a few times (yielding) first."""
+        fd, pos = self.lockfd, self.lockpos
+        for _ in range(8):
+            try:
+                fcntl.lockf(fd, _EX_NB, 1, pos)
+                return
+            except OSError:
+                os.sched_yield()
+        fcntl.lockf(fd, fcntl.LOCK_EX, 1, pos)
+
     # --- state as the rules module sees it ---------------------------------------------------
     def kring(self) -> KRing:
         ks = self.ks
@@ -135,6 +150,7 @@ class RingCtl:
             return False
         if prologue(k, head, cur) is None:
             return False
+        self.ks[self.i_ok] = 0
         rw = self.rw
         r = _rules.reinit(k, head, cur, rw[7])
         ks = self.ks
@@ -152,8 +168,16 @@ class RingCtl:
     def txsync(self) -> int:
         """Prologue, pipe txsync, finalize (spec B6, B8, B9, F5). Returns 1 if the prologue
         failed (netmap mode; the ring was reinitialised and nothing sent), else 0."""
+        rw, ks = self.rw, self.ks
+        head = rw[5]
+        if head == ks[self.i_hwcur] and head == ks[self.i_rhead] and rw[6] == ks[self.i_rcur] and ks[self.i_ok]:
+            # nothing new since a sync that passed: only the tail can move, and it needs no lock
+            hwtail = ks[self.i_hwtail]
+            ks[self.i_rtail] = hwtail
+            rw[7] = hwtail
+            return 0
         with self.mutex:
-            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+            self._lock()
             try:
                 moved, err = self._tx()
             finally:
@@ -174,6 +198,7 @@ class RingCtl:
                 return False, 1
         ks[self.i_rhead] = head
         ks[self.i_rcur] = cur
+        ks[self.i_ok] = 1
         hwcur = ks[self.i_hwcur]
         moved = head != hwcur
         if moved:
@@ -210,8 +235,17 @@ class RingCtl:
     def rxsync(self) -> int:
         """Prologue, pipe rxsync, finalize, timestamp (spec B7, B8, B16, F5). Returns 1 if the
         prologue failed (netmap mode: reinit done, the sync still ran), else 0."""
+        rw, ks = self.rw, self.ks
+        head = rw[5]
+        if head == ks[self.i_hwcur] and head == ks[self.i_rhead] and rw[6] == ks[self.i_rcur] and ks[self.i_ok]:
+            hwtail = ks[self.i_hwtail]   # nothing to release: refresh tail and ts, no lock
+            ks[self.i_rtail] = hwtail
+            rw[7] = hwtail
+            ts = self.ts64
+            ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
+            return 0
         with self.mutex:
-            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+            self._lock()
             try:
                 moved, err = self._rx()
             finally:
@@ -240,6 +274,8 @@ class RingCtl:
             else:
                 ks[self.i_rhead] = head
                 ks[self.i_rcur] = cur
+        if not err:
+            ks[self.i_ok] = 1
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
         if moved:
@@ -255,9 +291,8 @@ class RingCtl:
         hwtail = ks[self.i_hwtail]
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
-        t = time.time_ns() // 1000
         ts = self.ts64
-        ts[0], ts[1] = divmod(t, 1_000_000)
+        ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
         return moved, err
 
     # --- poll support --------------------------------------------------------------------------

@@ -20,10 +20,6 @@ __all__ = ["register", "ValeBinding", "MONITOR_FLAGS"]
 
 MONITOR_FLAGS = abi.NR_MONITOR_TX | abi.NR_MONITOR_RX | abi.NR_ZCOPY_MON
 
-if _vk.drop_hook not in _k.DROP_HOOKS:
-    _k.DROP_HOOKS.append(_vk.drop_hook)
-
-
 class ValeBinding(EmuBinding):
     """A registered VALE port (one /dev/netmap fd bound to it)."""
 

@@ -617,3 +617,8 @@ def _existing(reg: dict, name: str) -> str:
     if pname is None or pname not in reg["parents"]:
         raise NoSuchPortError(errno.ENXIO, f"{name!r}: no such VALE port")
     return pname
+
+
+# every process that may reclaim a VALE binding (any registry operation can) must run this
+if drop_hook not in _k.DROP_HOOKS:
+    _k.DROP_HOOKS.append(drop_hook)
