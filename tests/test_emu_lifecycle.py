@@ -1,0 +1,110 @@
+"""Binding lifecycle on the emulator: buffer accounting across swaps, exit, fork, multi-ring poll."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from netmap_core import POLLIN, abi
+from netmap_core.errors import ClosedPortError
+from netmap_emu import cli
+from netmap_emu.testing import isolated_namespace, open_emu, segments
+
+CTX = mp.get_context("fork")
+
+
+@pytest.fixture(autouse=True)
+def ns():
+    with isolated_namespace() as name:
+        yield name
+
+
+def used(port) -> int:
+    return int(port._binding._tx[0].alloc.bitmap.sum())
+
+
+def test_swapped_buffers_are_conserved_when_the_swapper_closes():
+    n = 16
+    m = open_emu(f"netmap:sw{{1@conf:slots={n}", extra_bufs=4)
+    s = open_emu("netmap:sw}1", extra_bufs=6)
+    assert used(m) == 2 + 2 * n + 4 + 6
+    tx, rx = m.tx_rings[0], s.rx_rings[0]
+    tx.advance(5)
+    m.txsync()
+    s.rxsync()
+    # the slave keeps 3 received buffers in its list and gives 3 of its own to the ring
+    link = rx.buffers[:, :4].view("<u4")
+    for i in range(3):
+        mine = s.bufs_head                      # X: an extra buffer of the slave
+        rest = int(link[mine, 0])
+        got = int(rx.slots["buf_idx"][i])       # Y: the received buffer it keeps
+        link[got, 0] = rest
+        s.bufs_head = got
+        rx.slots["buf_idx"][i] = mine
+        rx.slots["flags"][i] |= abi.NS_BUF_CHANGED
+    rx.advance(5)
+    s.rxsync()
+    assert len(s.extra_buffers()) == 6
+    s.close()
+    assert used(m) == 2 + 2 * n + 4            # the slave's six list buffers freed, ring intact
+    m.txsync()
+    assert len(set(tx.slots["buf_idx"].tolist())) == n
+    m.close()
+    assert segments() == []
+
+
+def test_unclosed_binding_is_closed_at_interpreter_exit(ns):
+    code = textwrap.dedent("""
+        from netmap_emu.testing import open_emu
+        p = open_emu("netmap:ex{1", extra_bufs=3)
+        q = open_emu("netmap:ex}1")
+        print(p.info.mem_id)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, PYNETMAP_EMU_NS=ns))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2"
+    assert cli.ls()["bindings"] == []
+    assert segments() == []
+
+
+def _child_closes_inherited(port, q):
+    port.close()
+    q.put("closed")
+
+
+def test_forked_child_closing_an_inherited_port_does_not_unregister_it():
+    with open_emu("netmap:fk{1") as m:
+        q = CTX.Queue()
+        p = CTX.Process(target=_child_closes_inherited, args=(m, q))
+        p.start()
+        assert q.get(timeout=10) == "closed"
+        p.join(10)
+        assert [b["name"] for b in cli.ls()["bindings"]] == ["fk{1"]
+        m.txsync()                              # still registered in this process
+
+
+def test_closed_binding_refuses_syncs():
+    m = open_emu("netmap:cl{1")
+    b = m._binding
+    m.close()
+    m.close()
+    b.close()
+    with pytest.raises(ClosedPortError):
+        b.txsync()
+    with pytest.raises(ClosedPortError):
+        m.rxsync()
+
+
+def test_poll_on_a_multi_ring_pipe_reports_any_ready_ring():
+    with open_emu("netmap:mr{1", tx_rings=3, rx_rings=1) as m, open_emu("netmap:mr}1") as s:
+        assert len(s.rx_rings) == 3
+        assert s.poll(POLLIN, 0) == 0
+        m.tx_rings[2].advance(1)
+        m.txsync()
+        assert s.poll(POLLIN, 0) == POLLIN
+        assert [r.tail for r in s.rx_rings] == [0, 0, 1]
