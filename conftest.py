@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-# Tests never touch a user's emulator: each test process gets its own emulator namespace.
-os.environ.setdefault("PYNETMAP_EMU_NS", f"pytest{os.getpid()}")
+_NAMESPACE = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,8 +19,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _NAMESPACE
     # code under test that opens ports without naming a backend gets the chosen one too
     os.environ["PYNETMAP_BACKEND"] = config.getoption("--backend")
+    # tests never touch a user's emulator: each test process gets a namespace of its own,
+    # removed with everything in it when the session ends
+    try:
+        from netmap_emu.testing import isolated_namespace
+    except ImportError:
+        os.environ["PYNETMAP_EMU_NS"] = f"pytest{os.getpid()}"
+        return
+    _NAMESPACE = isolated_namespace("pytest")
+    _NAMESPACE.__enter__()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _NAMESPACE
+    if _NAMESPACE is not None:
+        _NAMESPACE.__exit__(None, None, None)
+        _NAMESPACE = None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

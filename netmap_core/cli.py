@@ -30,7 +30,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .tools.demo import run
 
-    return run(count=args.count, batch=args.batch, size=args.size, backend=args.backend)
+    return run(count=args.count, batch=args.batch, size=args.size, backend=args.backend,
+               slots=args.slots)
 
 
 def _delegate(name: str, argv: list[str]) -> int:
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_info)
     s = sub.add_parser("demo", help="two processes exchange packets through a netmap pipe")
     s.add_argument("-n", "--count", type=int, default=1_000_000, help="packets (default 1M)")
-    s.add_argument("-b", "--batch", type=int, default=512, help="slots per sync (default 512)")
+    s.add_argument("-b", "--batch", type=int, default=2048, help="slots per sync (default 2048)")
+    s.add_argument("-s", "--slots", type=int, default=4096, help="pipe ring size (default 4096)")
     s.add_argument("-l", "--size", type=int, default=60, help="frame length (default 60)")
     s.add_argument("--backend", default=None, help="emu or netmap (default: as netmap_core.open)")
     s.set_defaults(func=cmd_demo)

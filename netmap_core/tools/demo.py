@@ -45,17 +45,19 @@ def _send(spec: str, count: int, batch: int, size: int, backend: str | None) -> 
             port.poll(POLLOUT, 1.0)
 
 
-def run(count: int = 1_000_000, batch: int = 512, size: int = 60, backend: str | None = None) -> int:
+def run(count: int = 1_000_000, batch: int = 2048, size: int = 60, backend: str | None = None,
+        slots: int = 4096) -> int:
     if not 22 <= size <= 2048:
         print(f"demo: --size={size} out of range; allowed 22..2048")
         return 2
     spec = f"netmap:demo{os.getpid()}"
+    conf = f"@conf:slots={slots}"
     ctx = mp.get_context("fork")
-    with netmap_core.open(spec + "}0", backend=backend) as rx_port:
+    with netmap_core.open(spec + "}0" + conf, backend=backend) as rx_port:
         ring = rx_port.rx_rings[0]
         print(f"opened {rx_port!r}")
         print(f"  receiver ring {ring.describe(32)}")
-        sender = ctx.Process(target=_send, args=(spec + "{0", count, batch, size, backend))
+        sender = ctx.Process(target=_send, args=(spec + "{0" + conf, count, batch, size, backend))
         t0 = time.perf_counter()
         sender.start()
         expect, bad = 0, 0
