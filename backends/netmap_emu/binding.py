@@ -28,7 +28,7 @@ POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 SLEEP_SLICE = 0.1
 #: how long poll watches the peer's published indexes before it sleeps. A sleep and wakeup
 #: costs tens of µs; a peer running on another core usually publishes sooner than that.
-SPIN_SECONDS = 50e-6
+SPIN_SECONDS = 200e-6
 
 
 class _Owner:
