@@ -192,3 +192,15 @@ def test_modes_and_exclusive():
     with open_emu("netmap:e{1"):
         with pytest.raises(PortBusyError):
             open_emu("netmap:e{1/x")
+
+
+def test_failed_register_leaves_nothing_behind():
+    with pytest.raises(InvalidRequestError):
+        open_emu("netmap:fail{1-5")              # ringid beyond both ring counts, fresh parent
+    assert segments() == []
+    with pytest.raises(OutOfMemoryError):
+        open_emu("netmap:big{1", tx_rings=200)   # more ring objects than the parent has
+    assert segments() == []
+    with open_emu("netmap:ok{1") as p:           # and the next open starts from scratch
+        assert p.info.mem_id == 2
+        assert int(p.rx_rings[0].slots["buf_idx"][0]) == 2
