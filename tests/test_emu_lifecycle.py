@@ -108,3 +108,15 @@ def test_poll_on_a_multi_ring_pipe_reports_any_ready_ring():
         m.txsync()
         assert s.poll(POLLIN, 0) == POLLIN
         assert [r.tail for r in s.rx_rings] == [0, 0, 1]
+
+
+def test_close_inside_a_locked_section_is_deferred_to_its_end():
+    from netmap_emu.namespace import namespace
+
+    m = open_emu("netmap:df{1")
+    ns = namespace()
+    with ns.locked():          # e.g. the garbage collector closing a port during an open
+        m.close()
+        assert [b["name"] for b in ns.load()["bindings"].values()] == ["df{1"]
+    assert ns.load()["bindings"] == {}
+    assert segments() == []

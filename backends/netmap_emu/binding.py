@@ -42,6 +42,11 @@ class _Owner:
         if os.getpid() != self.pid:  # an inherited copy in a forked child: the parent owns it
             os.close(self.fd)
             return
+        if self.ns.held_here():
+            # the garbage collector ran us inside an open/close of this thread, whose registry
+            # copy is in flight: close when that section ends
+            self.ns.deferred.append(self)
+            return
         try:
             with self.ns.locked():
                 kernel.unregister(self.ns, self.bid)

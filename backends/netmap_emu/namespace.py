@@ -97,6 +97,8 @@ class Namespace:
         self._ino = None
         self._mutex = threading.RLock()   # fcntl locks do not exclude threads of one process
         self._depth = 0
+        self._holder = None
+        self.deferred: list = []  # closes requested (by the GC) inside a locked section
         self.local_bids: set[int] = set()  # bindings opened (and not closed) by this process
 
     # --- files ---------------------------------------------------------------------------
@@ -150,12 +152,22 @@ class Namespace:
                         pass
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
             self._depth += 1
+            self._holder = threading.get_ident()
             try:
                 yield
             finally:
                 self._depth -= 1
                 if self._depth == 0:
+                    self._holder = None
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+        if self._depth == 0 and self.deferred:
+            todo, self.deferred = self.deferred, []
+            for fn in todo:
+                fn()
+
+    def held_here(self) -> bool:
+        """True inside a ``locked()`` section of the calling thread."""
+        return self._depth > 0 and self._holder == threading.get_ident()
 
     def remove_if_empty(self, reg: dict) -> bool:
         """Delete this namespace's directory when nothing lives in it (lock held, no local
