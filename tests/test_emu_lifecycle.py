@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from netmap_core import POLLIN, abi
@@ -119,4 +120,39 @@ def test_close_inside_a_locked_section_is_deferred_to_its_end():
         m.close()
         assert [b["name"] for b in ns.load()["bindings"].values()] == ["df{1"]
     assert ns.load()["bindings"] == {}
+    assert segments() == []
+
+
+def test_scribbling_process_cannot_hurt_another_pipe_of_its_allocator():
+    n = 16
+    good_m = open_emu(f"netmap:sh{{2@conf:slots={n}")
+    good_s = open_emu("netmap:sh}2")
+    bad = open_emu("netmap:sh{1", rules="netmap")
+    assert bad.info.mem_id == good_m.info.mem_id
+    victim = good_m.tx_rings[0].slots["buf_idx"].copy()
+    base = used(good_m)
+    for r in bad.tx_rings + bad.rx_rings:
+        r.header["num_slots"] = 0xFFFFFFFF     # the kernel side never believes the header
+        r.header["buf_ofs"] = -(1 << 40)
+        r.header["dir"] = 7
+        r.slots["buf_idx"] = victim[0]         # another pipe's buffer in every slot
+        r._words[5] = r._words[6] = 0xFFFFFF00
+    bad.nifp["ni_tx_rings"] = 100
+    bad.bufs_head = int(victim[1])
+    bad.txsync()
+    bad.rxsync()
+    bad.close()
+    # the other pipe's buffers stay allocated, its rings and traffic are untouched
+    assert used(good_m) == base - 2 * n
+    assert np.array_equal(good_m.tx_rings[0].slots["buf_idx"], victim)
+    good_m.tx_rings[0].fill(3, template=b"ok")
+    good_m.txsync()
+    good_s.rxsync()
+    assert [bytes(good_s.rx_rings[0].payload(i)) for i in range(3)] == [b"ok"] * 3
+    with open_emu("netmap:sh{1", extra_bufs=2 * n) as again:   # freed buffers are reusable
+        got = set(again.extra_buffers())
+        assert got.isdisjoint(victim.tolist())
+        assert len(got) == 2 * n
+    good_m.close()
+    good_s.close()
     assert segments() == []

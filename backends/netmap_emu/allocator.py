@@ -96,8 +96,12 @@ class Allocator:
         return (KS_HDR + KS_BLOCK * obj) // 4 + w
 
     def slots(self, obj: int) -> np.ndarray:
+        """The slot array of ring object ``obj``, sized from the kernel state: the ring header's
+        ``num_slots`` is application-writable and never trusted."""
         off = self.ring_offset(obj)
-        n = int(self.arr[off + 8: off + 12].view("<u4")[0])
+        n = int(self.blocks[obj, W_NSLOTS])
+        if not 0 < n <= self.geom.max_slots():
+            raise OSError(errno.EINVAL, f"mem_id {self.mem_id}: ring object {obj} has no valid kring")
         return np.ndarray((n,), dtype=abi.netmap_slot, buffer=self.region, offset=off + abi.NETMAP_RING_SLOTS_OFFSET)
 
     def mutex(self, obj: int) -> threading.Lock:
@@ -151,6 +155,8 @@ class Allocator:
         hdr["cur"] = 0
         hdr["tail"] = n - 1 if direction == abi.NR_TX else 0
         hdr["buf_align"] = 0
+        self.blocks[obj, W_NSLOTS] = n
+        self.blocks[obj, W_DIR] = direction
         s = self.slots(obj)
         s["buf_idx"] = bufs
         s["len"] = self.geom.buf_size

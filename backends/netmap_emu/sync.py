@@ -20,8 +20,8 @@ import numpy as np
 from netmap_core import abi, rules as _rules
 from netmap_core.rules import KRing
 
-from .allocator import (W_HWCUR, W_OK, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT,
-                        Allocator)
+from .allocator import (W_DIR, W_HWCUR, W_NSLOTS, W_OK, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL,
+                        W_WAIT, Allocator)
 from .namespace import SYNC_BASE
 
 __all__ = ["RingCtl", "fence", "wake_fds"]
@@ -85,13 +85,13 @@ class RingCtl:
         peer = ks[bw(obj, W_PEER)] - 1
         off = alloc.ring_offset(obj)
         hdr = memoryview(alloc.region)[off: off + abi.NETMAP_RING_SLOTS_OFFSET]
-        n = hdr.cast("I")[2]
+        n = ks[bw(obj, W_NSLOTS)]  # from the kernel state: the ring header is the app's to scribble on
         self.name = name
         self.alloc = alloc
         self.obj = obj
         self.peer = peer
         self.n = n
-        self.tx = hdr.cast("H")[9] == abi.NR_TX
+        self.tx = ks[bw(obj, W_DIR)] == abi.NR_TX
         self.strict = strict
         self.rw = hdr[:40].cast("I")           # head 5, cur 6, tail 7
         self.ts64 = hdr[40:56].cast("q")       # struct timeval
