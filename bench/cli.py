@@ -116,7 +116,7 @@ def _meta(argv: list[str], cfg: Config) -> dict:
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
         "cpus_usable": len(os.sched_getaffinity(0)), "loadavg": os.getloadavg(),
-        "versions": versions, "git": git("rev-parse", "--short", "HEAD"),
+        "versions": versions, "git": git("rev-parse", "--short", "HEAD"), "works": WORKS,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
     }
 

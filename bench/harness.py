@@ -203,10 +203,11 @@ _counter = 0
 
 
 def unique_name(prefix: str = "b") -> str:
-    """A name no other run of this machine uses now: prefix + pid + counter (letters/digits)."""
+    """A name no other run of this machine uses now: prefix, pid and counter in hex, at most
+    12 characters with a one-letter prefix (a VALE switch name, "vale" included, allows 16)."""
     global _counter
     _counter += 1
-    return f"{prefix}{os.getpid()}x{_counter}"
+    return f"{prefix}{os.getpid():x}x{_counter:x}"
 
 
 # --- one run ------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
     row = RowResult(scn, size, work)
     base = Params(size=size, work=work, packets=0, run="", rounds=cfg.rounds,
                   extra={"slots": cfg.slots, "batch": cfg.batch,
-                         "quiet": min(0.5, max(0.05, cfg.duration / 2)), **scn.extra})
+                         "quiet": min(0.5, max(0.2, cfg.duration / 2)), **scn.extra})
 
     def once(n: int) -> Sample:
         p = replace(base, packets=n, run=unique_name())

@@ -18,6 +18,7 @@ from .msgloop import ETHERTYPE, SEQ, SEQ_OFFSET, frame
 
 IF_TX, IF_RX = "pnmbenchA", "pnmbenchB"
 CHUNK = 256          # the receiver reads the clock once per CHUNK frames
+FIRST_WAIT = 5.0     # seconds the first frames may take
 _SO_RCVBUFFORCE = 33
 
 
@@ -80,7 +81,8 @@ def _receiver(p, ctx, ready):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
     s.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 8 << 20)
     s.bind((IF_RX, ETHERTYPE))
-    s.settimeout(p.extra.get("quiet", 0.3))  # seconds without a frame that end the run
+    quiet = p.extra.get("quiet", 0.3)  # seconds without a frame that end the run
+    s.settimeout(FIRST_WAIT)
     recv_into = s.recv_into
     buf = bytearray(2048)
     got = bad = 0
@@ -105,6 +107,8 @@ def _receiver(p, ctx, ready):
                     recv_into(buf)
             got += m
             t_last = now()
+            if c == 0:
+                s.settimeout(quiet)
     except socket.timeout:
         got += i  # frames of the unfinished chunk (timed to the last full chunk)
     finally:

@@ -15,7 +15,8 @@ from .harness import Role, Scenario, Skip, now, unique_name
 from .msgloop import SEQ, SEQ_OFFSET, frame
 
 SEQ_END = SEQ_OFFSET + 8
-WAIT = 0.05  # poll timeout (s); the loops simply poll again
+WAIT = 0.05       # poll timeout (s); the loops simply poll again
+FIRST_WAIT = 5.0  # lossy receivers: how long the first packet may take
 
 
 _warmed: dict[tuple[str, str], str | None] = {}
@@ -39,7 +40,7 @@ def available(backend: str, warm_spec: str = "netmap:{name}{{0"):
             return f"backend {backend} unusable: {why}"
         key = (backend, warm_spec)
         if key not in _warmed:
-            spec = warm_spec.format(name=unique_name("warm"))
+            spec = warm_spec.format(name=unique_name("w"))
             try:
                 netmap_core.open(spec, backend=backend).close()
                 _warmed[key] = None
@@ -129,8 +130,9 @@ def _linger(port, ring) -> None:
 def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False):
     """Receiver role: takes every received slot, checks sequence numbers with numpy.
 
-    ``lossy`` (a switch may drop): stop after ``quiet`` seconds without a packet, count only
-    reordering as errors (not gaps), and time the run to the last packet."""
+    ``lossy`` (a switch may drop): stop after ``quiet`` seconds without a packet (FIRST_WAIT
+    before the first one), count only reordering as errors (not gaps), and time the run to the
+    last packet."""
     def run(p, ctx, ready):
         from netmap_core import POLLIN
 
@@ -141,7 +143,7 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
             got = bad = batches = expect = 0
             quiet = p.extra.get("quiet", 0.5)
             ready()
-            last = now()
+            last = now() + FIRST_WAIT - quiet
             while got < n:
                 if ring.empty:
                     wait()

@@ -22,7 +22,7 @@ SEQ_END = SEQ_OFFSET + 8
 def _open_pair(backend: str, slots: int):
     import netmap_core
 
-    name = unique_name("prof")
+    name = unique_name("p")
     a = netmap_core.open(f"netmap:{name}{{0@conf:slots={slots}", backend=backend)
     b = netmap_core.open(f"netmap:{name}}}0@conf:slots={slots}", backend=backend)
     return a, b
@@ -175,7 +175,7 @@ def _side(which: str, backend: str, name: str, slots: int, packets: int, blockin
 def two_process(backend: str, slots: int, packets: int, blocking: bool) -> list[str]:
     mpc = mp.get_context("fork")
     q, bar = mpc.Queue(), mpc.Barrier(2)
-    name = unique_name("prof")
+    name = unique_name("p")
     procs = [mpc.Process(target=_side, args=(w, backend, name, slots, packets, blocking, q, bar))
              for w in ("sender", "receiver")]
     for p in procs:
