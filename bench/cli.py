@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from . import report
+from . import noise, report
 from .harness import WORKS, Config, RowResult, Skip, measure
 from .rows import all_scenarios, select
 
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print(s, end="", file=sys.stderr, flush=True)
 
     t_all = time.monotonic()
+    share_before = noise.cpu_share(0.2)
+    load_before = os.getloadavg()
+    log(f"CPU a pinned busy loop gets: {noise.describe(share_before)}; load average {load_before[0]:.2f}\n")
     rows: list[RowResult] = []
     for scn in scenarios:
         sizes = [s for s in cfg.sizes if scn.sizes is None or s in scn.sizes] or list(scn.sizes or ())
@@ -177,8 +180,12 @@ def main(argv: list[str] | None = None) -> int:
             if state is not None and scn.teardown:
                 scn.teardown(state)
 
+    share_after = noise.cpu_share(0.2)
     ts = report.targets(rows)
     print(f"per-packet work: " + "; ".join(f"{k} = {v}" for k, v in WORKS.items()))
+    print(f"machine: {len(share_after)} CPUs; share of each CPU a pinned busy loop got before / after: "
+          f"{noise.describe(share_before)} / {noise.describe(share_after)}; load average "
+          f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (below 100% = other processes compete)")
     print(f"Mpps = packets delivered / (receiver end - sender start), median of {cfg.repeat} runs "
           f"of ~{cfg.duration:g} s; ratios = this row's median / best peer median (same size, work)\n")
     if any(r.scenario.kind != "pingpong" for r in rows):
@@ -193,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                                   time.strftime("bench-%Y%m%d-%H%M%S.json"))
     meta = _meta(argv, cfg)
     meta["elapsed_s"] = round(time.monotonic() - t_all, 1)
+    meta["cpu_share_before"], meta["cpu_share_after"] = share_before, share_after
+    meta["loadavg_before"] = load_before
     report.save_json(path, meta, rows, ts)
     print(f"\nraw results: {path} ({meta['elapsed_s']} s)")
     if not a.no_plot:
