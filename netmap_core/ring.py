@@ -60,6 +60,14 @@ class Batch:
         stop = self.ring.buf_size if stop is None else stop
         return self.ring.buffers[self.buf_idx, start:stop]
 
+    def read(self, offset: int, dtype="<u8") -> np.ndarray:
+        """One ``dtype`` value per frame, from byte ``offset`` of each buffer (a new array)."""
+        return self.ring.field(offset, dtype)[self.buf_idx]
+
+    def write(self, offset: int, values, dtype="<u8") -> None:
+        """Store one ``dtype`` value per frame (or one for all) at byte ``offset``."""
+        self.ring.field(offset, dtype)[self.buf_idx] = values
+
     def scatter(self, data, start: int = 0) -> None:
         """Write ``data`` (``(k, w)`` or one ``(w,)`` row for all) at byte ``start`` of each buffer."""
         data = np.asarray(data, dtype=np.uint8)
@@ -214,9 +222,22 @@ class Ring:
 
     # --- batches -------------------------------------------------------------------------
     def _span(self, start: int, k: int):
-        if start + k <= self.num_slots:
+        n = self.num_slots
+        if start + k <= n:
             return slice(start, start + k)
-        return (start + np.arange(k)) % self.num_slots
+        return np.concatenate((np.arange(start, n), np.arange(0, start + k - n)))
+
+    def field(self, offset: int, dtype="<u8") -> np.ndarray:
+        """Zero-copy strided view: element ``i`` is the ``dtype`` value at byte ``offset`` of
+        buffer ``i``. ``ring.field(14, "<u8")[batch.buf_idx]`` reads one header field of a
+        whole batch (a few ns per frame); assigning through it writes them."""
+        dt = np.dtype(dtype)
+        if offset < 0 or offset + dt.itemsize > self.buf_size:
+            raise InvalidRequestError(
+                22, f"field: bytes [{offset}, {offset + dt.itemsize}) exceed buffer size {self.buf_size}")
+        return np.ndarray((self._nbufs,), dtype=dt, buffer=self.region,
+                          offset=self._pool_addr - self.region.__array_interface__["data"][0] + offset,
+                          strides=(self.buf_size,))
 
     def ready(self, limit: int | None = None) -> Batch:
         """The slots ``[head, tail)`` (at most ``limit``) as arrays; does not move ``head``.

@@ -168,3 +168,19 @@ def test_describe_draws_ownership():
     tx.header["tail"] = 5
     assert tx.describe().startswith("[..uuu...]")
     assert "head=2" in repr(tx) and "space=3" in repr(tx)
+
+
+def test_field_view_reads_and_writes_one_value_per_buffer():
+    tx, rx = ring_of(8)
+    tx.fill(4, template=bytes(60))
+    tx.head = tx.cur = 0
+    batch = tx.ready(limit=4)
+    batch.write(14, np.arange(100, 104, dtype="<u8"))
+    assert list(batch.read(14)) == [100, 101, 102, 103]
+    assert bytes(tx.buf(1)[14:22]) == (101).to_bytes(8, "little")
+    assert list(batch.read(14, "<u2")) == [100, 101, 102, 103]
+    with pytest.raises(InvalidRequestError, match="exceed buffer size"):
+        tx.field(2045, "<u4")
+    # the view covers every buffer of the pool and is shared by rings of the pool
+    assert tx.field(0, "u1").shape == (tx.nbufs,)
+    assert rx.field(14)[int(tx.slots["buf_idx"][1])] == 101
