@@ -14,7 +14,6 @@ import numpy as np
 from .harness import Role, Scenario, Skip, now, unique_name
 from .msgloop import SEQ, SEQ_OFFSET, frame
 
-SEQ_END = SEQ_OFFSET + 8
 WAIT = 0.05       # poll timeout (s); the loops simply poll again
 FIRST_WAIT = 5.0  # lossy receivers: how long the first packet may take
 
@@ -93,7 +92,8 @@ def batch_sender(blocking: bool, port_name=pipe_end("{0")):
             ring = port.tx_rings[0]
             prefill(ring, p.size)
             wait = _sync(port, blocking, POLLOUT)
-            txsync, space, bufs, lens = port.txsync, ring.space, ring.buffers, ring.slots["len"]
+            txsync, space, lens = port.txsync, ring.space, ring.slots["len"]
+            seqf = ring.field(SEQ_OFFSET, "<u8")  # the sequence field of every buffer
             n, size, seq = p.packets, p.size, p.work == "seq"
             limit = p.extra.get("batch") or n
             sent = 0
@@ -108,8 +108,7 @@ def batch_sender(blocking: bool, port_name=pipe_end("{0")):
                 k = len(b)
                 lens[b.slot_idx] = size
                 if seq:
-                    bufs[b.buf_idx, SEQ_OFFSET:SEQ_END] = (
-                        np.arange(sent, sent + k, dtype="<u8").view(np.uint8).reshape(k, 8))
+                    seqf[b.buf_idx] = np.arange(sent, sent + k, dtype="<u8")
                 ring.advance(k)
                 txsync()
                 sent += k
@@ -139,7 +138,7 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
         with open_spec(p, port_name(p)) as port:
             ring = port.rx_rings[0]
             wait = _sync(port, blocking, POLLIN)
-            bufs, n, seq = ring.buffers, p.packets, p.work == "seq"
+            seqf, n, seq = ring.field(SEQ_OFFSET, "<u8"), p.packets, p.work == "seq"
             got = bad = batches = expect = 0
             quiet = p.extra.get("quiet", 0.5)
             ready()
@@ -153,7 +152,7 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
                 b = ring.ready()
                 k = len(b)
                 if seq:
-                    col = bufs[b.buf_idx, SEQ_OFFSET:SEQ_END].view("<u8")[:, 0]
+                    col = seqf[b.buf_idx]
                     if lossy:
                         bad += int(col[0] < expect) + int(np.count_nonzero(col[1:] <= col[:-1]))
                     else:

@@ -49,6 +49,8 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
         lens = tx.slots["len"]
         bt = tx.ready(k)
         seqs = np.arange(k, dtype="<u8").view(np.uint8).reshape(k, 8)
+        ramp = np.arange(k, dtype="<u8")
+        seqf = tx.field(SEQ_OFFSET, "<u8")
         raw = memoryview(tx.slots.view(np.uint8)).cast("B")
         words, halves = raw.cast("I"), raw.cast("H")
         data = memoryview(tx.buffers.reshape(-1)).cast("B")
@@ -65,6 +67,10 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
              _per_call(lambda: tx.buffers.__setitem__((bt.buf_idx, slice(SEQ_OFFSET, SEQ_END)), seqs), 500), ""),
             (f"read {k} sequence numbers (fancy index)",
              _per_call(lambda: tx.buffers[bt.buf_idx, SEQ_OFFSET:SEQ_END], 500), ""),
+            (f"write {k} sequence numbers (ring.field)",
+             _per_call(lambda: seqf.__setitem__(bt.buf_idx, ramp), 500), "what the rows use"),
+            (f"read {k} sequence numbers (ring.field)", _per_call(lambda: seqf[bt.buf_idx], 500),
+             "what the rows use"),
             ("ring.advance(0)", _per_call(lambda: tx.advance(0), 20000), ""),
             ("ring.buf(i)", _per_call(lambda: tx.buf(5), 50000), "per-packet API"),
             ("ring.payload(i)", _per_call(lambda: rx.payload(5), 50000), "per-packet API"),
