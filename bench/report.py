@@ -55,7 +55,7 @@ def _note(r: RowResult) -> str:
 def _fmt_ratio(x: float | None) -> str:
     if x is None:
         return "-"
-    return f"{x:.2g}x" if x < 1 else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
+    return f"{x:.2g}x" if x < 0.995 else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
 
 
 def _render(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
