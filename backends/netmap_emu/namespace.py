@@ -207,7 +207,7 @@ class Namespace:
         tmp = self.path(f".{_REGISTRY}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(reg, f, separators=(",", ":"), sort_keys=True)
+            f.write(json.dumps(reg, separators=(",", ":"), sort_keys=True))  # C encoder: ~20x dump()
         os.replace(tmp, self.path(_REGISTRY))
 
     # --- liveness of bindings -------------------------------------------------------------
