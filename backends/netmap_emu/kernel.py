@@ -99,9 +99,13 @@ def _mem_ring_objs(reg: dict, mem_id: int) -> list[int]:
 
 
 def _slot_bufs(a: _alloc.Allocator, objs) -> np.ndarray:
-    if not objs:
-        return np.zeros(0, dtype=np.int64)
-    return np.concatenate([a.slots(o)["buf_idx"].astype(np.int64) for o in objs])
+    out = [np.zeros(0, dtype=np.int64)]
+    for o in objs:
+        try:
+            out.append(a.slots(o)["buf_idx"].astype(np.int64))
+        except OSError:  # never initialised (cannot happen for a committed ring): nothing to count
+            pass
+    return np.concatenate(out)
 
 
 def _referenced(a: _alloc.Allocator, reg: dict, mem_id: int) -> np.ndarray:
@@ -201,8 +205,8 @@ def _drop(ns: Namespace, reg: dict, bid: str) -> list[str]:
             pipe = parent["pipes"].pop(b["pipe"])
             objs = [o for side in ("tx", "rx") for end in pipe[side] for o in end if o >= 0]
             cand.append(_slot_bufs(a, objs))
-            for o in objs:
-                a.clear_block(o)
+            for o in objs:  # the kring blocks stay as they are until reused: the committed
+                # registry may still name these rings if we die before the commit below
                 if o in mrec["ring_used"]:
                     mrec["ring_used"].remove(o)
             out.append(f"pipe {b['parent']}{'{'}{b['pipe']} destroyed")
