@@ -94,7 +94,7 @@ class RingModel:
         self.rhead, self.rcur, self.rtail = 0, 0, tail
         self.pipe_tail = tail
         self.tags: list[tuple[int, int] | None] = [None] * n
-        self.seen = [False] * n  # RX: payload already checked by the suite since it arrived
+        self.held = [False] * n  # RX: the slot's buffer still holds the frame its tag names
         self.rx_synced = False  # RX: an rxsync ran, so ring->ts must be set (B16)
         self.peer: RingModel | None = None  # the ring this one exchanges slots with
         self.direction: Direction | None = None
@@ -142,12 +142,13 @@ class Direction:
 
 @dataclass
 class Descriptor:
-    """One registration (one file descriptor) of a pipe end, with its extra-buffer list (A13)."""
+    """One registration (one file descriptor) of a pipe end. Its extra-buffer list (A13) is not
+    stored: like netmap, it is whatever the link words reached from ``bufs_head`` say."""
 
     ident: int
     role: str
     exclusive: bool
-    extra: list[int]  # ni_bufs_head first; each buffer's first word links to the next
+    bufs_head: int
 
 
 class PipeModel:
@@ -199,17 +200,33 @@ class PipeModel:
         return any(d.exclusive for d in users) or (exclusive and bool(users))
 
     def register(self, ident: int, role: str, exclusive: bool, extra: list[int]) -> Descriptor:
-        d = Descriptor(ident, role, exclusive, list(extra))
+        """A new descriptor whose granted extra buffers are ``extra`` (list order)."""
+        for i, b in enumerate(extra):
+            link = extra[i + 1] if i + 1 < len(extra) else 0
+            self.content[b] = struct.pack("<I", link) + self.content.get(b, b"")[4:]
+        d = Descriptor(ident, role, exclusive, extra[0] if extra else 0)
         self.descriptors[ident] = d
         self.live |= set(extra)
         return d
 
+    def extra_list(self, ident: int) -> list[int] | None:
+        """Walk the descriptor's list as netmap_core's Port.extra_buffers does: stop at an index
+        outside [2, objtotal) or on a loop. None if a link word is unknown to the model."""
+        out: list[int] = []
+        idx = self.descriptors[ident].bufs_head
+        while 2 <= idx < self.objtotal and idx not in out:
+            out.append(idx)
+            known = self.content.get(idx, b"")
+            if len(known) < 4:
+                return None
+            idx = struct.unpack("<I", known[:4])[0]
+        return out
+
     def unregister(self, ident: int) -> bool:
-        """Close one descriptor: its extra list is freed (A13/L6). True if the pipe is now gone."""
-        d = self.descriptors.pop(ident)
-        self.live -= set(d.extra)
-        for b in d.extra:
-            self.content.pop(b, None)
+        """Close one descriptor: whatever its list holds now is freed (A13/L6). True if the pipe
+        is now gone."""
+        self.live -= set(self.extra_list(ident) or [])
+        del self.descriptors[ident]
         return not self.descriptors
 
     # --- user operations (no kernel involvement) ------------------------------------------
@@ -245,23 +262,24 @@ class PipeModel:
         if tail is not None:
             r.tail = tail
 
-    def mark_seen(self, role: str, slot: int) -> None:
+    def mark_read(self, role: str, slot: int) -> None:
         r = self.ring(role, RX)
-        r.seen[slot] = True
-        if self.sane and r.direction.side[slot] != RECEIVER:
+        if r.direction.side[slot] != RECEIVER:
             self._anomaly(f"{r.name} slot {slot} read while not received")
 
     def pop_extra(self, ident: int) -> int:
+        """Take the list's head: ``bufs_head`` moves to the link word it holds."""
         d = self.descriptors[ident]
-        return d.extra.pop(0)
+        x = d.bufs_head
+        d.bufs_head = struct.unpack("<I", self.content[x][:4])[0]
+        return x
 
     def push_extra(self, ident: int, buf: int) -> bytes:
         """Push ``buf`` on the descriptor's list; returns the 4-byte link to write at its start."""
         d = self.descriptors[ident]
-        link = struct.pack("<I", d.extra[0] if d.extra else 0)
-        old = self.content.get(buf, b"")
-        self.content[buf] = link + old[4:]
-        d.extra.insert(0, buf)
+        link = struct.pack("<I", d.bufs_head)
+        self.content[buf] = link + self.content.get(buf, b"")[4:]
+        d.bufs_head = buf
         return link
 
     def swap_with_extra(self, ident: int, kind: str, slot: int) -> tuple[int, int, bytes]:
@@ -279,6 +297,8 @@ class PipeModel:
         link = self.push_extra(ident, old)
         if kind == TX:
             r.tags[slot] = None  # whatever the slot carried is now on the extra list
+        else:
+            r.held[slot] = False  # the frame left with its buffer; the tag stays for release order
         return x, old, link
 
     def forward(self, role: str, k: int) -> list[tuple[int, int]]:
@@ -296,7 +316,10 @@ class PipeModel:
             ts[LEN] = rs[LEN]
             ts[FLAGS] = (rs[FLAGS] & NS_MOREFRAG) | NS_BUF_CHANGED
             rs[FLAGS] |= NS_BUF_CHANGED
-            tx.tags[b] = rx.tags[a]
+            # the frame travels with the buffer (a user may re-expose a slot it already
+            # forwarded by moving head back before syncing: then it forwards a stale buffer)
+            tx.tags[b] = rx.tags[a] if rx.held[a] else None
+            rx.held[a] = False
             pairs.append((a, b))
         rx.head = rx.cur = (rx.head + k) % rx.n
         tx.head = tx.cur = (tx.head + k) % tx.n
@@ -369,6 +392,10 @@ class PipeModel:
     def _reinit(self, r: RingModel) -> None:
         """netmap_ring_reinit (B8): adopt the user's indexes, sanitise every slot, and reset to
         hwcur/hwtail only if an index is beyond n-1."""
+        if r.kind == TX and r.tail != r.rtail and r.tail < r.n:
+            # a tail the user wrote becomes the kernel's rtail: later prologues then accept a
+            # head past the slot that must stay empty
+            self._anomaly(f"{r.name}: reinit adopted the user's tail {r.tail} (kernel's {r.rtail})")
         r.rhead, r.rcur, r.rtail = r.head, r.cur, r.tail
         lim = r.n - 1
         out_of_range = r.head > lim or r.cur > lim or r.tail > lim
@@ -413,7 +440,7 @@ class PipeModel:
             t.slots[k][FLAGS] &= ~NS_BUF_CHANGED
             d.sent.append(t.tags[k])
             rx.tags[k], t.tags[k] = t.tags[k], None
-            rx.seen[k] = False
+            rx.held[k] = True
             complete = not t.slots[k][FLAGS] & NS_MOREFRAG
             k = t.nxt(k)
             if complete:
@@ -421,6 +448,8 @@ class PipeModel:
         t.hwcur = k
         if publish is not None:
             rx.pipe_tail = publish
+        if d.in_flight() > t.n - 1:
+            self._anomaly(f"{t.name}: {d.in_flight()} slots in flight")
 
     def _pipe_rxsync(self, r: RingModel) -> None:
         """Give RX slots [hwcur, rhead) back to the sender: slots marked NS_BUF_CHANGED are copied
@@ -523,8 +552,8 @@ class PipeModel:
         """Every buffer the pipe's slots and open descriptors' extra lists hold (F6: each slot
         pair counts once, through its authoritative side)."""
         out = [d.authoritative(i) for d in self.directions for i in range(self.n)]
-        for desc in self.descriptors.values():
-            out.extend(desc.extra)
+        for ident in self.descriptors:
+            out.extend(self.extra_list(ident) or [])
         return out
 
     def conservation_error(self) -> str | None:
@@ -539,14 +568,11 @@ class PipeModel:
         return None
 
     def order_error(self) -> str | None:
-        """None if, in each direction, what rxsync released is a prefix of what txsync handed
-        over and the fresh packets were handed over in the order they were written."""
+        """None if, in each direction, what rxsyncs released is, in order, a prefix of what
+        txsyncs handed over."""
         for d in self.directions:
             if d.released != d.sent[:len(d.released)]:
                 return f"direction {d.ident}: released {d.released} is not a prefix of sent {d.sent}"
-            own = [t[1] for t in d.sent if t is not None and t[0] == d.ident]
-            if own != sorted(own) or len(set(own)) != len(own):
-                return f"direction {d.ident}: own packets sent out of order: {own}"
         return None
 
     def one_slot_empty_error(self) -> str | None:

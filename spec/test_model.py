@@ -309,7 +309,7 @@ def test_rx_extra_swap_and_forward_conserve_buffers():
         m.txsync(MASTER)
         m.rxsync(SLAVE)
         r = m.ring(SLAVE, RX)
-        m.swap_with_extra(2, RX, r.head)
+        m.swap_with_extra(2, RX, (r.head + 2) % r.n)  # the third slot: read, then swapped
         m.forward(SLAVE, 2)
         release(m, SLAVE, 1)
         m.rxsync(SLAVE)
