@@ -58,11 +58,9 @@ def register(ns: Namespace, spec, kname: str, pn, hints: dict, rules: str):
     if pn is not None:
         return None
     with ns.locked():
-        reg = ns.load()
-        if kname[:3] != "val" and not _vk.is_persistent(reg, kname):
+        if kname[:3] != "val" and not _vk.is_persistent(ns.load(), kname):
             return None
-        r = _vk.register_vale(ns, kname, spec.mode, spec.ringid, flags, hints, os.getpid())
-        reg = ns.load()
+        r, reg = _vk.register_vale(ns, kname, spec.mode, spec.ringid, flags, hints, os.getpid())
         pname = reg["bindings"][str(r.bid)]["parent"]
         rt = _runtime(ns, reg, pname)
     try:

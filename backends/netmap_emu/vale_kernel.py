@@ -185,9 +185,13 @@ def _geometry_hints(hints: dict) -> tuple[int, int, int, int]:
 
 def _port_mem(ns: Namespace, reg: dict, name: str, want: int, geom_hints, extra: int) -> int:
     """The allocator of a new port: ``want`` if given (it must exist; 1 is created on
-    demand), else a new private one sized by netmap_mem_private_new (npipes = 2, spec A5)."""
+    demand), else a new private one sized by netmap_mem_private_new (npipes = 2, spec A5).
+    Commits a txn marker naming it before touching it."""
     if want:
-        if str(want) not in reg["mems"]:
+        if str(want) in reg["mems"]:
+            reg["txn"] = {"mems": [want]}
+            ns.save(reg)
+        else:
             if want != _k.GLOBAL_MEM_ID:
                 raise InvalidRequestError(errno.EINVAL, f"{name}: nr_mem_id={want} names no allocator; "
                                           f"existing: {sorted([1] + [int(k) for k in reg['mems']])}")
@@ -299,26 +303,22 @@ def _select(mode: int, ringid: int, flags: int, ntx: int, nrx: int, name: str):
 
 
 def register_vale(ns: Namespace, kname: str, mode: int, ringid: int, flags: int, hints: dict,
-                  pid: int) -> _k.Registered:
+                  pid: int) -> tuple[_k.Registered, dict]:
     """REGISTER a VALE port (ephemeral ``valeSW:PORT`` created on the fly, an attached
     persistent ``valeSW:NAME``, or a persistent interface by its bare name): rings, netmap_if,
-    extra buffers; the binding record; senders told to reload. Namespace lock held."""
+    extra buffers; the binding record; senders told to reload. Namespace lock held.
+    Returns the registration and the committed registry."""
     reg, _ = _k.prepare(ns)
     pname = find_port(reg, kname)
     extra_req = max(0, min(int(hints.get("extra_bufs", 0)), EXTRA_MAX))
     want_mem = int(hints.get("mem_id", 0))
     created = pname is None
-    reg["txn"] = {"mems": []}
-    ns.save(reg)
-    out: list[str] = []
     try:
         if created:
             sw, _port = split_vale_name(kname)
             g = _geometry_hints(hints)
             pname = kname
-            mem_id = _port_mem(ns, reg, kname, want_mem, g, extra_req)
-            reg["txn"] = {"mems": [mem_id]}
-            ns.save(reg)
+            mem_id = _port_mem(ns, reg, kname, want_mem, g, extra_req)   # commits the txn marker
             prec = _new_port_rec(mem_id, g[0], g[1], g[2], g[3], False)
             reg["parents"][pname] = prec
             prec["vale"]["switch"] = sw
@@ -383,7 +383,7 @@ def register_vale(ns: Namespace, kname: str, mode: int, ringid: int, flags: int,
         offset=if_off, tx_rings=ntx, rx_rings=nrx, tx_slots=v["txs"], rx_slots=v["rxs"],
         host_tx_rings=0, host_rx_rings=0, extra_bufs=int(extra.size))
     return _k.Registered(bid, info, a, tuple(v["tx"][k] for k in tx_ids), tuple(v["rx"][k] for k in rx_ids),
-                         tuple(tx_ids), tuple(rx_ids))
+                         tuple(tx_ids), tuple(rx_ids)), reg
 
 
 def _undo(ns: Namespace) -> None:
@@ -406,8 +406,7 @@ def _free_rings(a: _alloc.Allocator, reg: dict, prec: dict, objs, cand: list) ->
     mrec = reg["mems"][str(prec["mem_id"])]
     v = prec["vale"]
     for o in objs:
-        cand.append(_k._slot_bufs(a, [o]))
-        a.clear_block(o)
+        cand.append(_k._slot_bufs(a, [o]))   # kring block kept until reuse, as for pipes
         if o in mrec["ring_used"]:
             mrec["ring_used"].remove(o)
         if o in prec["rings"]:
