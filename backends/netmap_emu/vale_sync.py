@@ -30,7 +30,7 @@ from netmap_core.rules import KRing
 from . import allocator as _alloc
 from . import kernel as _k
 from .allocator import W_HWCUR, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT
-from .namespace import Namespace
+from .namespace import SYNC_BASE, Namespace
 from .sync import _wake, fence
 from .vale_forward import Destinations, ForwardStats, SourceSlots, forward
 from .vale_lookup import drop_all
@@ -82,7 +82,7 @@ class RxTarget:
         self.wait = a.block_word(obj, W_WAIT)
         self.mutex = a.mutex(obj)
         self.lockfd = ns.fd
-        self.lockpos = ns.sync_lock_pos(a.gen, obj)
+        self.lockpos = SYNC_BASE + a.gen * 4096 + obj
         self.ns_dir = ns.dir
         self._tail = 0
 
@@ -258,7 +258,7 @@ class _Ctl:
         self.slots = a.slots(obj)
         self.f16 = self.slots.view(np.uint16).reshape(self.n, 8)[:, 3]
         self.lockfd = ns.fd
-        self.lockpos = ns.sync_lock_pos(a.gen, obj)
+        self.lockpos = SYNC_BASE + a.gen * 4096 + obj
         self.mutex = a.mutex(obj)
         self.nbufs = a.geom.nbufs
         self.buf_size = a.geom.buf_size

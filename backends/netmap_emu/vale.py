@@ -1,0 +1,136 @@
+"""Programmable VALE switches on the emulator (mSwitch style, spec E14): replace a switch's
+learning bridge with any Python lookup, inspect its ports and learned table.
+
+    from netmap_emu import vale
+
+    def by_vlan(batch):                     # arrays in, destination port per packet out
+        vid = ((batch.head[:, 14] & 0x0F).astype(int) << 8) | batch.head[:, 15]
+        return np.where(batch.ethertype == 0x8100, vid % 4, vale.NM_BDG_NOPORT)
+
+    sw = vale.switch("vale0")               # the switch must exist (a port is open on it)
+    sw.set_lookup(by_vlan)                  # every sender, in every process, uses it
+    sw.reset_lookup()                       # back to the learning bridge, table cleared
+
+A lookup runs inside each sender's txsync, in the sender's process, so it is named by
+``"module:qualname"`` in shared memory and imported where needed; a lambda or closure can
+only be installed with ``local=True`` (this process's senders only). See
+:mod:`netmap_emu.vale_lookup` for the batch a lookup receives.
+"""
+from __future__ import annotations
+
+import errno
+import importlib
+from typing import Callable, Union
+
+from netmap_core.errors import InvalidRequestError, NoSuchPortError
+
+from . import kernel as _k
+from . import vale_kernel as _vk
+from .namespace import namespace
+from .vale_lookup import (NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, LookupBatch, drop_all,
+                          flood_all, int_to_mac, mac_to_int)
+from .vale_sync import local_lookups, runtime_for
+
+__all__ = ["switch", "Switch", "LookupBatch", "NM_BDG_BROADCAST", "NM_BDG_NOPORT", "flood_all",
+           "drop_all", "mac_to_int", "int_to_mac", "LearningBridge", "lookup_name"]
+
+
+def lookup_name(fn: Callable) -> str | None:
+    """``"module:qualname"`` when ``fn`` can be imported back by that name, else None."""
+    mod = getattr(fn, "__module__", None)
+    qual = getattr(fn, "__qualname__", None)
+    if not mod or not qual or "<" in qual or mod == "__main__":
+        return None
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return f"{mod}:{qual}" if obj is fn else None
+
+
+class Switch:
+    """A handle on switch ``name`` of the current emulator namespace."""
+
+    def __init__(self, name: str, ns_name: str | None = None) -> None:
+        self.name = name
+        self._ns = namespace(ns_name)
+        with self._ns.locked():
+            reg, _ = _k.prepare(self._ns)
+            rec = reg.get("switches", {}).get(name)
+            if rec is None:
+                raise NoSuchPortError(errno.ENXIO, f"switch {name!r} does not exist (it lives while "
+                                      "a port is on it)")
+        self._rt = runtime_for(self._ns, name, rec["idx"], rec["gen"])
+        self.bridge_idx = rec["idx"]
+
+    @property
+    def seg(self):
+        return self._rt.seg
+
+    def ports(self) -> dict[int, str]:
+        """{port index: name as VALE_LIST shows it}."""
+        with self._ns.locked():
+            reg, _ = _k.prepare(self._ns)
+            rec = reg.get("switches", {}).get(self.name) or {"ports": {}}
+            out = {}
+            for k, pname in rec["ports"].items():
+                v = reg["parents"][pname]["vale"]
+                out[int(k)] = f"{self.name}:{pname}" if v["persistent"] else pname
+            return dict(sorted(out.items()))
+
+    def learned(self) -> dict[str, int]:
+        """The learning table as {"02:00:..": port}."""
+        return {":".join(f"{b:02x}" for b in int_to_mac(m)): p for m, p in self.seg.bridge.entries().items()}
+
+    def set_lookup(self, fn: Union[Callable, str], *, local: bool = False) -> None:
+        """Install ``fn`` (a callable or ``"module:qualname"``) as the switch's lookup.
+
+        Without ``local`` the name goes to shared memory and every sender imports it (an
+        import failure there drops that sender's packets; see :attr:`lookup_error`). With
+        ``local=True`` only senders of this process use ``fn`` (any callable)."""
+        key = (self._ns.name, self.name)
+        if local:
+            if not callable(fn):
+                raise InvalidRequestError(errno.EINVAL, f"set_lookup(local=True) needs a callable, got {fn!r}")
+            local_lookups[key] = fn
+            self.seg.set_lookup_name(self.seg.lookup_name)   # bump: senders pick it up
+            return
+        name = fn if isinstance(fn, str) else lookup_name(fn)
+        if name is None:
+            raise InvalidRequestError(
+                errno.EINVAL, f"lookup {fn!r} cannot be imported by name from other processes "
+                "(define it at module level in an importable module, or pass local=True)")
+        mod, _, qual = name.partition(":")
+        if not mod or not qual:
+            raise InvalidRequestError(errno.EINVAL, f"lookup name {name!r}: need 'module:qualname'")
+        local_lookups.pop(key, None)
+        self.seg.set_lookup_name(name)
+
+    def reset_lookup(self) -> None:
+        """Back to the learning bridge; the learned table is cleared (as netmap's regops(NULL))."""
+        local_lookups.pop((self._ns.name, self.name), None)
+        self.seg.bridge.clear()
+        self.seg.set_lookup_name("")
+
+    @property
+    def lookup_error(self) -> str | None:
+        """Why this process's senders could not import the lookup (None if they could)."""
+        return self._rt.lookup_error
+
+    @property
+    def stats(self):
+        """What this process's senders forwarded through the switch (delivered/dropped per
+        destination port, packets without destination)."""
+        return self._rt.stats
+
+    def __repr__(self) -> str:
+        return f"<vale.Switch {self.name!r} bridge_idx={self.bridge_idx} lookup={self.seg.lookup_name or 'learning'!r}>"
+
+
+def switch(name: str) -> Switch:
+    """The switch ``name`` (``valeX``) of the current namespace; ENXIO if it has no port."""
+    if name[:3] != "val" or ":" in name:
+        raise InvalidRequestError(errno.EINVAL, f"switch name {name!r}: need 'valeX' without ':'")
+    return Switch(name)
