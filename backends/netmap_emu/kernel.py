@@ -16,8 +16,8 @@ import numpy as np
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
-from netmap_core.errors import (InvalidRequestError, NoSuchPortError, NotSupportedError,
-                                OutOfMemoryError, PortBusyError)
+from netmap_core.errors import (InvalidRequestError, NotSupportedError, OutOfMemoryError,
+                                PortBusyError)
 
 from . import allocator as _alloc
 from .layout import GLOBAL_PARAMS, private_params

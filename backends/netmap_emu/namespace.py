@@ -234,11 +234,6 @@ class Namespace:
         fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, LIVE_BASE + bid)
         return False
 
-    # --- ring-pair locks (hot path: callers use fcntl.lockf directly with these offsets) ---
-    @staticmethod
-    def sync_lock_pos(gen: int, obj: int) -> int:
-        return SYNC_BASE + gen * 4096 + obj
-
     # --- segments ---------------------------------------------------------------------------
     def shm_name(self, kind: str, mem_id: int, gen: int) -> str:
         """``/pnm.<uid>.<ns>.<kind><mem_id>.<gen>``: kind ``m`` = netmap region, ``k`` = kernel state."""

@@ -9,7 +9,6 @@ redoes the copies.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import threading
@@ -340,7 +339,3 @@ class RingCtl:
     def pending(self) -> bool:
         """TX: filled slots not yet handed over (``head != hwcur``)."""
         return self.rw[5] != self.ks[self.i_hwcur]
-
-
-def errno_name(code: int) -> str:
-    return errno.errorcode.get(code, str(code))
