@@ -156,3 +156,14 @@ def test_scribbling_process_cannot_hurt_another_pipe_of_its_allocator():
     good_m.close()
     good_s.close()
     assert segments() == []
+
+
+def test_close_after_the_namespace_dir_was_deleted_does_not_hang():
+    import shutil
+
+    from netmap_emu.namespace import namespace
+
+    m = open_emu("netmap:rm{1")
+    shutil.rmtree(namespace().dir)            # someone wiped the state directory
+    m.close()                                 # returns (nothing left to unregister)
+    assert m.closed

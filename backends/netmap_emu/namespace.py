@@ -145,11 +145,15 @@ class Namespace:
                 while True:
                     self._ensure()
                     fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
-                    try:  # gc may have removed an empty namespace while we waited
-                        if os.stat(self.path(_LOCK)).st_ino == self._ino or self.local_bids:
-                            break
+                    try:
+                        ino = os.stat(self.path(_LOCK)).st_ino
                     except FileNotFoundError:
-                        pass
+                        ino = None
+                    # gc may have removed an empty namespace while we waited: start afresh.
+                    # With bindings alive we stay on our inode (their locks live there), even
+                    # if someone deleted the directory under us.
+                    if ino == self._ino or self.local_bids:
+                        break
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
             self._depth += 1
             self._holder = threading.get_ident()
