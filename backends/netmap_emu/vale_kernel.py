@@ -621,3 +621,4 @@ def _existing(reg: dict, name: str) -> str:
 # every process that may reclaim a VALE binding (any registry operation can) must run this
 if drop_hook not in _k.DROP_HOOKS:
     _k.DROP_HOOKS.append(drop_hook)
+from . import monitor as _monitor  # noqa: E402,F401 - installs the monitors' unregister hook too
