@@ -87,7 +87,7 @@ class Ring:
 
     __slots__ = (
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
-        "slots", "buffers", "_words", "_nbufs", "_pool_addr", "__weakref__",
+        "slots", "buffers", "_words", "_nbufs", "_pool_addr", "_bidx", "_lens", "__weakref__",
     )
 
     def __init__(self, region, offset: int, *, name: str = "ring") -> None:
@@ -119,6 +119,8 @@ class Ring:
         self._nbufs = (size - base) // bsize
         self.buffers = np.ndarray((self._nbufs, bsize), dtype=np.uint8, buffer=arr, offset=base)
         self._pool_addr = self.buffers.__array_interface__["data"][0]
+        self._bidx = self.slots["buf_idx"]
+        self._lens = self.slots["len"]
         self._words = memoryview(arr[offset:offset + 40]).cast("I")
 
     # --- indexes -------------------------------------------------------------------------
@@ -245,17 +247,23 @@ class Ring:
         Cost: a few µs per call, independent of the payload.
         """
         k = self.space() if limit is None else min(limit, self.space())
-        sel = self._span(self._words[_HEAD], k)
-        slots = self.slots[sel]
-        bidx = slots["buf_idx"].astype(np.int64)
-        self._check_bufs(bidx, sel)
-        idx = np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel
-        return Batch(self, idx, bidx, slots["len"].copy())
+        h, n = self._words[_HEAD], self.num_slots
+        if h + k <= n:
+            idx = np.arange(h, h + k)
+            bidx = self._bidx[h:h + k].astype(np.intp)
+            lens = self._lens[h:h + k].copy()
+        else:
+            r = h + k - n
+            idx = np.concatenate((np.arange(h, n), np.arange(r)))
+            bidx = np.concatenate((self._bidx[h:], self._bidx[:r]), dtype=np.intp)
+            lens = np.concatenate((self._lens[h:], self._lens[:r]))
+        self._check_bufs(bidx, idx)
+        return Batch(self, idx, bidx, lens)
 
     def _check_bufs(self, bidx: np.ndarray, sel) -> None:
         if bidx.size and int(bidx.max()) >= self._nbufs:
             bad = int(np.argmax(bidx >= self._nbufs))
-            slot = (sel.start + bad) if isinstance(sel, slice) else int(sel[bad])
+            slot = (sel.start + bad) if isinstance(sel, slice) else int(np.asarray(sel)[bad])
             raise RingProtocolError(self.name, f"slot[{slot}].buf_idx", int(bidx[bad]),
                                     f"0..{self._nbufs - 1} (buffers in the mapping)")
 
