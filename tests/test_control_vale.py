@@ -2,11 +2,13 @@
 Live check 7), and vale-ctl running over them."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 
 import pytest
 
+import netmap_core
 from netmap_core import abi
 from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
                                 PortBusyError)
@@ -177,6 +179,13 @@ def test_port_hdr_set_get(env):
         env.ctl.port_hdr_set(f"{sw}:a", 11)
     with pytest.raises(NoSuchPortError):
         env.ctl.port_hdr_set(f"{sw}:missing", 12)
+    env.ctl.port_hdr_set(f"{sw}:a", 10)
+    with pytest.raises(NetmapOSError) as ei:      # such a port needs NR_ACCEPT_VNET_HDR (spec C6)
+        env.open(f"{sw}:a")
+    assert ei.value.errno == errno.EIO
+    spec = netmap_core.parse_portspec(f"{sw}:a")
+    ok = env.open(dataclasses.replace(spec, flags=spec.flags | abi.NR_ACCEPT_VNET_HDR))
+    assert ok.info.flags & abi.NR_ACCEPT_VNET_HDR
 
 
 def test_valectl_over_the_backend(env, backend_name):

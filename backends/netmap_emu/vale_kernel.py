@@ -332,6 +332,9 @@ def register_vale(ns: Namespace, kname: str, mode: int, ringid: int, flags: int,
             reg["txn"] = {"mems": [mem_id]}
             ns.save(reg)
         v = prec["vale"]
+        if v["hdr_len"] and not flags & abi.NR_ACCEPT_VNET_HDR:
+            raise NetmapOSError(errno.EIO, f"{kname}: the port exchanges {v['hdr_len']}-byte virtio-net "
+                                "headers; register with NR_ACCEPT_VNET_HDR")
         mrec = reg["mems"][str(mem_id)]
         a = _k._alloc_of(ns, reg, mem_id)
         ntx, nrx = v["ntx"], v["nrx"]
