@@ -53,7 +53,7 @@ def test_machine_detects_faulty_switch(conformance_backend, monkeypatch, fault):
             return out
 
         monkeypatch.setattr(vale_lookup.LearningBridge, "__call__", no_drop)
-    quick = vale_settings(60, 20, phases=[Phase.generate], database=None)
+    quick = vale_settings(150, 25, phases=[Phase.generate], database=None, derandomize=True)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(make_vale_machine(conformance_backend), settings=quick)
 
