@@ -309,3 +309,18 @@ def test_252_active_ports_exchange_traffic(env, sw, backend_name):
     assert recv(ports[0]) == [u] and all(recv(p) == [] for p in ports[1:])
     idx = env.ctl.vale_list(f"{sw}:p251")
     assert idx.port_idx == 251
+
+
+def test_pipes_on_a_vale_port_share_its_memory(env, sw):
+    pp = env.open(f"{sw}:pp")
+    m = env.open(f"netmap:{sw}:pp{{1")
+    s = env.open(f"netmap:{sw}:pp}}1")
+    assert m.info.mem_id == pp.info.mem_id == s.info.mem_id
+    assert (m.info.offset, m.rx_rings[0].offset, int(m.rx_rings[0].slots["buf_idx"][0])) == (1024, 53248, 2050)
+    assert (s.info.offset, s.rx_rings[0].offset) == (2048, 94208)
+    env.close(pp)
+    assert env.ctl.vale_list(f"{sw}:pp").port_idx == 0      # the pipes keep the port alive
+    env.close(m)
+    env.close(s)
+    with pytest.raises(NetmapOSError):
+        env.ctl.vale_list(f"{sw}:pp")

@@ -229,8 +229,11 @@ def find_port(reg: dict, kname: str):
     new ephemeral port would be created. Raises EINVAL for an existing but unattached
     interface named through a switch (spec E3)."""
     parents = reg["parents"]
-    if kname in parents and "vale" in parents[kname]:
-        return kname
+    if kname in parents:
+        if "vale" in parents[kname]:
+            return kname
+        raise PortBusyError(errno.EBUSY, f"{kname}: already exists as the parent of pipes opened before "
+                            "the port (close them, or open the VALE port first)")
     if kname[:3] != "val":
         return kname if is_persistent(reg, kname) else None
     sw, port = split_vale_name(kname)
