@@ -45,8 +45,9 @@ NM_BDG_MAXSLOTS = abi.NM_BDG_MAXSLOTS
 NM_BRIDGE_RINGSIZE = abi.NM_BRIDGE_RINGSIZE
 EXTRA_MAX = abi.NM_BDG_MAX_EXTRA_BUFS
 _IDENT = re.compile(r"^[A-Za-z0-9_]*$")
-#: tunables (netmap's sysctls); tests may lower max_bridges
-vale_config = {"max_bridges": abi.NM_BRIDGES}
+#: tunables (netmap's sysctl dev.netmap.max_bridges); ``$PYNETMAP_EMU_MAX_BRIDGES`` sets it for
+#: every process of a namespace (give all of them the same value)
+vale_config = {"max_bridges": int(os.environ.get("PYNETMAP_EMU_MAX_BRIDGES", abi.NM_BRIDGES))}
 
 
 def _err(cls, code, msg):
