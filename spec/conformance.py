@@ -27,8 +27,8 @@ __all__ = ["PipeMachine", "make_machine", "run_conformance", "RunReport", "DEFAU
            "INVARIANT_NAMES", "ConformanceFailure", "conformance_settings"]
 
 #: (examples, steps) per rules mode: the CI default and ``--thorough``
-DEFAULTS = (200, 50)
-THOROUGH = (2000, 120)
+DEFAULTS = (300, 60)
+THOROUGH = (3000, 100)
 
 _names = itertools.count()
 
@@ -46,6 +46,7 @@ POSITIONS = st.one_of(
     st.tuples(st.just("back"), st.integers(1, 17)),
     st.sampled_from([("n+", 0), ("n+", 1), ("n+", 9), ("abs", 100), ("abs", 0xFFFFFFFF)]),
 )
+TAILS = st.one_of(st.integers(0, 15), st.sampled_from([16, 100, 2**32 - 1]))
 #: values planted in slots to be sanitised by netmap's reinit (B8): index 0/1, an index past
 #: every buffer, a length past the buffer size
 PLANTS = st.lists(st.tuples(st.integers(0, 15), st.sampled_from(["idx0", "idx1", "idxmax", "len"])),
@@ -154,14 +155,14 @@ class PipeMachine(RuleBasedStateMachine):
                 raise _fail(f"{op}({events:#x}) on {h}: unexpected {exc!r}")
             if (exc.field, exc.value) != (expected_error.field, expected_error.value):
                 raise _fail(f"{op} on {h}: RingProtocolError names {exc.field}={exc.value}, "
-                      f"the model says {expected_error.field}={expected_error.value}")
+                            f"the model says {expected_error.field}={expected_error.value}")
             return
         if expected_error is not None:
             raise _fail(f"{op}({events:#x}) on {h}: returned {got!r}, rules=strict requires "
-                  f"RingProtocolError for {expected_error}")
+                        f"RingProtocolError for {expected_error}")
         if op == "poll" and got != want:
             raise _fail(f"poll({events:#x}, 0) on {h}: revents {got:#x}, the model says {want:#x} "
-                  f"(tx {self.model.ring(h.role, TX).indexes()}, rx {self.model.ring(h.role, RX).indexes()})")
+                        f"(tx {m.ring(h.role, TX).indexes()}, rx {m.ring(h.role, RX).indexes()})")
 
     def _read_rx(self, h: Handle, slot: int) -> None:
         """Read one received slot as an application would and check it against the model:
@@ -219,7 +220,7 @@ class PipeMachine(RuleBasedStateMachine):
         if busy:
             port.close()
             raise _fail(f"open {text!r} succeeded, but the end is held exclusively or the open asked for "
-                  f"exclusive use of a busy end (B17: EBUSY)")
+                        f"exclusive use of a busy end (B17: EBUSY)")
         ident = next(self.ids)
         self.ports[ident] = port
         try:
@@ -239,7 +240,8 @@ class PipeMachine(RuleBasedStateMachine):
             if r.num_slots != n:
                 raise _fail(f"{h} {r.name}: num_slots {r.num_slots}, the pipe has {n} (F3)")
         if (port.info.tx_slots, port.info.rx_slots) != (n, n):
-            raise _fail(f"{h}: REGISTER reported slots {port.info.tx_slots}/{port.info.rx_slots}, expected {n}")
+            raise _fail(f"{h}: REGISTER reported slots {port.info.tx_slots}/{port.info.rx_slots}, "
+                        f"expected {n}")
         if port.info.extra_bufs != extra:
             raise _fail(f"{h}: {port.info.extra_bufs} extra buffers granted, {extra} asked (A13)")
         bufs = port.extra_buffers()
@@ -263,13 +265,15 @@ class PipeMachine(RuleBasedStateMachine):
         (txi, txs), (rxi, rxs) = self._observe(tx), self._observe(rx)
         if txi != (0, 0, n - 1) or rxi != (0, 0, 0):
             raise _fail(f"{h}: fresh pipe rings show h/c/t TX {txi}, RX {rxi}; expected "
-                  f"(0, 0, {n - 1}) and (0, 0, 0) (A10, F8)")
+                        f"(0, 0, {n - 1}) and (0, 0, 0) (A10, F8)")
         idx = [s[M.BUF] for s in txs + rxs]
         if len(set(idx)) != 2 * n or min(idx) < 2 or max(idx) >= tx.nbufs:
-            raise _fail(f"{h}: fresh rings must name {2 * n} distinct buffers in [2, {tx.nbufs}): {idx} (A6, A7)")
+            raise _fail(f"{h}: fresh rings must name {2 * n} distinct buffers in [2, {tx.nbufs}): "
+                        f"{idx} (A6, A7)")
         for s in txs + rxs:
             if s[1:] != [tx.buf_size, 0, 0]:
-                raise _fail(f"{h}: fresh slot {s}: expected len = buffer size {tx.buf_size}, flags 0, ptr 0 (A7)")
+                raise _fail(f"{h}: fresh slot {s}: expected len = buffer size {tx.buf_size}, "
+                            f"flags 0, ptr 0 (A7)")
         self.model = PipeModel(n, self.mode, tx.buf_size, h.role, txs, rxs, objtotal=tx.nbufs)
 
     @rule(h=consumes(descriptors))
@@ -418,8 +422,7 @@ class PipeMachine(RuleBasedStateMachine):
                 self._write_slot(ring, i, orig)
         self._strict_cleanup(h, kind, saved)
 
-    @rule(h=descriptors, kind=KINDS, tail=st.one_of(st.integers(0, 15), st.sampled_from([16, 100, 0xFFFFFFFF])),
-          use_poll=st.booleans(), events=EVENTS)
+    @rule(h=descriptors, kind=KINDS, tail=TAILS, use_poll=st.booleans(), events=EVENTS)
     def overwrite_tail(self, h, kind, tail, use_poll, events):
         """Write tail (the kernel's field) and sync: the kernel restores it silently (B6/B7)."""
         self._count()
@@ -488,8 +491,9 @@ class PipeMachine(RuleBasedStateMachine):
                 ring, mr = rings[0], m.ring(d.role, kind)
                 idx, slots = self._observe(ring)
                 if idx != mr.indexes():
-                    raise _fail(f"<{d.role} #{ident}> {kind}: head/cur/tail {idx}, the model says {mr.indexes()} "
-                          f"(kring hwcur={mr.hwcur} hwtail={mr.hwtail} rhead={mr.rhead} rtail={mr.rtail})")
+                    raise _fail(f"<{d.role} #{ident}> {kind}: head/cur/tail {idx}, the model says "
+                                f"{mr.indexes()} (kring hwcur={mr.hwcur} hwtail={mr.hwtail} "
+                                f"rhead={mr.rhead} rtail={mr.rtail})")
                 if slots != mr.slots:
                     diff = [(i, g, w) for i, (g, w) in enumerate(zip(slots, mr.slots)) if g != w]
                     raise _fail(f"<{d.role} #{ident}> {kind}: slots (index, observed, model) {diff}")
@@ -537,7 +541,8 @@ class PipeMachine(RuleBasedStateMachine):
             for a, b in ((MASTER, SLAVE), (SLAVE, MASTER)):
                 free, held = ends[a].tx_rings[0].space(), ends[b].rx_rings[0].space()
                 if free + held > m.n - 1:
-                    raise _fail(f"{a} TX offers {free} free slots while {b} RX holds {held}: more than n-1={m.n - 1}")
+                    raise _fail(f"{a} TX offers {free} free slots while {b} RX holds {held}: "
+                                f"more than n-1={m.n - 1}")
 
     @invariant()
     def buffers_conserved(self):
@@ -571,7 +576,8 @@ class PipeMachine(RuleBasedStateMachine):
             role = m.descriptors[ident].role
             tx, rx = port.tx_rings[0], port.rx_rings[0]
             if tx.ts != self.tx_ts[ident]:
-                raise _fail(f"{tx.name}: TX ts changed from {self.tx_ts[ident]} to {tx.ts} (B16: never on TX)")
+                raise _fail(f"{tx.name}: TX ts changed from {self.tx_ts[ident]} to {tx.ts} "
+                            f"(B16: never on TX)")
             if m.ring(role, RX).rx_synced and rx.ts <= 0:
                 raise _fail(f"{rx.name}: ts still {rx.ts} after an RX sync (B16)")
             if rx.ts < self.rx_ts[ident]:

@@ -230,7 +230,8 @@ class PipeModel:
         return not self.descriptors
 
     # --- user operations (no kernel involvement) ------------------------------------------
-    def fill(self, role: str, lengths: list[int], flags: list[int], ptrs: list[int]) -> list[tuple[int, int, bytes]]:
+    def fill(self, role: str, lengths: list[int], flags: list[int],
+             ptrs: list[int]) -> list[tuple[int, int, bytes]]:
         """Write ``len(lengths)`` frames into TX slots from head and move head = cur past them.
         Returns (slot, buf_idx, frame) for the suite to write."""
         r = self.ring(role, TX)
