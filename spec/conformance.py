@@ -177,7 +177,7 @@ class PipeMachine(RuleBasedStateMachine):
         buf, ln = got[M.BUF], got[M.LEN]
         if not 2 <= buf < ring.nbufs or ln > ring.buf_size:
             return  # only the quirk paths get here; the slot comparison above already held
-        data = ring.buffers[buf, :ln].tobytes()
+        data = ring.payload(slot).tobytes()
         known = m.content.get(buf, b"")[:ln]
         if data[:len(known)] != known:
             raise _fail(f"{h} rx slot {slot} buffer {buf}: payload differs from what was written into it")
@@ -305,8 +305,8 @@ class PipeMachine(RuleBasedStateMachine):
         ptrs = [(ptr + j) % 2**64 for j in range(k)]
         ring = self._ring(h, TX)
         for i, buf, frame in self.model.fill(h.role, lengths, fl, ptrs):
-            ring.buffers[buf, :len(frame)] = memoryview(frame)
             self._write_slot(ring, i, mr.slots[i])
+            ring.buf(i)[:len(frame)] = memoryview(frame)  # buf(i) follows the slot's buf_idx
         ring.head = mr.head
         ring.cur = mr.cur
 
