@@ -14,7 +14,7 @@ import sys
 import time
 
 from . import noise, report
-from .harness import WORKS, Config, RowResult, Skip, measure
+from .harness import WORKS, Config, RowResult, Skip, calibrate, sample
 from .rows import all_scenarios, select
 
 QUICK = dict(duration=0.1, repeat=3, rounds=200)
@@ -144,41 +144,51 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     log(f"CPU a pinned busy loop gets: {noise.describe(share_before)}; load average {load_before[0]:.2f}\n")
     rows: list[RowResult] = []
-    for scn in scenarios:
-        sizes = [s for s in cfg.sizes if scn.sizes is None or s in scn.sizes] or list(scn.sizes or ())
-        works = [w for w in cfg.works if w in scn.works] or list(scn.works)
-        combos = [(s, w) for s in sizes for w in works]
-        reason = scn.available() if scn.available else None
-        state = None
-        if reason is None and scn.setup:
-            try:
-                state = scn.setup()
-            except Skip as exc:
-                reason = str(exc)
-        hint: dict[int, float] = {}
-        try:
-            for size, work in combos:
-                if reason is not None:
-                    rows.append(RowResult(scn, size, work, status="skipped", reason=reason))
-                    log(f"{scn.id} {size} B {work}: skipped: {reason}\n")
-                    continue
-                log(f"{scn.id} {size} B {work} ")
-                t0 = time.monotonic()
-                r = measure(scn, cfg, size, work, state, log, hint_pps=hint.get(size, 0.0))
-                rows.append(r)
-                if r.status == "ok" and r.samples:  # per sender: a start for the next work
-                    hint[size] = 0.5 * r.median * 1e6 / scn.fanout
-                if r.status == "ok":
-                    what = (f"{r.rtt_median_us:.1f} us" if scn.kind == "pingpong"
-                            else f"{r.median:.3f} Mpps")
-                    log(f" {what} ({time.monotonic() - t0:.1f} s)\n")
-                else:
-                    log(f" {r.status}: {r.reason.splitlines()[0]}\n")
+    states: dict[str, object] = {}
+    try:
+        # 1. calibrate every row (and set up each scenario once: e.g. the veth pair)
+        for scn in scenarios:
+            sizes = [s for s in cfg.sizes if scn.sizes is None or s in scn.sizes] or list(scn.sizes or ())
+            works = [w for w in cfg.works if w in scn.works] or list(scn.works)
+            reason = scn.available() if scn.available else None
+            if reason is None and scn.setup:
+                try:
+                    states[scn.id] = scn.setup()
+                except Skip as exc:
+                    reason = str(exc)
+            hint: dict[int, float] = {}
+            for size in sizes:
+                for work in works:
+                    r = RowResult(scn, size, work)
+                    rows.append(r)
+                    if reason is not None:
+                        r.status, r.reason = "skipped", reason
+                        log(f"{scn.id} {size} B {work}: skipped: {reason}\n")
+                        continue
+                    calibrate(r, cfg, states.get(scn.id), hint.get(size, 0.0))
+                    if r.status == "ok" and r.packets_per_run:  # per sender, for the next work
+                        hint[size] = 0.5 * r.packets_per_run / cfg.duration
                     if r.status == "skipped":
                         reason = r.reason  # the same cause skips the scenario's other rows
-        finally:
-            if state is not None and scn.teardown:
-                scn.teardown(state)
+                    log(f"{scn.id} {size} B {work}: " + (
+                        f"{r.packets_per_run} packets per run" if r.status == "ok" and scn.kind != "pingpong"
+                        else r.status if r.status == "ok" else f"{r.status}: {r.reason.splitlines()[0]}") + "\n")
+        # 2. the repeats, interleaved: round k runs every row once
+        live = [r for r in rows if r.status == "ok"]
+        for k in range(cfg.repeat):
+            log(f"round {k + 1}/{cfg.repeat} ")
+            t0 = time.monotonic()
+            for r in live:
+                sample(r, cfg, states.get(r.scenario.id))
+                log("." if r.status == "ok" else "x")
+            log(f" {time.monotonic() - t0:.1f} s\n")
+    finally:
+        for scn in scenarios:
+            if scn.id in states and scn.teardown:
+                scn.teardown(states[scn.id])
+    for r in rows:
+        if r.status == "error":
+            log(f"{r.id} {r.size} B {r.work}: {r.reason}\n")
 
     share_after = noise.cpu_share(0.2)
     ts = report.targets(rows)

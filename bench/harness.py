@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 __all__ = [
     "WORKS", "Config", "Params", "Role", "Scenario", "Sample", "RowResult", "BenchError", "Skip",
-    "now", "run_once", "measure", "unique_name",
+    "now", "run_once", "calibrate", "sample", "measure", "unique_name",
 ]
 
 #: per-packet work, identical for every transport in one row
@@ -304,46 +304,67 @@ def _round(n: int, quantum: int) -> int:
     return max(quantum, (n + quantum - 1) // quantum * quantum)
 
 
-def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
-            log: Callable[[str], None] = lambda s: None, hint_pps: float = 0.0) -> RowResult:
-    """Calibrate the packet count to ``cfg.duration`` and run ``cfg.repeat`` times.
-
-    ``hint_pps``: a rate this scenario reached before (another size or work); the first run
-    uses it, and counts as a sample when its length falls within 0.5..2 x the duration."""
-    row = RowResult(scn, size, work)
-    base = Params(size=size, work=work, packets=0, run="", rounds=cfg.rounds,
+def _params(scn: Scenario, cfg: Config, size: int, work: str) -> Params:
+    return Params(size=size, work=work, packets=0, run="", rounds=cfg.rounds,
                   extra={"slots": cfg.slots, "batch": cfg.batch,
                          "quiet": min(0.5, max(0.2, cfg.duration / 2)), **scn.extra})
 
-    def once(n: int) -> Sample:
-        p = replace(base, packets=n, run=unique_name())
-        budget = cfg.timeout or max(20.0, 30 * cfg.duration)
-        return run_once(scn, p, state, pin=cfg.pin, timeout=budget)
 
+def _once(row: RowResult, cfg: Config, n: int, state) -> Sample:
+    p = replace(_params(row.scenario, cfg, row.size, row.work), packets=n, run=unique_name())
+    budget = cfg.timeout or max(20.0, 30 * cfg.duration)
+    return run_once(row.scenario, p, state, pin=cfg.pin, timeout=budget)
+
+
+def _guard(row: RowResult, f) -> None:
     try:
+        f()
+    except Skip as exc:
+        row.status, row.reason = "skipped", str(exc)
+    except BenchError as exc:
+        row.status, row.reason = "error", str(exc)
+
+
+def calibrate(row: RowResult, cfg: Config, state=None, hint_pps: float = 0.0) -> None:
+    """Find the packet count that makes one run last about ``cfg.duration`` (sets
+    ``row.packets_per_run``). ``hint_pps``: a rate this scenario reached before (another size or
+    work) to start from. A calibration run that already has the right length (0.5..2 x the
+    duration) is kept as the row's first sample. Ping-pong rows need no calibration."""
+    scn = row.scenario
+
+    def go() -> None:
         if scn.kind == "pingpong":
-            row.samples = [once(0) for _ in range(cfg.repeat)]
-            return row
+            return
         n = _round(int(hint_pps * cfg.duration) if hint_pps > 0 else cfg.calib_packets, scn.quantum)
         n = min(n, _round(cfg.max_packets, scn.quantum))
         enough = min(0.1, cfg.duration / 4)
         while True:
-            s = once(n)
+            s = _once(row, cfg, n, state)
             if s.seconds >= enough or n >= cfg.max_packets or s.packets == 0:
                 break
             grow = min(64.0, max(2.0, 1.5 * enough / max(s.seconds, 1e-6)))
             n = _round(min(cfg.max_packets, int(n * grow)), scn.quantum)
         if 0.5 * cfg.duration <= s.seconds <= 2 * cfg.duration:
-            row.samples.append(s)  # the last calibration run already has the right length
-            log(".")
+            row.samples.append(s)
         rate = s.packets / s.seconds if s.seconds > 0 else 0.0
-        n = _round(min(cfg.max_packets, int(rate * cfg.duration) or n), scn.quantum)
-        row.packets_per_run = n
-        while len(row.samples) < cfg.repeat:
-            row.samples.append(once(n))
-            log(".")
-    except Skip as exc:
-        row.status, row.reason = "skipped", str(exc)
-    except BenchError as exc:
-        row.status, row.reason = "error", str(exc)
+        row.packets_per_run = _round(min(cfg.max_packets, int(rate * cfg.duration) or n), scn.quantum)
+
+    _guard(row, go)
+
+
+def sample(row: RowResult, cfg: Config, state=None) -> None:
+    """One more run of a calibrated row (a row that failed is left alone)."""
+    if row.status == "ok" and len(row.samples) < cfg.repeat:
+        _guard(row, lambda: row.samples.append(_once(row, cfg, row.packets_per_run, state)))
+
+
+def measure(scn: Scenario, cfg: Config, size: int, work: str, state=None,
+            log: Callable[[str], None] = lambda s: None, hint_pps: float = 0.0) -> RowResult:
+    """Calibrate one row and run it ``cfg.repeat`` times in a row (``python -m bench`` instead
+    interleaves the repeats of all rows, so a change of machine load hits every row alike)."""
+    row = RowResult(scn, size, work)
+    calibrate(row, cfg, state, hint_pps)
+    while row.status == "ok" and len(row.samples) < cfg.repeat:
+        sample(row, cfg, state)
+        log(".")
     return row

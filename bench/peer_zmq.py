@@ -1,8 +1,11 @@
 """pyzmq PUSH/PULL over ``ipc://`` (the bench extra): one frame per message, or 256 frames per
-message. The receiver binds, the sender connects; default high-water marks.
+message. The receiver binds, the sender connects; default high-water marks. The sender keeps
+its socket open until the receiver has everything (untimed): closing it straight after the last
+send lost the last queued messages now and then.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import tempfile
 
@@ -43,7 +46,10 @@ def _scenario(per: int) -> Scenario:
             ready()
 
         try:
-            return send_loop(s.send, p, per, connected_then_ready)
+            res = send_loop(s.send, p, per, connected_then_ready)
+            # closing right away can lose the last queued messages: stay until they are in
+            ctx.wait(30.0)
+            return res
         finally:
             s.close(linger=-1)
             zc.term()
@@ -68,6 +74,7 @@ def _scenario(per: int) -> Scenario:
 
             return recv_loop(recv, p, per, connected_then_ready)
         finally:
+            ctx.set()
             s.close(linger=0)
             zc.term()
             _finish_path(p)
@@ -77,7 +84,7 @@ def _scenario(per: int) -> Scenario:
         id=f"zmq-ipc{suffix}", title=f"pyzmq PUSH/PULL ipc://{' x%d' % per if per > 1 else ''}",
         family="peer", kind="per-message" if per == 1 else "batched", batch=str(per),
         roles=(Role("sender", sender), Role("receiver", receiver)), quantum=per,
-        available=_available)
+        available=_available, prepare=lambda p, state: mp.get_context("fork").Event())
 
 
 def scenarios(cfg) -> list[Scenario]:
