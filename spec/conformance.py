@@ -35,7 +35,7 @@ _names = itertools.count()
 # --- strategies ------------------------------------------------------------------------------
 ROLES = st.sampled_from([MASTER, SLAVE])
 KINDS = st.sampled_from([TX, RX])
-SLOTS = st.integers(2, 16)  # non-powers of two and tiny rings: wrap-around every few packets
+SLOTS = st.integers(2, 16)  # tiny rings, mostly not powers of two: wrap-around every few packets
 EXTRA = st.integers(0, 5)
 EXCLUSIVE = st.sampled_from([False, False, False, True])
 FLAG_CHOICES = [0, 0, 0, M.NS_MOREFRAG, 0x2, 0x4 | M.NS_MOREFRAG]  # NS_REPORT 0x2, NS_FORWARD 0x4
@@ -64,8 +64,10 @@ class Handle:
         return f"<{self.role} #{self.ident}>"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunReport:
+    """What one run of the machine did: counts, time, and the (shrunk) failure if any."""
+
     backend: str
     rules: str
     examples: int
