@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "AF_PACKET: two processes per row, Mpps medians and ratios.")
     p.add_argument("--quick", action="store_true",
                    help=f"short runs (duration {QUICK['duration']} s, repeat {QUICK['repeat']}): "
-                        "every row but the spinning ping-pong and VALE ones, in under a minute")
+                        "all rows but the two spinning ones (ping-pong, VALE 1to1), in under a minute")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="rows whose id matches (glob or prefix), e.g. pnm-emu unix-* pingpong")
     p.add_argument("--sizes", type=_sizes, default=None, help="frame sizes, default 60,1514")
