@@ -198,3 +198,74 @@ def test_rx_head_beyond_tail_is_acted_upon(mode):
     assert s._binding.kring("rx").hwcur == 5
     m.txsync()
     assert tx.tail == 4                    # five slots came back to the sender
+
+
+def test_rx_prologue_checks_the_tail_the_receiver_was_shown(mode):
+    """The receiver's hwtail takes what the peer published only at its own rxsync (netmap's
+    pipe_tail): before that, head may not move past the tail it was last shown."""
+    m, s = pair(mode)
+    tx, rx = m.tx_rings[0], s.rx_rings[0]
+    tx.advance(3)
+    m.txsync()                             # published for the slave, not yet shown to it
+    assert hct(rx) == (0, 0, 0)
+    rx.slots["len"][6] = rx.buf_size + 1   # a bad slot the reinit must sanitise
+    set_hc(rx, 2, 2)
+    if mode == "strict":
+        with pytest.raises(RingProtocolError) as e:
+            s.rxsync()
+        assert (e.value.field, e.value.value) == ("head", 2)
+        assert "[0, 0]" in str(e.value)
+        assert hct(rx) == (2, 2, 0) and int(rx.slots["len"][6]) == rx.buf_size + 1
+        return
+    assert s.poll(POLLIN, 0) == POLLIN | POLLERR
+    assert int(rx.slots["len"][6]) == 0    # sanitised
+    assert hct(rx) == (2, 2, 3)            # head adopted (B8), then the rxsync took the tail
+    m.txsync()
+    assert tx.tail == 1                    # the two slots never shown came back anyway
+
+
+def test_tx_reset_restores_the_tail_the_sender_last_synced(mode):
+    """A reinit resets to the kring's hwtail, which only the sender's own sync updates: a
+    release the sender has not synced yet does not show up in the reset."""
+    m, s = pair(mode)
+    tx, rx = m.tx_rings[0], s.rx_rings[0]
+    tx.advance(3)
+    m.txsync()
+    s.rxsync()
+    rx.advance(3)
+    s.rxsync()                             # releases 3: published for the master
+    k0 = m._binding.kring("tx")
+    assert (k0.hwcur, k0.hwtail) == (3, 7)
+    set_hc(tx, 100, 100)
+    if mode == "strict":
+        with pytest.raises(RingProtocolError):
+            m.txsync()
+        assert m._binding.kring("tx") == k0
+        set_hc(tx, 3, 3)
+    else:
+        m.txsync()
+        assert hct(tx) == (3, 3, 7)
+    m.txsync()
+    assert hct(tx) == (3, 3, 2)            # the next passing sync takes the release
+
+
+@pytest.mark.parametrize("sender_mode", ["netmap", "strict"])
+def test_fast_sync_rechecks_cur_against_a_tail_that_moved_back(sender_mode):
+    """2-slot pipe: the slave (netmap rules) releases a slot it never received, which moves
+    the master's tail back below its cur. The master's next sync changes nothing else, yet its
+    prologue must fail: the lock-free path may only skip the checks when they would pass."""
+    with open_emu("netmap:fb{1@conf:slots=2", rules=sender_mode) as m, \
+            open_emu("netmap:fb}1", rules="netmap") as s:
+        tx, rx = m.tx_rings[0], s.rx_rings[0]
+        tx.cur = 1                         # head 0, cur 1 = tail: legal
+        set_hc(rx, 1, 1)
+        s.rxsync()                         # adopted (B8): slot 0 goes back unreceived
+        m.txsync()
+        assert hct(tx) == (0, 1, 0)        # tail moved back below cur
+        if sender_mode == "strict":
+            with pytest.raises(RingProtocolError) as e:
+                m.poll(POLLOUT, 0)
+            assert (e.value.field, e.value.value) == ("cur", 1)
+        else:
+            assert m.poll(POLLOUT, 0) == POLLOUT | POLLERR
+            assert m.poll(POLLOUT, 0) == POLLOUT | POLLERR   # adopted values fail every time

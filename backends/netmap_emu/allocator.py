@@ -6,10 +6,14 @@ The region (POSIX shm ``m``) holds exactly what netmap's mmap shows; the kernel 
     kernel state:  header (64 B) | kring block per ring object (64 B each) | buffer bitmap (1 B/buf)
 
     kring block, u32 words (X = the ring of this ring object, P = its pipe peer, or X itself):
-      0 X.hwcur   1 P.hwtail  -- one u64: a txsync/rxsync publishes both with one store
+      0 X.hwcur   1 P.pipe_tail  -- one u64: a txsync/rxsync publishes both with one store
       2 X.rhead   3 X.rcur    4 X.rtail   5 P's ring object + 1   6 num_slots   7 dir
-      8 1 if X's last prologue passed (enables the lock-free empty sync)
+      8 X.hwtail (netmap's kring hwtail: X.pipe_tail as X's own last sync took it)
       12..15 binding ids sleeping in poll on X (0 = free)
+
+    ``pipe_tail`` is what the peer's syncs publish for a ring; the ring's ``hwtail`` takes it
+    only inside its own sync, after the prologue (netmap_pipe.c), so the prologue and a reinit
+    see the tail the application was last shown.
 
 Bitmap, ring/if objects and kring initialisation change only under the namespace lock.
 """
@@ -30,12 +34,12 @@ from .layout import Geometry, geometry
 
 __all__ = ["Allocator", "attach", "create", "destroy_segments", "KS_HDR", "KS_BLOCK",
            "W_HWCUR", "W_PEER_HWTAIL", "W_RHEAD", "W_RCUR", "W_RTAIL", "W_PEER", "W_NSLOTS",
-           "W_DIR", "W_OK", "W_WAIT", "N_WAIT"]
+           "W_DIR", "W_HWTAIL", "W_WAIT", "N_WAIT"]
 
 KS_HDR = 64
 KS_BLOCK = 64
 _KS_MAGIC = 0x4B4D4E50  # "PNMK"
-W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR, W_OK = range(9)
+W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR, W_HWTAIL = range(9)
 W_WAIT, N_WAIT = 12, 4
 
 
@@ -170,15 +174,14 @@ class Allocator:
         b[tobj, :12] = 0
         b[robj, :12] = 0
         b[tobj, W_RTAIL] = n - 1
-        b[robj, W_PEER_HWTAIL] = n - 1  # TX hwtail lives in the peer's block
+        b[robj, W_PEER_HWTAIL] = n - 1  # TX pipe_tail lives in the peer's block
+        b[tobj, W_HWTAIL] = n - 1
         b[tobj, W_PEER] = robj + 1
         b[robj, W_PEER] = tobj + 1
         b[tobj, W_NSLOTS] = n
         b[robj, W_NSLOTS] = n
         b[tobj, W_DIR] = abi.NR_TX
         b[robj, W_DIR] = abi.NR_RX
-        b[tobj, W_OK] = 1
-        b[robj, W_OK] = 1
         b[tobj, W_WAIT:] = 0
         b[robj, W_WAIT:] = 0
 

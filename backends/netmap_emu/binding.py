@@ -133,9 +133,9 @@ class EmuBinding:
             pass
 
     def _spin(self, want_tx: int, want_rx: int) -> bool:
-        """Watch (without locks or syscalls) the hwtail words peers publish, for at most
+        """Watch (without locks or syscalls) the pipe_tail words peers publish, for at most
         SPIN_SECONDS. True if one changed."""
-        words = [c.i_hwtail for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
+        words = [c.i_ptail for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
         if not words:
             return False
         ks = self._tx[0].ks if self._tx else self._rx[0].ks

@@ -2,9 +2,11 @@
 
 Everything a sync needs is precomputed when the ring is bound (word indexes into the kernel
 state, numpy views of both rings' slots), so a sync costs two fcntl calls, a few dozen word
-accesses and at most two slice copies per direction. Crash safety: slot copies are written
-first and are idempotent, then one aligned 8-byte store publishes (hwcur, peer hwtail) together;
-a process killed at any instruction leaves either the old or the new state, and the next sync
+accesses and at most two slice copies per direction. As in netmap_pipe.c, a sync publishes the
+peer's ``pipe_tail``; a ring's own ``hwtail`` takes its ``pipe_tail`` only inside its own sync,
+after the prologue. Crash safety: the ``hwtail`` copy and the slot copies are written first and
+are idempotent, then one aligned 8-byte store publishes (hwcur, peer pipe_tail) together; a
+process killed at any instruction leaves either the old or the new state, and the next sync
 redoes the copies.
 """
 from __future__ import annotations
@@ -19,8 +21,8 @@ import numpy as np
 from netmap_core import abi, rules as _rules
 from netmap_core.rules import KRing
 
-from .allocator import (W_DIR, W_HWCUR, W_NSLOTS, W_OK, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL,
-                        W_WAIT, Allocator)
+from .allocator import (W_DIR, W_HWCUR, W_HWTAIL, W_NSLOTS, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD,
+                        W_RTAIL, W_WAIT, Allocator)
 from .namespace import SYNC_BASE
 
 __all__ = ["RingCtl", "fence", "wake_fds"]
@@ -68,12 +70,12 @@ def _wake(ns_dir: str, bid: int) -> None:
 
 
 class RingCtl:
-    """One bound ring of a pipe end: its netmap_ring words, its kring words (which live partly
-    in the peer's block, see :mod:`netmap_emu.allocator`) and both rings' slots."""
+    """One bound ring of a pipe end: its netmap_ring words, its kring words (its ``pipe_tail``
+    lives in the peer's block, see :mod:`netmap_emu.allocator`) and both rings' slots."""
 
     __slots__ = (
         "name", "alloc", "obj", "peer", "n", "tx", "strict", "rw", "ts64", "ks", "ks64",
-        "i_hwcur", "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_ok", "i_pub", "i_peer_hwtail",
+        "i_hwcur", "i_hwtail", "i_ptail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "i_peer_ptail",
         "peer_wait", "own_wait", "slots", "s64", "p64", "f16", "pf16", "fmv", "lockfd", "lockpos",
         "mutex", "nbufs", "buf_size", "ns_dir",
     )
@@ -97,13 +99,13 @@ class RingCtl:
         self.ks = ks
         self.ks64 = alloc.ks64
         self.i_hwcur = bw(obj, W_HWCUR)
-        self.i_hwtail = bw(peer, W_PEER_HWTAIL)
+        self.i_hwtail = bw(obj, W_HWTAIL)        # what our own last sync took from pipe_tail
+        self.i_ptail = bw(peer, W_PEER_HWTAIL)   # our pipe_tail: the peer's syncs publish it
         self.i_rhead = bw(obj, W_RHEAD)
         self.i_rcur = bw(obj, W_RCUR)
         self.i_rtail = bw(obj, W_RTAIL)
-        self.i_ok = bw(obj, W_OK)
-        self.i_pub = bw(obj, W_HWCUR) // 2      # u64: (own hwcur, peer hwtail)
-        self.i_peer_hwtail = bw(obj, W_PEER_HWTAIL)
+        self.i_pub = bw(obj, W_HWCUR) // 2      # u64: (own hwcur, peer's pipe_tail)
+        self.i_peer_ptail = bw(obj, W_PEER_HWTAIL)
         self.peer_wait = (bw(peer, W_WAIT) // 2, bw(peer, W_WAIT + 2) // 2)
         self.own_wait = bw(obj, W_WAIT)
         self.slots = alloc.slots(obj)
@@ -150,7 +152,6 @@ class RingCtl:
             return False
         if prologue(k, head, cur) is None:
             return False
-        self.ks[self.i_ok] = 0
         rw = self.rw
         r = _rules.reinit(k, head, cur, rw[7])
         ks = self.ks
@@ -168,15 +169,22 @@ class RingCtl:
     def txsync(self) -> int:
         """Prologue, pipe txsync, finalize (spec B6, B8, B9, F5). Returns 1 if the prologue
         failed (netmap mode; the ring was reinitialised and nothing sent), else 0."""
-        rw, ks = self.rw, self.ks
+        rw, ks, n = self.rw, self.ks, self.n
         head = rw[5]
-        if head == ks[self.i_hwcur] and head == ks[self.i_rhead] and rw[6] == ks[self.i_rcur] and ks[self.i_ok]:
-            # nothing new since a sync that passed: only the tail can move, and it needs no lock
-            hwtail = ks[self.i_hwtail]
-            if hwtail == rw[7]:
+        cur = rw[6]
+        rtail = ks[self.i_rtail]
+        if (head == ks[self.i_hwcur] and head == ks[self.i_rhead] and cur == ks[self.i_rcur]
+                and cur < n and (cur - head) % n <= (rtail - head) % n):
+            # Nothing to send, and the prologue passes (head == rhead, cur in [head, rtail]: the
+            # strict rule, so netmap's too). netmap's txsync then only takes pipe_tail as
+            # hwtail and finalizes: no lock needed.
+            t = ks[self.i_ptail]
+            if t == rtail and t == rw[7] and t == ks[self.i_hwtail]:
                 _yield()  # a no-op sync: let a peer sharing this CPU run, as a syscall would
-            ks[self.i_rtail] = hwtail
-            rw[7] = hwtail
+            else:
+                ks[self.i_hwtail] = t
+                ks[self.i_rtail] = t
+                rw[7] = t
             return 0
         with self.mutex:
             self._lock()
@@ -200,7 +208,8 @@ class RingCtl:
                 return False, 1
         ks[self.i_rhead] = head
         ks[self.i_rcur] = cur
-        ks[self.i_ok] = 1
+        hwtail = ks[self.i_ptail]   # netmap_pipe_txsync: hwtail = pipe_tail
+        ks[self.i_hwtail] = hwtail
         hwcur = ks[self.i_hwcur]
         moved = head != hwcur
         if moved:
@@ -214,12 +223,11 @@ class RingCtl:
             else:
                 nk = head
             if nk < 0:
-                nk = ks[self.i_peer_hwtail]
-            self.ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's hwtail at once
+                nk = ks[self.i_peer_ptail]
+            self.ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's pipe_tail at once
             for a, b in spans:
                 if _OR(f[a:b]) & _CHANGED:
                     np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
-        hwtail = ks[self.i_hwtail]
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
         return moved, 0
@@ -237,14 +245,20 @@ class RingCtl:
     def rxsync(self) -> int:
         """Prologue, pipe rxsync, finalize, timestamp (spec B7, B8, B16, F5). Returns 1 if the
         prologue failed (netmap mode: reinit done, the sync still ran), else 0."""
-        rw, ks = self.rw, self.ks
+        rw, ks, n = self.rw, self.ks, self.n
         head = rw[5]
-        if head == ks[self.i_hwcur] and head == ks[self.i_rhead] and rw[6] == ks[self.i_rcur] and ks[self.i_ok]:
-            hwtail = ks[self.i_hwtail]   # nothing to release: refresh tail and ts, no lock
-            if hwtail == rw[7]:
+        cur = rw[6]
+        hwtail = ks[self.i_hwtail]
+        if (head == ks[self.i_hwcur] and head == ks[self.i_rhead] and cur == ks[self.i_rcur]
+                and cur < n and (cur - head) % n <= (hwtail - head) % n):
+            # nothing to release and the prologue passes: take pipe_tail, refresh ts, no lock
+            t = ks[self.i_ptail]
+            if t == hwtail and t == rw[7] and t == ks[self.i_rtail]:
                 _yield()
-            ks[self.i_rtail] = hwtail
-            rw[7] = hwtail
+            else:
+                ks[self.i_hwtail] = t
+                ks[self.i_rtail] = t
+                rw[7] = t
             ts = self.ts64
             ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
             return 0
@@ -278,8 +292,8 @@ class RingCtl:
             else:
                 ks[self.i_rhead] = head
                 ks[self.i_rcur] = cur
-        if not err:
-            ks[self.i_ok] = 1
+        hwtail = ks[self.i_ptail]   # netmap_pipe_rxsync: hwtail = pipe_tail (even after a reinit)
+        ks[self.i_hwtail] = hwtail
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
         if moved:
@@ -292,7 +306,6 @@ class RingCtl:
             self.ks64[self.i_pub] = rhead | ((rhead - 1 if rhead else n - 1) << 32)
             for a, b in dirty:
                 np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
-        hwtail = ks[self.i_hwtail]
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
         ts = self.ts64
@@ -335,6 +348,17 @@ class RingCtl:
         for i in range(w, w + 4):
             if ks[i] == bid:
                 ks[i] = 0
+
+    def idle(self) -> bool:
+        """Whether a sync now would change nothing: nothing to hand over, the prologue passes
+        and the published tail is already shown. poll's second scan skips such rings."""
+        rw, ks, n = self.rw, self.ks, self.n
+        head = rw[5]
+        cur = rw[6]
+        t = ks[self.i_ptail]
+        return (head == ks[self.i_hwcur] and head == ks[self.i_rhead] and cur == ks[self.i_rcur]
+                and t == rw[7] and t == ks[self.i_rtail] and t == ks[self.i_hwtail]
+                and cur < n and (cur - head) % n <= (t - head) % n)
 
     def pending(self) -> bool:
         """TX: filled slots not yet handed over (``head != hwcur``)."""
