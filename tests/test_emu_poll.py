@@ -209,3 +209,22 @@ def test_pollout_on_full_master_woken_by_release_in_another_process(monkeypatch)
         p.join(10)
         assert woke - released < 1.0
         assert tx.space() == 7
+
+
+def test_poll_retries_tx_after_pollerr_and_sends_the_adopted_range():
+    """netmap's poll scans the TX rings again when POLLOUT is wanted and none is ready, even
+    after POLLERR: a head moved back behind hwcur is adopted by the first scan (B8) and sent by
+    the second, inside one poll call."""
+    with open_emu("netmap:g{1@conf:slots=8", rules="netmap") as m, \
+            open_emu("netmap:g}1", rules="netmap") as s:
+        tx, rx = m.tx_rings[0], s.rx_rings[0]
+        tx.advance(3)
+        m.txsync()
+        tx.slots["len"][3:8] = 33             # slots 3..7 marked so their hand-over shows
+        tx._words[5], tx._words[6] = 0, 7     # head back to 0, cur = tail: not ready
+        assert m.poll(POLLOUT, 0) == POLLERR
+        assert (tx.head, tx.cur, tx.tail) == (0, 7, 7)
+        assert m._binding.kring("tx").hwcur == 0  # slots 3..7 handed over by the second scan
+        assert list(rx.slots["len"][3:8]) == [33] * 5
+        s.rxsync()
+        assert rx.space() == 0                # all 8 slots in flight: the receiver sees none

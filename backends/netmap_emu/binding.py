@@ -104,25 +104,43 @@ class EmuBinding:
 
     # --- poll ----------------------------------------------------------------------------------
     def _scan(self, want_tx: int, want_rx: int) -> int:
-        """One pass of netmap_poll (spec B13): returns revents."""
+        """One call of netmap_poll (spec B13): returns revents. As in netmap, the TX rings are
+        scanned a second time if POLLOUT is wanted and none was ready, and the RX rings a second
+        time if none was ready (the kernel's retry after joining the wait queue), whatever
+        POLLERR says: so a TX head that the first sync adopted (B8) is sent by the second. The
+        second scan skips rings whose sync would change nothing (``RingCtl.idle``)."""
         revents = 0
         if want_tx or not self._no_tx_poll:
-            for c in self._tx:
-                if not want_tx and not c.pending():
-                    continue
-                if c.txsync():
-                    revents |= POLLERR
-                rw = c.rw
-                if want_tx and rw[6] != rw[7]:
-                    revents |= POLLOUT
-                    want_tx = 0
+            retry = False
+            while True:
+                for c in self._tx:
+                    if not want_tx and not c.pending():
+                        continue
+                    if retry and c.idle():
+                        continue
+                    if c.txsync():
+                        revents |= POLLERR
+                    rw = c.rw
+                    if want_tx and rw[6] != rw[7]:
+                        revents |= POLLOUT
+                        want_tx = 0
+                if retry or not want_tx:
+                    break
+                retry = True
         if want_rx:
-            for c in self._rx:
-                if c.rxsync():
-                    revents |= POLLERR
-                rw = c.rw
-                if rw[6] != rw[7]:
-                    revents |= POLLIN
+            retry = False
+            while True:
+                for c in self._rx:
+                    if retry and c.idle():
+                        continue
+                    if c.rxsync():
+                        revents |= POLLERR
+                    rw = c.rw
+                    if rw[6] != rw[7]:
+                        revents |= POLLIN
+                if retry or revents & POLLIN:
+                    break
+                retry = True
         return revents
 
     def _drain(self) -> None:
