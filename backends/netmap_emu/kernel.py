@@ -16,6 +16,7 @@ import numpy as np
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
+from netmap_core.regmodes import bound_rings
 from netmap_core.errors import (InvalidRequestError, NotSupportedError, OutOfMemoryError,
                                 PortBusyError)
 
@@ -258,24 +259,13 @@ def _unlink(path: str) -> bool:
 
 # --- REGISTER ----------------------------------------------------------------------------------
 
+_MODES = (abi.NR_REG_ALL_NIC, abi.NR_REG_ONE_NIC)
+
+
 def _select(mode: int, ringid: int, flags: int, ntx: int, nrx: int, name: str):
-    """Bound ring ids per direction (spec H1, F2): ALL_NIC or ONE_NIC only."""
-    if mode == abi.NR_REG_ALL_NIC:
-        tx, rx = list(range(ntx)), list(range(nrx))
-    elif mode == abi.NR_REG_ONE_NIC:
-        if ringid >= ntx and ringid >= nrx:
-            raise InvalidRequestError(errno.EINVAL, f"{name}: ringid={ringid} is beyond both ring counts "
-                                      f"(tx {ntx}, rx {nrx}); allowed: 0..{max(ntx, nrx) - 1}")
-        tx = [ringid if ringid < ntx else 0]
-        rx = [ringid if ringid < nrx else 0]
-    else:
-        raise InvalidRequestError(errno.EINVAL, f"{name}: nr_mode={mode} is not valid on a pipe; allowed: "
-                                  f"NR_REG_ALL_NIC ({abi.NR_REG_ALL_NIC}) or NR_REG_ONE_NIC ({abi.NR_REG_ONE_NIC})")
-    if flags & abi.NR_TX_RINGS_ONLY:
-        rx = []
-    if flags & abi.NR_RX_RINGS_ONLY:
-        tx = []
-    return tx, rx
+    """Bound ring ids per direction (spec H1): a pipe has no host rings, so ALL_NIC or ONE_NIC."""
+    b = bound_rings(mode, ringid, flags, tx=ntx, rx=nrx, name=name, allowed=_MODES)
+    return list(b.tx), list(b.rx)
 
 
 def register_pipe(ns: Namespace, kname: str, pn: PipeName, mode: int, ringid: int, flags: int,

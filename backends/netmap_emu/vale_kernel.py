@@ -25,6 +25,7 @@ import re
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
+from netmap_core.regmodes import bound_rings
 from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
                                 PortBusyError)
 
@@ -282,28 +283,13 @@ def init_kring(a: _alloc.Allocator, obj: int, n: int, direction: int) -> None:
     b[obj, _alloc.W_DIR] = direction
 
 
+_MODES = (abi.NR_REG_ALL_NIC, abi.NR_REG_ONE_NIC)
+
+
 def _select(mode: int, ringid: int, flags: int, ntx: int, nrx: int, name: str):
-    """Bound ring ids (spec H1): VALE ports have no host rings, so only ALL_NIC/ONE_NIC."""
-    if mode == abi.NR_REG_ALL_NIC:
-        tx, rx = list(range(ntx)), list(range(nrx))
-    elif mode == abi.NR_REG_ONE_NIC:
-        if ringid >= ntx and ringid >= nrx:
-            raise InvalidRequestError(errno.EINVAL, f"{name}: ringid={ringid} is beyond both ring counts "
-                                      f"(tx {ntx}, rx {nrx}); allowed: 0..{max(ntx, nrx) - 1}")
-        tx = [ringid if ringid < ntx else 0]
-        rx = [ringid if ringid < nrx else 0]
-    elif mode in (abi.NR_REG_SW, abi.NR_REG_NIC_SW, abi.NR_REG_ONE_SW):
-        raise InvalidRequestError(errno.EINVAL, f"{name}: nr_mode={mode} needs host rings; a VALE "
-                                  f"port has none (allowed: NR_REG_ALL_NIC, NR_REG_ONE_NIC)")
-    else:
-        raise InvalidRequestError(errno.EINVAL, f"{name}: nr_mode={mode} is not a register mode; "
-                                  f"allowed: NR_REG_ALL_NIC ({abi.NR_REG_ALL_NIC}), NR_REG_ONE_NIC "
-                                  f"({abi.NR_REG_ONE_NIC})")
-    if flags & abi.NR_TX_RINGS_ONLY:
-        rx = []
-    if flags & abi.NR_RX_RINGS_ONLY:
-        tx = []
-    return tx, rx
+    """Bound ring ids per direction (spec H1): a VALE port has no host rings, so ALL_NIC or ONE_NIC."""
+    b = bound_rings(mode, ringid, flags, tx=ntx, rx=nrx, name=name, allowed=_MODES)
+    return list(b.tx), list(b.rx)
 
 
 def register_vale(ns: Namespace, kname: str, mode: int, ringid: int, flags: int, hints: dict,
