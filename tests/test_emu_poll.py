@@ -228,3 +228,21 @@ def test_poll_retries_tx_after_pollerr_and_sends_the_adopted_range():
         assert list(rx.slots["len"][3:8]) == [33] * 5
         s.rxsync()
         assert rx.space() == 0                # all 8 slots in flight: the receiver sees none
+
+
+def test_poll_on_a_vale_port():
+    """VALE bindings share EmuBinding.poll: nothing ready (both scans, the spin, the armed
+    sleep), then a flooded frame from another port."""
+    with open_emu("vale0:pa", rules="netmap") as a, open_emu("vale0:pb", rules="netmap") as b:
+        assert a.poll(POLLIN, 0) == 0
+        t0 = time.monotonic()
+        assert a.poll(POLLIN, 0.05) == 0
+        assert time.monotonic() - t0 >= 0.04
+        tx = b.tx_rings[0]
+        i = tx.head
+        tx.buf(i)[:60] = memoryview(b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + bytes(48))  # broadcast
+        tx.slots["len"][i] = 60
+        tx.advance(1)
+        b.txsync()
+        assert a.poll(POLLIN, 1.0) == POLLIN
+        assert a.rx_rings[0].space() == 1

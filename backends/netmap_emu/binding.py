@@ -31,6 +31,20 @@ SLEEP_SLICE = 0.1
 SPIN_SECONDS = 200e-6
 
 
+def _published_word(c) -> int:
+    """Index of the kernel-state word a peer's sync writes for ring controller ``c``: a pipe
+    ring's ``pipe_tail``; rings without one (VALE: the switch writes hwtail directly) expose
+    only ``i_hwtail``."""
+    return getattr(c, "i_ptail", c.i_hwtail)
+
+
+def _idle(c) -> bool:
+    """Whether syncing ``c`` now would change nothing (controllers without ``idle()`` are
+    always synced, as netmap does)."""
+    idle = getattr(c, "idle", None)
+    return idle is not None and idle()
+
+
 class _Owner:
     """What must be undone when the binding goes away (also run at interpreter exit)."""
 
@@ -108,7 +122,9 @@ class EmuBinding:
         scanned a second time if POLLOUT is wanted and none was ready, and the RX rings a second
         time if none was ready (the kernel's retry after joining the wait queue), whatever
         POLLERR says: so a TX head that the first sync adopted (B8) is sent by the second. The
-        second scan skips rings whose sync would change nothing (``RingCtl.idle``)."""
+        second scan skips rings whose sync would change nothing (``RingCtl.idle``).
+        Ring controllers: ``txsync()``/``rxsync()`` (1 if the prologue failed), ``pending()``,
+        ``rw`` (the ring's u32 words: head 5, cur 6, tail 7), optionally ``idle()``."""
         revents = 0
         if want_tx or not self._no_tx_poll:
             retry = False
@@ -116,7 +132,7 @@ class EmuBinding:
                 for c in self._tx:
                     if not want_tx and not c.pending():
                         continue
-                    if retry and c.idle():
+                    if retry and _idle(c):
                         continue
                     if c.txsync():
                         revents |= POLLERR
@@ -131,7 +147,7 @@ class EmuBinding:
             retry = False
             while True:
                 for c in self._rx:
-                    if retry and c.idle():
+                    if retry and _idle(c):
                         continue
                     if c.rxsync():
                         revents |= POLLERR
@@ -153,7 +169,7 @@ class EmuBinding:
     def _spin(self, want_tx: int, want_rx: int) -> bool:
         """Watch (without locks or syscalls) the pipe_tail words peers publish, for at most
         SPIN_SECONDS. True if one changed."""
-        words = [c.i_ptail for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
+        words = [_published_word(c) for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
         if not words:
             return False
         ks = self._tx[0].ks if self._tx else self._rx[0].ks
