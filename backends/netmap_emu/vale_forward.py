@@ -11,10 +11,14 @@ and get ``len`` per fragment and ``flags = (nfrags << 8) | NS_MOREFRAG`` (last: 
 Ownership: the caller owns the sender's TX slots passed in (they are only read); each
 destination ring is touched only between its :meth:`RxTarget.lease` and
 :meth:`RxTarget.commit`, which is where a backend takes and releases the ring's lock.
-Cost: ~30 numpy calls per batch plus ~10 per destination ring, plus the bytes copied.
+Cost: ~30 numpy calls per batch plus ~10 per destination ring, plus the bytes copied (each
+row at the batch's widest length rounded up to 64 bytes); a batch of one-slot packets to a
+single destination ring (the common case) takes a fast path of ~35 numpy calls in all, none
+of them per packet and none per idle port of the switch.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
@@ -32,8 +36,10 @@ __all__ = ["RxTarget", "SourceSlots", "Destinations", "ForwardStats", "forward",
 MAX_PORTS = abi.NM_BDG_MAXPORTS          # port slots 0..253
 MAX_RINGS = abi.NM_BDG_MAXRINGS
 _MF = abi.NS_MOREFRAG
-# row-copy width classes: a destination's fragments are copied in groups whose width is the
-# class bound, so at most ~2x the bytes in use are moved (netmap copies in 64-byte blocks)
+_ONE_FRAG = 1 << abi.NS_PORT_SHIFT     # flags of a one-fragment packet
+_SHIFT16 = np.uint64(16)                # a big-endian 8-byte read >> 16: its first 6 bytes
+# row-copy width classes, for batches whose lengths differ widely: fragments are then copied
+# in groups whose width is the class bound, so at most ~2x the bytes in use are moved
 _WIDTHS = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], dtype=np.int64)
 
 
@@ -119,32 +125,65 @@ def packetize(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends - starts + 1
 
 
-def _rowcopy(dst: np.ndarray, dbuf: np.ndarray, src: np.ndarray, sbuf: np.ndarray, w: int) -> None:
-    """dst[dbuf, :w] = src[sbuf, :w]; when w divides both row sizes the rows are viewed as
-    w-byte void elements, so numpy moves one memcpy per row instead of w bytes one by one."""
-    if w > 0 and dst.shape[1] % w == 0 and src.shape[1] % w == 0 and dst.strides[1] == 1 and src.strides[1] == 1:
-        vt = np.dtype((np.void, w))
-        dst.view(vt)[dbuf, 0] = src.view(vt)[sbuf, 0]
+# Packets are named by their first slot: an int64 array, or a ``slice`` for a run of one-slot
+# packets in consecutive slots (indexing with it gives views instead of gathered copies).
+
+def _count(sel) -> int:
+    return sel.stop - sel.start if isinstance(sel, slice) else int(sel.shape[0])
+
+
+def _as_array(sel) -> np.ndarray:
+    return np.arange(sel.start, sel.stop) if isinstance(sel, slice) else sel
+
+
+def _prefix(sel, n: int):
+    return slice(sel.start, sel.start + n) if isinstance(sel, slice) else sel[:n]
+
+
+def _rows(bufs: np.ndarray, w: int) -> np.ndarray:
+    """The first ``w`` bytes of every buffer as one ``w``-byte void element per row, so numpy
+    moves a row with one memcpy (the rows' bytes must be contiguous)."""
+    return bufs[:, :w].view((np.void, w))[:, 0]
+
+
+def _rowcopy(dst: np.ndarray, dbuf: np.ndarray, src: np.ndarray, sbuf, w: int) -> None:
+    """dst[dbuf, :w] = src[sbuf, :w], one memcpy per row."""
+    if w <= 0:
+        return
+    if dst.strides[1] == 1 and src.strides[1] == 1:
+        _rows(dst, w)[dbuf] = _rows(src, w)[sbuf]
     else:
         dst[dbuf, :w] = src[sbuf, :w]
 
 
-def _copy_rows(dst_bufs: np.ndarray, dbuf: np.ndarray, src_bufs: np.ndarray, sbuf: np.ndarray,
-               lens: np.ndarray) -> None:
-    """dst_bufs[dbuf[i], :lens[i]] = src_bufs[sbuf[i], :lens[i]] for all i, in few numpy copies."""
-    if lens.size == 0:
+# Copying a row past its length costs memory bandwidth, every extra numpy call ~2 us: rows are
+# copied at the widest length (rounded up to 64 bytes, as netmap copies) unless that moves
+# more than this many bytes beyond the lengths.
+_SPARE_BYTES = 128 * 1024
+
+
+def _copy_rows(dst_bufs: np.ndarray, dbuf: np.ndarray, src_bufs: np.ndarray, sbuf,
+               lens: np.ndarray, hi: Optional[int] = None) -> None:
+    """dst_bufs[dbuf[i], :lens[i]] = src_bufs[sbuf[i], :lens[i]] for all i, in few numpy copies
+    (bytes past ``lens[i]`` up to the copy width are overwritten too, as netmap's 64-byte
+    copies do). ``hi``: ``lens.max()`` when the caller knows it."""
+    m = lens.size
+    if m == 0:
         return
     limit = min(dst_bufs.shape[1], src_bufs.shape[1])
-    cls = np.searchsorted(_WIDTHS, lens, side="left")
-    lo, hi = int(cls.min()), int(cls.max())
-    if lo == hi:
-        w = min(int(_WIDTHS[lo]), limit) if lo < _WIDTHS.size else limit
+    hi = int(lens.max()) if hi is None else hi
+    if hi <= 0:
+        return
+    w = min((hi + 63) & ~63, limit)
+    if m * w <= _SPARE_BYTES or m * w - int(lens.sum()) <= _SPARE_BYTES:
         _rowcopy(dst_bufs, dbuf, src_bufs, sbuf, w)
         return
-    for c in np.unique(cls):
+    sbuf = _as_array(sbuf)
+    cls = np.searchsorted(_WIDTHS, lens, side="left")
+    for c in np.unique(cls).tolist():
         sel = cls == c
-        w = min(int(_WIDTHS[c]), limit) if c < _WIDTHS.size else limit
-        _rowcopy(dst_bufs, dbuf[sel], src_bufs, sbuf[sel], w)
+        cw = min(int(_WIDTHS[c]), w) if c < _WIDTHS.size else w
+        _rowcopy(dst_bufs, dbuf[sel], src_bufs, sbuf[sel], cw)
 
 
 def _expand(starts: np.ndarray, nfr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,18 +228,39 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
         return st
     nb, bsize = src.buffers.shape
     flags = np.asarray(src.flags, dtype=np.uint16)
-    bidx = np.asarray(src.buf_idx, dtype=np.int64)
-    bidx = np.where((bidx >= nb) | (bidx < 0), 0, bidx)
-    flen = np.asarray(src.len, dtype=np.int64).copy()
-    indirect = (flags & abi.NS_INDIRECT) != 0
-    flen[(flen > bsize) & ~indirect] = 0
+    raw = np.asarray(src.buf_idx)
+    bidx = raw.astype(np.int64)
+    if int(bidx.max()) >= nb or (raw.dtype.kind != "u" and int(bidx.min()) < 0):
+        bidx[(bidx >= nb) | (bidx < 0)] = 0
+    flen = np.asarray(src.len).astype(np.int64)
+    multi = False
+    indirect = None
+    if (flags & (_MF | abi.NS_INDIRECT)).any():
+        multi = bool((flags & _MF).any())
+        indirect = (flags & abi.NS_INDIRECT) != 0
+        if not indirect.any():
+            indirect = None
+    if int(flen.max()) > bsize:
+        over = flen > bsize
+        if indirect is not None:
+            over &= ~indirect
+        flen[over] = 0
     pool = _Pool(src.buffers, bidx)
-    if indirect.any():
+    if indirect is not None:
         pool.load_indirect(flen, indirect, src.ptr, read_indirect)
-    starts, nfr = packetize(flags)
     st.slots += nslots
-    st.packets += int(starts.shape[0])
     hdr = int(src.hdr_len)
+    if not multi:
+        # every packet is one slot (the common case): batches are runs of consecutive slots
+        st.packets += nslots
+        step = max(1, int(batch_slots))
+        for a in range(0, nslots, step):
+            st.batches += 1
+            _forward_batch(st, src, pool, flen, slice(a, min(a + step, nslots)), None, hdr,
+                           lookup, dests, dup_broadcast)
+        return st
+    starts, nfr = packetize(flags)
+    st.packets += int(starts.shape[0])
     for a, b in _batches(nfr, batch_slots):
         st.batches += 1
         _forward_batch(st, src, pool, flen, starts[a:b], nfr[a:b], hdr, lookup, dests,
@@ -236,10 +296,25 @@ class _Pool:
             self.scratch[j, :len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
             flen[i] = len(data)
 
-    def gather(self, slots: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def direct(self, end: int) -> bool:
+        """Whether bytes [0, end) of every packet can be read straight from the main pool
+        through strided views (no NS_INDIRECT scratch, contiguous rows, long enough)."""
+        return self.srow is None and self.main.strides[1] == 1 and end <= self.main.shape[1]
+
+    def macs(self, slots, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        """The 6-byte fields at ``offset`` and ``offset + 6`` of each slot's buffer (the
+        Ethernet destination and source) as 48-bit integers, byte 0 highest; two gathers of
+        one 8-byte word per packet through strided views of the pool (see :meth:`direct`)."""
+        rows = self.idx[slots]
+        main = self.main
+        return (main[:, offset:offset + 8].view(">u8")[:, 0][rows] >> _SHIFT16,
+                main[:, offset + 6:offset + 14].view(">u8")[:, 0][rows] >> _SHIFT16)
+
+    def gather(self, slots, start: int, stop: int) -> np.ndarray:
         """Bytes [start, stop) of the given source slots as a (k, stop - start) array."""
         if self.srow is None:
             return self.main[self.idx[slots], start:stop]
+        slots = _as_array(slots)
         out = np.empty((slots.size, stop - start), dtype=np.uint8)
         sr = self.srow[slots]
         m = sr >= 0
@@ -247,65 +322,134 @@ class _Pool:
         out[m] = self.scratch[sr[m], start:stop]
         return out
 
-    def copy_to(self, dst_bufs: np.ndarray, dbuf: np.ndarray, slots: np.ndarray, lens: np.ndarray) -> None:
+    def copy_to(self, dst_bufs: np.ndarray, dbuf: np.ndarray, slots, lens: np.ndarray,
+                hi: Optional[int] = None) -> None:
         """dst_bufs[dbuf[i], :lens[i]] = bytes of source slot slots[i] (few numpy copies)."""
         if self.srow is None:
-            _copy_rows(dst_bufs, dbuf, self.main, self.idx[slots], lens)
+            _copy_rows(dst_bufs, dbuf, self.main, self.idx[slots], lens, hi)
             return
+        slots = _as_array(slots)
         sr = self.srow[slots]
         m = sr >= 0
         _copy_rows(dst_bufs, dbuf[~m], self.main, self.idx[slots[~m]], lens[~m])
         _copy_rows(dst_bufs, dbuf[m], self.scratch, sr[m], lens[m])
 
 
-def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
-    """The packets' MACs and first bytes; the Ethernet header follows the vnet header, or
-    starts the next fragment when the first one holds only the vnet header (as netmap)."""
-    eth = starts.copy()
-    off = np.full(starts.shape, hdr, dtype=np.int64)
-    if hdr:
-        alone = (flen[starts] == hdr) & (nfr > 1)
-        eth[alone] += 1
-        off[alone] = 0
-    head_len = np.clip(flen[eth] - off, 0, HEAD_BYTES)
-    k = starts.shape[0]
+def _head(pool: _Pool, eth, off, head_len: np.ndarray) -> np.ndarray:
+    """The first HEAD_BYTES bytes from byte ``off`` (an int, or one per packet) of slots
+    ``eth``, zero past ``head_len``."""
+    k = _count(eth)
     head = np.zeros((k, HEAD_BYTES), dtype=np.uint8)
     bsize = pool.main.shape[1]
-    for o in (np.unique(off).tolist() if hdr else [0]):  # the vnet header's offset and/or 0
-        width = max(0, min(HEAD_BYTES, bsize - o))
-        sel = np.flatnonzero(off == o) if hdr else np.arange(k)
-        head[sel, :width] = pool.gather(eth[sel], o, o + width)
+    if isinstance(off, int):
+        width = max(0, min(HEAD_BYTES, bsize - off))
+        head[:, :width] = pool.gather(eth, off, off + width)
+    else:
+        for o in np.unique(off).tolist():   # the vnet header's offset and/or 0
+            width = max(0, min(HEAD_BYTES, bsize - o))
+            sel = np.flatnonzero(off == o)
+            head[sel, :width] = pool.gather(eth[sel], o, o + width)
     short = head_len < HEAD_BYTES
     if short.any():
         head[short] *= np.arange(HEAD_BYTES)[None, :] < head_len[short][:, None]
-    cs = np.concatenate([[0], np.cumsum(flen)])
-    total = np.maximum(cs[starts + nfr] - cs[starts] - hdr, 0)
-    for arr in (head, head_len, total):
+    return head
+
+
+def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
+    """The packets' MACs, lengths and (deferred) first bytes; the Ethernet header follows the
+    vnet header, or starts the next fragment when the first one holds only the vnet header
+    (as netmap)."""
+    if nfr is None and pool.direct(hdr + 14):
+        # one slot per packet: the Ethernet header is at byte ``hdr`` of every slot
+        total = flen[starts]      # flen is private and no longer changes: a view will do
+        if hdr:
+            total = np.maximum(total - hdr, 0)
+        head_len = np.minimum(total, HEAD_BYTES)
+        if int(head_len.min()) >= 12:
+            dst, srcm = pool.macs(starts, hdr)
+            head = lambda: _head(pool, starts, hdr, head_len)   # noqa: E731 - deferred gather
+        else:   # bytes past a short frame's end read as zero
+            head = _head(pool, starts, hdr, head_len)
+            dst, srcm = mac_to_int(head[:, 0:6]), mac_to_int(head[:, 6:12])
+    else:
+        starts = _as_array(starts)
+        eth = starts.copy()
+        if nfr is None:
+            nfr = np.ones(starts.shape, dtype=np.int64)
+        off = np.full(starts.shape, hdr, dtype=np.int64)
+        if hdr:
+            alone = (flen[starts] == hdr) & (nfr > 1)
+            eth[alone] += 1
+            off[alone] = 0
+        head_len = np.clip(flen[eth] - off, 0, HEAD_BYTES)
+        cs = np.concatenate([[0], np.cumsum(flen)])
+        total = np.maximum(cs[starts + nfr] - cs[starts] - hdr, 0)
+        head = _head(pool, eth, off if hdr else 0, head_len)
+        dst, srcm = mac_to_int(head[:, 0:6]), mac_to_int(head[:, 6:12])
+    for arr in (dst, srcm, total, head_len) + ((head,) if isinstance(head, np.ndarray) else ()):
         arr.flags.writeable = False
-    dst = mac_to_int(head[:, 0:6])
-    srcm = mac_to_int(head[:, 6:12])
-    dst.flags.writeable = False
-    srcm.flags.writeable = False
     return LookupBatch(dst=dst, src=srcm, len=total, head=head, head_len=head_len,
                        src_port=int(src.port), src_ring=int(src.ring))
 
 
-def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
-    k = starts.shape[0]
-    too_long = nfr > abi.NETMAP_MAX_FRAGS
-    lb = _lookup_batch(src, pool, flen, starts, nfr, hdr)
-    res = lookup(lb)
+def _lookup_result(res, k: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """A lookup's answer as (ports, rings or None), both (k,) int64."""
+    rings = None
     if isinstance(res, tuple):
-        ports, rings = res
-        rings = np.broadcast_to(np.asarray(rings, dtype=np.int64), (k,))
-    else:
-        ports, rings = res, np.full(k, int(src.ring), dtype=np.int64)
-    ports = np.broadcast_to(np.asarray(ports, dtype=np.int64), (k,)).copy()
-    if ports.shape[0] != k:
-        raise ValueError(f"lookup returned {ports.shape[0]} ports for {k} packets")
-    ports[too_long] = NM_BDG_NOPORT
-    nrx = np.asarray(dests.num_rx_rings, dtype=np.int64)
+        res, rings = res
+        rings = np.asarray(rings, dtype=np.int64)
+        if rings.shape != (k,):
+            rings = np.broadcast_to(rings, (k,))
+    ports = np.asarray(res, dtype=np.int64)
+    if ports.shape != (k,):
+        try:
+            ports = np.broadcast_to(ports, (k,))
+        except ValueError:
+            raise ValueError(f"lookup returned {ports.shape[0] if ports.ndim else 1} ports for "
+                             f"{k} packets") from None
+    return ports, rings
+
+
+def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
+    """One batch: lookup, then delivery per destination ring (``nfr`` None: one slot each)."""
+    k = _count(starts)
+    lb = _lookup_batch(src, pool, flen, starts, nfr, hdr)
+    refs = sys.getrefcount(lb)
+    res = lookup(lb)
+    if sys.getrefcount(lb) > refs:
+        _ = lb.head   # the lookup kept the batch: gather its head now, before the buffers change
+    ports, rings = _lookup_result(res, k)
+    if nfr is not None:
+        too_long = nfr > abi.NETMAP_MAX_FRAGS
+        if too_long.any():
+            ports = np.where(too_long, NM_BDG_NOPORT, ports)
+    nrx = dests.num_rx_rings
     sp = int(src.port)
+    src_hdr = int(src.hdr_len)
+    p = int(ports.min())
+    if p == int(ports.max()):   # one destination for the whole batch: no grouping
+        if p == NM_BDG_BROADCAST:
+            active = np.asarray(dests.active, dtype=np.int64)
+            others = active[active != sp].tolist()
+            if not others:
+                st.no_dest += k
+            for q in others:
+                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr)
+            return
+        if not (0 <= p < MAX_PORTS and p != sp and nrx[p] > 0):
+            st.no_dest += k
+            return
+        if rings is None:
+            _deliver_group(st, dests, pool, flen, src_hdr, p, int(src.ring) % int(nrx[p]), starts, nfr)
+            return
+        r = np.mod(rings, int(nrx[p]))
+        if int(r.min()) == int(r.max()):
+            _deliver_group(st, dests, pool, flen, src_hdr, p, int(r[0]), starts, nfr)
+            return
+    starts = _as_array(starts)
+    nrx = np.asarray(nrx, dtype=np.int64)
+    if rings is None:
+        rings = np.full(k, int(src.ring), dtype=np.int64)
     # unicast: a live port other than the sender
     uni = (ports >= 0) & (ports < MAX_PORTS)
     uni_ok = uni.copy()
@@ -324,38 +468,45 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
         d_ring = [u_ring, np.zeros(b_pkt.size * others.size, dtype=np.int64)]
         if dup_broadcast and u_pkt.size:
             pairs = np.unique(np.stack([u_port, u_ring], axis=1)[u_ring != 0], axis=0)
-            for p, r in pairs:
+            for q, r in pairs:
                 d_pkt.append(b_pkt)
-                d_port.append(np.full(b_pkt.size, p, dtype=np.int64))
+                d_port.append(np.full(b_pkt.size, q, dtype=np.int64))
                 d_ring.append(np.full(b_pkt.size, r, dtype=np.int64))
         d_pkt, d_port, d_ring = np.concatenate(d_pkt), np.concatenate(d_port), np.concatenate(d_ring)
     else:
         d_pkt, d_port, d_ring = u_pkt, u_port, u_ring
     if d_pkt.size == 0:
         return
+    # group by destination ring, packets in order within each (only rings present are visited)
     group = d_port * MAX_RINGS + d_ring
     order = np.argsort(group * (k + 1) + d_pkt, kind="stable")
     group, d_pkt = group[order], d_pkt[order]
     bounds = np.flatnonzero(np.diff(group)) + 1
     g_start = np.concatenate([[0], bounds])
     g_end = np.concatenate([bounds, [group.size]])
-    src_hdr = int(src.hdr_len)
     for a, b in zip(g_start.tolist(), g_end.tolist()):
-        g = int(group[a])
-        port, ring = divmod(g, MAX_RINGS)
+        q, r = divmod(int(group[a]), MAX_RINGS)
         pkts = d_pkt[a:b]
-        if dests.hdr_len is not None and int(dests.hdr_len[port]) != src_hdr:
-            st.dropped[port] += pkts.size      # no virtio-net header conversion (deviation)
-            continue
-        target = dests.ring(port, ring)
-        if target is None:
-            st.dropped[port] += pkts.size
-            continue
-        kept = _deliver(target, pool, flen, starts[pkts], nfr[pkts])
-        st.delivered[port] += kept
-        st.dropped[port] += pkts.size - kept
-        if kept:
-            st.touched.add((port, ring))
+        _deliver_group(st, dests, pool, flen, src_hdr, q, r, starts[pkts],
+                       None if nfr is None else nfr[pkts])
+
+
+def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr) -> None:
+    """The packets (first slots ``pstarts``, fragment counts ``pnfr`` or None for one slot
+    each) of one destination RX ring, in order: copy what fits, count the rest as dropped."""
+    m = _count(pstarts)
+    if dests.hdr_len is not None and int(dests.hdr_len[port]) != src_hdr:
+        st.dropped[port] += m      # no virtio-net header conversion (deviation)
+        return
+    target = dests.ring(port, ring)
+    if target is None:
+        st.dropped[port] += m
+        return
+    kept = _deliver(target, pool, flen, pstarts, pnfr)
+    st.delivered[port] += kept
+    st.dropped[port] += m - kept
+    if kept:
+        st.touched.add((port, ring))
 
 
 def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr) -> int:
@@ -363,24 +514,38 @@ def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr) -> int:
     first, space = target.lease()
     filled = 0
     try:
-        cum = np.cumsum(pnfr)
-        keep = int(np.searchsorted(cum, space, side="right"))
-        if keep == 0:
-            return 0
-        sidx, rep_nf, last = _expand(pstarts[:keep], pnfr[:keep])
-        total = sidx.size
+        if pnfr is None:
+            keep = min(_count(pstarts), int(space))
+            if keep <= 0:
+                return 0
+            sidx = _prefix(pstarts, keep)
+            total = keep
+            fl = _ONE_FRAG
+        else:
+            cum = np.cumsum(pnfr)
+            keep = int(np.searchsorted(cum, space, side="right"))
+            if keep == 0:
+                return 0
+            sidx, rep_nf, last = _expand(pstarts[:keep], pnfr[:keep])
+            total = sidx.size
+            fl = (rep_nf << abi.NS_PORT_SHIFT) | np.where(last, 0, _MF)
         slots = target.slots
         n = slots.shape[0]
-        dslot = np.arange(first, first + total, dtype=np.int64)
-        dslot[dslot >= n] -= n
+        first = int(first)
+        # destination slots [first, first + total) mod n: a slice unless the run wraps
+        d = slice(first, first + total) if first + total <= n else np.arange(first, first + total) % n
         dbufs = target.buffers
-        dbuf = slots["buf_idx"][dslot].astype(np.int64)
-        dbuf[(dbuf >= dbufs.shape[0]) | (dbuf < 0)] = 0
+        dbuf = slots["buf_idx"][d].astype(np.intp)   # a private copy, validated once
+        if int(dbuf.max()) >= dbufs.shape[0]:
+            dbuf[dbuf >= dbufs.shape[0]] = 0
         lens = flen[sidx]
-        lens = np.where(lens > dbufs.shape[1], 0, lens)
-        pool.copy_to(dbufs, dbuf, sidx, lens)
-        slots["len"][dslot] = lens
-        slots["flags"][dslot] = (rep_nf << abi.NS_PORT_SHIFT) | np.where(last, 0, _MF)
+        hi = int(lens.max())
+        if hi > dbufs.shape[1]:
+            lens = np.where(lens > dbufs.shape[1], 0, lens)
+            hi = int(lens.max())
+        pool.copy_to(dbufs, dbuf, sidx, lens, hi)
+        slots["len"][d] = lens
+        slots["flags"][d] = fl
         filled = total
         return keep
     finally:

@@ -10,7 +10,7 @@ change ``dst_ring``. Everything is vectorised: the cost is a few numpy calls per
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Union
 
 import numpy as np
@@ -30,12 +30,16 @@ ETH_HLEN = 14                             # shorter frames are dropped by the le
 
 _MAC_MASK = np.uint64((1 << 48) - 1)
 _VALID = np.uint64(1 << 63)
+_VALID_MAC = _VALID | _MAC_MASK
 _PORT_SHIFT = np.uint64(48)
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)   # 2^64 / golden ratio, odd
 _HASH_SHIFT = np.uint64(54)                 # keep the top 10 bits: 1024 buckets
+_U64 = (1 << 64) - 1
+_HASH_MUL_INT, _HASH_SHIFT_INT = int(_HASH_MUL), int(_HASH_SHIFT)
+_VALID_INT, _VALID_MAC_INT = int(_VALID), int(_VALID_MAC)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False, eq=False)
 class LookupBatch:
     """The packets of one forwarding batch, one row per packet, in ring order.
 
@@ -45,23 +49,43 @@ class LookupBatch:
     header on), zero past ``head_len``; ``head_len``: valid bytes in ``head`` (the Ethernet
     header's fragment, capped at 64; < 14 means the frame has no full Ethernet header);
     ``src_port``/``src_ring``: where the batch came from. Arrays are read-only copies.
+
+    ``head`` may be given as a zero-argument function: it is then gathered on first access
+    (a lookup that needs only MACs and lengths never pays for it) and kept.
     """
 
     dst: np.ndarray
     src: np.ndarray
     len: np.ndarray
-    head: np.ndarray
     head_len: np.ndarray
     src_port: int
     src_ring: int
+    _head: Union[np.ndarray, Callable[[], np.ndarray]] = field(repr=False)
+
+    def __init__(self, dst: np.ndarray, src: np.ndarray, len: np.ndarray,  # noqa: A002 - the field's name
+                 head: Union[np.ndarray, Callable[[], np.ndarray]], head_len: np.ndarray,
+                 src_port: int, src_ring: int) -> None:
+        self.__dict__.update(dst=dst, src=src, len=len, head_len=head_len, src_port=src_port,
+                             src_ring=src_ring, _head=head)   # frozen: no __setattr__
 
     def __len__(self) -> int:
         return int(self.dst.shape[0])
 
     @property
+    def head(self) -> np.ndarray:
+        """``(k, HEAD_BYTES)`` uint8, read-only (gathered now if it was deferred)."""
+        h = self._head
+        if not isinstance(h, np.ndarray):
+            h = h()
+            h.flags.writeable = False
+            self.__dict__["_head"] = h
+        return h
+
+    @property
     def ethertype(self) -> np.ndarray:
         """Bytes 12..13 as big-endian integers (0 where the frame is shorter)."""
-        return (self.head[:, 12].astype(np.uint32) << 8) | self.head[:, 13]
+        h = self.head
+        return (h[:, 12].astype(np.uint32) << 8) | h[:, 13]
 
 
 LookupResult = Union[np.ndarray, "tuple[np.ndarray, np.ndarray]"]
@@ -95,7 +119,7 @@ def mac_hash(macs: np.ndarray) -> np.ndarray:
     reproduced, so which MACs collide differs from the kernel (collisions overwrite in both).
     """
     with np.errstate(over="ignore"):
-        return ((macs.astype(np.uint64) * _HASH_MUL) >> _HASH_SHIFT).astype(np.int64)
+        return ((np.asarray(macs, dtype=np.uint64) * _HASH_MUL) >> _HASH_SHIFT).astype(np.int64)
 
 
 def flood_all(batch: LookupBatch) -> np.ndarray:
@@ -157,30 +181,46 @@ class LearningBridge:
         t = self.table[valid]
         return {int(m): int(p) for m, p in zip(t & _MAC_MASK, (t >> _PORT_SHIFT) & np.uint64(0xFF))}
 
+    def _lookup_one(self, mac: int) -> int:
+        """The destination of one MAC (a port, or NM_BDG_BROADCAST), as step 2 below."""
+        e = int(self.table[((mac * _HASH_MUL_INT) & _U64) >> _HASH_SHIFT_INT])
+        if e & _VALID_MAC_INT == mac | _VALID_INT:
+            return (e >> 48) & 0xFF
+        return NM_BDG_BROADCAST
+
     def __call__(self, batch: LookupBatch) -> np.ndarray:
         k = len(batch)
         port = int(batch.src_port)
-        out = np.full(k, NM_BDG_NOPORT, dtype=np.int64)
-        ok = batch.head_len >= ETH_HLEN
-        if not ok.any():
-            return out
-        src, dst = batch.src, batch.dst
+        if k == 0:
+            return np.full(0, NM_BDG_NOPORT, dtype=np.int64)
+        src, dst, hl = batch.src, batch.dst, batch.head_len
+        ok = None                          # None: every frame has an Ethernet header
+        if int(hl.min()) < ETH_HLEN:
+            ok = hl >= ETH_HLEN
+            if not ok.any():
+                return np.full(k, NM_BDG_NOPORT, dtype=np.int64)
         # 1. which packets learn: unicast sources differing from the previous learned one
-        cand = np.flatnonzero(ok & ~is_multicast(src))
-        learners = cand[:0]
-        if cand.size:
-            seq = src[cand]
-            prev = np.empty_like(seq)
-            last = self.last_src[port]
-            prev[0] = (last & _MAC_MASK) if (last & _VALID) else _VALID  # _VALID never equals a MAC
-            prev[1:] = seq[:-1]
-            learners = cand[seq != prev]
-            self.last_src[port] = _VALID | seq[-1]
-        lh = mac_hash(src[learners])
+        last = self.last_src[port]
+        learners = None
+        if ok is not None or not (last & _VALID) or not (src == (last & _MAC_MASK)).all():
+            mc = is_multicast(src)
+            cand = np.flatnonzero(~mc if ok is None else ok & ~mc)
+            if cand.size:
+                seq = src[cand]
+                prev = np.empty_like(seq)
+                prev[0] = (last & _MAC_MASK) if (last & _VALID) else _VALID  # _VALID never equals a MAC
+                prev[1:] = seq[:-1]
+                learners = cand[seq != prev]
+                self.last_src[port] = _VALID | seq[-1]
+                if not learners.size:
+                    learners = None
         # 2. destination of every valid packet, seeing the entries learned up to itself
+        if learners is None and ok is None and dst[0] == dst[-1] and (dst == dst[0]).all():
+            return np.full(k, self._lookup_one(int(dst[0])), dtype=np.int64)   # one flow
         qh = mac_hash(dst)
-        entry = self.table[qh].copy()
-        if learners.size:
+        entry = self.table[qh]
+        if learners is not None:
+            lh = mac_hash(src[learners])
             stride = np.int64(2 * k + 2)
             lkey = lh * stride + learners
             order = np.argsort(lkey, kind="stable")
@@ -190,11 +230,13 @@ class LearningBridge:
             hit[hit] = (skey[pos[hit]] // stride) == qh[hit]
             learned = learners[order[pos[hit]]]
             entry[hit] = _VALID | (np.uint64(port) << _PORT_SHIFT) | src[learned]
-        known = ((entry & _VALID) != 0) & ((entry & _MAC_MASK) == dst) & ~is_multicast(dst)
-        out[ok] = np.where(known, ((entry >> _PORT_SHIFT) & np.uint64(0xFF)).astype(np.int64),
-                           NM_BDG_BROADCAST)[ok]
+        # entries only ever hold MACs learned from unicast sources, so a match is a unicast dst
+        known = (entry & _VALID_MAC) == (dst | _VALID)
+        out = np.where(known, (entry >> _PORT_SHIFT).view(np.int64) & 0xFF, NM_BDG_BROADCAST)
+        if ok is not None:
+            out[~ok] = NM_BDG_NOPORT
         # 3. publish the last learner of each bucket with one 8-byte store per entry
-        if learners.size:
+        if learners is not None:
             rev_h = lh[::-1]
             buckets, first_in_rev = np.unique(rev_h, return_index=True)
             last = learners[::-1][first_in_rev]
