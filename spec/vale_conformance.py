@@ -7,8 +7,9 @@ broadcast/multicast/unknown, never back to the sender, frames shorter than 14 by
 per destination the packets that fit kept in order and the rest dropped, the whole TX ring
 free after every txsync, received slots visible only after the receiver's rxsync, fragment
 flags ``(nfrags << 8) | NS_MOREFRAG``, VALE copying (every port keeps its own buffers), and a
-copy monitor seeing TX slots at txsync (NS_TXMON) and RX slots at rxsync, the most recent
-ones when its ring is short of room. Uses only the public API, so it runs on any backend.
+copy monitor seeing TX slots at txsync (NS_TXMON) and RX slots when the switch delivers them
+(netmap's notify runs the monitors then, before the receiver syncs), the most recent ones when
+its ring is short of room. Uses only the public API, so it runs on any backend.
 """
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ class ValeMachine(RuleBasedStateMachine):
         self.table: dict[bytes, int] = {}
         self.last_src: dict[int, bytes] = {}
         self.held = {k: [] for k in range(NPORTS)}       # in the RX ring, not yet released
-        self.unsynced0: list = []                         # arrived at p0, not yet seen by its rxsync
         self.mon_held: list = []
         self.bufs = [sorted(int(x) for r in p.tx_rings + p.rx_rings for x in r.slots["buf_idx"])
                      for p in self.ports]
@@ -138,6 +138,7 @@ class ValeMachine(RuleBasedStateMachine):
                 tx_slots += [(d, (fl & abi.NS_MOREFRAG) | abi.NS_TXMON) for d, fl in self._slots(f)]
             self._mon_add(tx_slots)
         blocked: set[int] = set()
+        to_p0: list = []
         for f, src in frames:
             slots = self._slots(f)
             for d in self._dests(port, f, src):
@@ -146,15 +147,14 @@ class ValeMachine(RuleBasedStateMachine):
                     continue
                 self.held[d] += slots
                 if d == 0:
-                    self.unsynced0 += slots
+                    to_p0 += slots
+        if to_p0:
+            self._mon_add(to_p0)        # one delivery (one notify) per destination ring
 
     @rule(port=st.integers(0, NPORTS - 1), release=st.booleans())
     def receive(self, port: int, release: bool) -> None:
         p = self.ports[port]
         p.rxsync()
-        if port == 0:
-            self._mon_add(self.unsynced0)
-            self.unsynced0 = []
         ring = p.rx_rings[0]
         got = []
         i = ring.head

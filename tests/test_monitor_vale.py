@@ -49,10 +49,10 @@ def test_tx_and_rx_traffic_seen_with_flags(env):
     assert recv(b) == out
     inn = [frame(BCAST, mac(2), size=100, fill=9)]
     send(b, inn)
-    assert recv_slots(m) == []            # RX copies appear when the parent's rxsync receives
-    a.rxsync()
-    got = recv_slots(m)
-    assert got == [(inn[0], 0x100)]
+    # RX copies appear when the frame reaches the parent's ring, before the parent syncs
+    # (netmap's notify runs the monitors then; script 012 reads v0/r while nobody reads v0)
+    assert recv_slots(m) == [(inn[0], 0x100)]
+    assert recv(a) == inn and recv_slots(m) == []
 
 
 def test_rx_only_and_tx_only_monitors(env):
@@ -62,7 +62,6 @@ def test_rx_only_and_tx_only_monitors(env):
     mt = env.open(f"{sw}:p0/t")
     send(a, [frame(BCAST, mac(1))])
     send(b, [frame(BCAST, mac(2))])
-    a.rxsync()
     assert [f for _, f in recv_slots(mr)] == [0x100]
     assert [f for _, f in recv_slots(mt)] == [abi.NS_TXMON]
 
@@ -120,14 +119,3 @@ def test_monitor_cannot_inject(env):
     m = env.open(f"{sw}:p0/t")
     send(m, [frame(BCAST, mac(7))])        # NIOCTXSYNC returns normally, nothing is sent
     assert recv(a) == [] and recv(b) == []
-
-
-def test_zero_copy_monitor(env, backend_name):
-    sw = unique_switch()
-    env.switch(sw, 2)
-    if backend_name == "emu":
-        with pytest.raises(NotSupportedError):
-            env.open(f"{sw}:p0/z")
-    else:
-        z = env.open(f"{sw}:p0/z")
-        assert z.info.flags & abi.NR_ZCOPY_MON and z.info.flags & abi.NR_MONITOR_TX

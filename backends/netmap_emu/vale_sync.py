@@ -70,7 +70,7 @@ class RxTarget:
     new hwtail with one store, unlocks and wakes receivers sleeping in poll on the ring."""
 
     __slots__ = ("slots", "buffers", "ks", "n", "i_hwcur", "i_hwtail", "wait", "mutex", "lockfd",
-                 "lockpos", "ns_dir", "_tail")
+                 "lockpos", "ns_dir", "_tail", "monitors")
 
     def __init__(self, ns: Namespace, a: _alloc.Allocator, obj: int) -> None:
         self.slots = a.slots(obj)
@@ -85,6 +85,7 @@ class RxTarget:
         self.lockpos = SYNC_BASE + a.gen * 4096 + obj
         self.ns_dir = ns.dir
         self._tail = 0
+        self.monitors = None   # copy monitors of this ring (set by the switch snapshot)
 
     def lease(self) -> tuple[int, int]:
         self.mutex.acquire()
@@ -105,6 +106,11 @@ class RxTarget:
         try:
             if filled:
                 t = self._tail + filled
+                mons = self.monitors
+                if mons:   # netmap's notify runs the ring's copy monitors on delivery (spec G3)
+                    from .monitor import copy_to_monitors
+                    copy_to_monitors(mons, self.slots[_span(self._tail, t % self.n, self.n)],
+                                     self.buffers, tx=False)
                 self.ks[self.i_hwtail] = t - self.n if t >= self.n else t
         finally:
             fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
@@ -133,8 +139,10 @@ class Snapshot:
     lookup: Callable
     port_of: dict            # parent name -> port index
     hdr_len: np.ndarray
-    mon_tx: dict = field(default_factory=dict)   # (port, ring) -> [monitor copy targets]
+    mon_tx: dict = field(default_factory=dict)   # (port, ring) -> [copy monitor targets]
     mon_rx: dict = field(default_factory=dict)
+    zmon_tx: dict = field(default_factory=dict)  # (port, ring) -> first zero-copy monitor target
+    zmon_rx: dict = field(default_factory=dict)
 
 
 class SwitchRuntime:
@@ -163,7 +171,7 @@ class SwitchRuntime:
         return self.snap
 
     def _build(self, reg: dict, gen: int, lgen: int) -> Snapshot:
-        from . import monitor as _mon   # late: monitors import this module
+        from . import monitor_topology as _mon   # late: monitors import this module
 
         rec = reg.get("switches", {}).get(self.sw)
         nrx = np.zeros(256, dtype=np.int64)
@@ -194,8 +202,10 @@ class SwitchRuntime:
         self.targets = targets
         dests = Destinations(active=np.array(sorted(active), dtype=np.int64), num_rx_rings=nrx,
                              ring=lambda p, r: rings.get((p, r)), hdr_len=hdr)
-        mon_tx, mon_rx = _mon.switch_monitors(self.ns, reg, port_of)
-        return Snapshot(gen, lgen, dests, self._lookup(), port_of, hdr, mon_tx, mon_rx)
+        mon_tx, mon_rx, z_tx, z_rx = _mon.switch_monitors(self.ns, reg, port_of)
+        for key, t in rings.items():
+            t.monitors = mon_rx.get(key)
+        return Snapshot(gen, lgen, dests, self._lookup(), port_of, hdr, mon_tx, mon_rx, z_tx, z_rx)
 
     def _lookup(self) -> Callable:
         local = local_lookups.get((self.ns.name, self.sw))
@@ -356,16 +366,33 @@ class ValeTxCtl(_Ctl):
             hwcur = ks[self.i_hwcur]
             if head != hwcur and hwcur < n:
                 idx = _span(hwcur, head, n)
+                old_tail = ks[self.i_hwtail]
                 if rt is not None:
                     snap = self._forward(rt, snap, idx)
                 self._clear_changed(idx)
                 self.ks64[self.i_pub] = head | ((head - 1 if head else n - 1) << 32)
+                if snap is not None and snap.zmon_tx and old_tail < n:
+                    self._zmon_tx(rt, snap, old_tail)
             hwtail = ks[self.i_hwtail]
             ks[self.i_rtail] = hwtail
             rw[7] = hwtail
             return 0
         finally:
             self._unlock()
+
+    def _zmon_tx(self, rt: SwitchRuntime, snap: Snapshot, old_tail: int) -> None:
+        """Zero-copy monitor (spec G4): swap the slots this txsync completed, i.e. those between
+        the old and the new hwtail (the whole batch: VALE transmits at once), after NS_BUF_CHANGED
+        was cleared on them, so the parent's slots come back flagged."""
+        with rt.seg.shared():
+            if rt.seg.ports_gen != snap.gen:
+                return   # monitors changed meanwhile: these slots go unmonitored
+            t = snap.zmon_tx.get((snap.port_of.get(self.pname, -1), self.ringid))
+            if t is not None:
+                from .monitor_sync import swap_with_monitor
+                n = self.n
+                new_tail = self.ks[self.i_hwtail]
+                swap_with_monitor(t, self.slots, _span((old_tail + 1) % n, (new_tail + 1) % n, n), tx=True)
 
     def _forward(self, rt: SwitchRuntime, snap: Snapshot, idx: np.ndarray) -> Snapshot:
         s = self.slots[idx]
@@ -391,9 +418,10 @@ class ValeTxCtl(_Ctl):
 
 
 class ValeRxCtl(_Ctl):
-    """A bound VALE RX ring. rxsync releases ``[hwcur, head)`` (clearing NS_BUF_CHANGED) so
-    senders may fill those slots again, hands new slots to RX copy monitors, and shows
-    ``tail = hwtail`` (spec E12)."""
+    """A bound VALE RX ring. rxsync swaps the released slots ``[hwcur, head)`` with a
+    zero-copy monitor, releases them (clearing NS_BUF_CHANGED) so senders may fill them
+    again, and shows ``tail = hwtail`` (spec E12). Copy monitors got their copies when the
+    senders delivered (:class:`RxTarget`)."""
 
     __slots__ = ()
 
@@ -431,19 +459,12 @@ class ValeRxCtl(_Ctl):
                     ks[self.i_rcur] = cur
             rhead = ks[self.i_rhead]
             if rhead != hwcur and rhead < n and hwcur < n:
-                self._clear_changed(_span(hwcur, rhead, n))
+                idx = _span(hwcur, rhead, n)
+                if snap is not None and snap.zmon_rx:
+                    self._zmon_rx(rt, snap, idx)
+                self._clear_changed(idx)
                 ks[self.i_hwcur] = rhead
             hwtail = ks[self.i_hwtail]
-            old = ks[self.i_rtail]
-            if snap is not None and snap.mon_rx and old != hwtail and old < n and hwtail < n:
-                port = snap.port_of.get(self.pname, -1)
-                mons = snap.mon_rx.get((port, self.ringid))
-                if mons:
-                    from .monitor import copy_to_monitors
-                    with rt.seg.shared():
-                        if rt.seg.ports_gen == snap.gen:
-                            copy_to_monitors(mons, self.slots[_span(old, hwtail, n)],
-                                             self.alloc.buffers, tx=False)
             ks[self.i_rtail] = hwtail
             rw[7] = hwtail
         finally:
@@ -451,3 +472,15 @@ class ValeRxCtl(_Ctl):
         t = time.time_ns() // 1000
         self.ts64[0], self.ts64[1] = divmod(t, 1_000_000)
         return err
+
+    def _zmon_rx(self, rt: SwitchRuntime, snap: Snapshot, idx: np.ndarray) -> None:
+        """Zero-copy monitor (spec G4): swap the slots the application released, before this
+        rxsync releases them - which clears the NS_BUF_CHANGED the swap sets (G4's live note:
+        the parent sees the monitor's buffer and length, its own flags without the bit)."""
+        t = snap.zmon_rx.get((snap.port_of.get(self.pname, -1), self.ringid))
+        if t is None:
+            return
+        with rt.seg.shared():
+            if rt.seg.ports_gen == snap.gen:
+                from .monitor_sync import swap_with_monitor
+                swap_with_monitor(t, self.slots, idx, tx=False)
