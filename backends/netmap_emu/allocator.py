@@ -9,6 +9,7 @@ The region (POSIX shm ``m``) holds exactly what netmap's mmap shows; the kernel 
       0 X.hwcur   1 P.pipe_tail  -- one u64: a txsync/rxsync publishes both with one store
       2 X.rhead   3 X.rcur    4 X.rtail   5 P's ring object + 1   6 num_slots   7 dir
       8 X.hwtail (netmap's kring hwtail: X.pipe_tail as X's own last sync took it)
+      9, 10 monitors: X's monitored port left netmap mode / what X delivers to (monitor_sync)
       12..15 binding ids sleeping in poll on X (0 = free)
 
     ``pipe_tail`` is what the peer's syncs publish for a ring; the ring's ``hwtail`` takes it

@@ -25,7 +25,7 @@ from .allocator import (W_DIR, W_HWCUR, W_HWTAIL, W_NSLOTS, W_PEER, W_PEER_HWTAI
                         W_RTAIL, W_WAIT, Allocator)
 from .namespace import SYNC_BASE
 
-__all__ = ["RingCtl", "fence", "wake_fds"]
+__all__ = ["RingCtl", "fence", "wake_fds", "MONITOR_HOOKS", "W_MON"]
 
 _MOREFRAG = abi.NS_MOREFRAG
 _CHANGED = abi.NS_BUF_CHANGED
@@ -34,6 +34,14 @@ _OR = np.bitwise_or.reduce
 _FENCE = threading.Lock()
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _yield = os.sched_yield
+
+
+#: Monitors of pipe rings (netmap_emu.monitor_sync registers its one call-out here). A ring whose
+#: kring word W_MON is non-zero is watched: its syncs call ``prepare(ctl)`` before taking the
+#: pair lock and, under it, ``before(ctl, a, b)`` on the slots [a, b) a txsync hands over or an
+#: rxsync releases (before they move) and ``after(ctl, old_hwtail)`` at the end of a txsync.
+MONITOR_HOOKS: list = []
+W_MON = 10
 
 
 def fence() -> None:
@@ -77,7 +85,7 @@ class RingCtl:
         "name", "alloc", "obj", "peer", "n", "tx", "strict", "rw", "ts64", "ks", "ks64",
         "i_hwcur", "i_hwtail", "i_ptail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "i_peer_ptail",
         "peer_wait", "own_wait", "slots", "s64", "p64", "f16", "pf16", "fmv", "lockfd", "lockpos",
-        "mutex", "nbufs", "buf_size", "ns_dir",
+        "mutex", "nbufs", "buf_size", "ns_dir", "i_mon",
     )
 
     def __init__(self, alloc: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str) -> None:
@@ -122,6 +130,7 @@ class RingCtl:
         self.nbufs = alloc.geom.nbufs
         self.buf_size = alloc.geom.buf_size
         self.ns_dir = ns_dir
+        self.i_mon = bw(obj, W_MON)
 
     def _lock(self) -> None:
         """Take the ring pair's fcntl lock. A holder keeps it a few µs, while a blocked
@@ -174,7 +183,7 @@ class RingCtl:
         cur = rw[6]
         rtail = ks[self.i_rtail]
         if (head == ks[self.i_hwcur] and head == ks[self.i_rhead] and cur == ks[self.i_rcur]
-                and cur < n and (cur - head) % n <= (rtail - head) % n):
+                and cur < n and (cur - head) % n <= (rtail - head) % n and not ks[self.i_mon]):
             # Nothing to send, and the prologue passes (head == rhead, cur in [head, rtail]: the
             # strict rule, so netmap's too). netmap's txsync then only takes pipe_tail as
             # hwtail and finalizes: no lock needed.
@@ -186,6 +195,8 @@ class RingCtl:
                 ks[self.i_rtail] = t
                 rw[7] = t
             return 0
+        if ks[self.i_mon] and MONITOR_HOOKS:
+            MONITOR_HOOKS[0].prepare(self)
         with self.mutex:
             self._lock()
             try:
@@ -202,6 +213,8 @@ class RingCtl:
         cur = rw[6]
         rh = ks[self.i_rhead]
         rt = ks[self.i_rtail]
+        mon = MONITOR_HOOKS[0] if ks[self.i_mon] and MONITOR_HOOKS else None
+        old_hwtail = ks[self.i_hwtail]
         if not (head < n and cur < n and rh < n and rt < n
                 and (head - rh) % n <= (rt - rh) % n and (cur - head) % n <= (rt - head) % n):
             if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
@@ -213,6 +226,8 @@ class RingCtl:
         hwcur = ks[self.i_hwcur]
         moved = head != hwcur
         if moved:
+            if mon is not None:
+                mon.before(self, hwcur, head)
             s64, p64, f = self.s64, self.p64, self.f16
             spans = ((hwcur, head),) if head > hwcur else ((hwcur, n), (0, head))
             for a, b in spans:
@@ -228,6 +243,8 @@ class RingCtl:
             for a, b in spans:
                 if _OR(f[a:b]) & _CHANGED:
                     np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
+        if mon is not None:
+            mon.after(self, old_hwtail)
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
         return moved, 0
@@ -262,6 +279,8 @@ class RingCtl:
             ts = self.ts64
             ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
             return 0
+        if ks[self.i_mon] and MONITOR_HOOKS:
+            MONITOR_HOOKS[0].prepare(self)
         with self.mutex:
             self._lock()
             try:
@@ -297,6 +316,8 @@ class RingCtl:
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
         if moved:
+            if ks[self.i_mon] and MONITOR_HOOKS:
+                MONITOR_HOOKS[0].before(self, hwcur, rhead)
             f = self.f16
             spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
             dirty = [(a, b) for a, b in spans if _OR(f[a:b]) & _CHANGED]
