@@ -235,7 +235,7 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
     flen = np.asarray(src.len).astype(np.int64)
     multi = False
     indirect = None
-    if (flags & (_MF | abi.NS_INDIRECT)).any():
+    if int(np.bitwise_or.reduce(flags)) & (_MF | abi.NS_INDIRECT):
         multi = bool((flags & _MF).any())
         indirect = (flags & abi.NS_INDIRECT) != 0
         if not indirect.any():
@@ -433,8 +433,9 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
             others = active[active != sp].tolist()
             if not others:
                 st.no_dest += k
+            shared = _Flood(pool, flen, starts) if nfr is None and len(others) > 1 else None
             for q in others:
-                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr)
+                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr, shared)
             return
         if not (0 <= p < MAX_PORTS and p != sp and nrx[p] > 0):
             st.no_dest += k
@@ -491,9 +492,36 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
                        None if nfr is None else nfr[pkts])
 
 
-def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr) -> None:
+class _Flood:
+    """One-slot packets flooded to several rings: their lengths and source rows are read once
+    (the rows at the widest length rounded up to 64 bytes) and copied from there to every
+    destination."""
+
+    __slots__ = ("lens", "hi", "w", "pool", "sidx", "_rows")
+
+    def __init__(self, pool: _Pool, flen: np.ndarray, sidx) -> None:
+        self.pool, self.sidx = pool, sidx
+        self.lens = flen[sidx]
+        self.hi = int(self.lens.max())
+        self.w = (self.hi + 63) & ~63
+        self._rows: Optional[np.ndarray] = None
+
+    def usable(self, dbufs: np.ndarray) -> bool:
+        """Whether the shared rows fit ``dbufs`` as they are (else the general copy is used)."""
+        main = self.pool.main
+        return (self.pool.srow is None and 0 < self.w <= min(dbufs.shape[1], main.shape[1])
+                and dbufs.strides[1] == 1 and main.strides[1] == 1)
+
+    def rows(self, keep: int) -> np.ndarray:
+        if self._rows is None:
+            self._rows = _rows(self.pool.main, self.w)[self.pool.idx[self.sidx]]
+        return self._rows[:keep]
+
+
+def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, shared=None) -> None:
     """The packets (first slots ``pstarts``, fragment counts ``pnfr`` or None for one slot
-    each) of one destination RX ring, in order: copy what fits, count the rest as dropped."""
+    each) of one destination RX ring, in order: copy what fits, count the rest as dropped.
+    ``shared``: the same packets prepared once for a flood (:class:`_Flood`)."""
     m = _count(pstarts)
     if dests.hdr_len is not None and int(dests.hdr_len[port]) != src_hdr:
         st.dropped[port] += m      # no virtio-net header conversion (deviation)
@@ -502,14 +530,14 @@ def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr) ->
     if target is None:
         st.dropped[port] += m
         return
-    kept = _deliver(target, pool, flen, pstarts, pnfr)
+    kept = _deliver(target, pool, flen, pstarts, pnfr, shared)
     st.delivered[port] += kept
     st.dropped[port] += m - kept
     if kept:
         st.touched.add((port, ring))
 
 
-def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr) -> int:
+def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, shared=None) -> int:
     """Copy the packets that fit into ``target`` (a prefix, in order); returns how many."""
     first, space = target.lease()
     filled = 0
@@ -538,12 +566,16 @@ def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr) -> int:
         dbuf = slots["buf_idx"][d].astype(np.intp)   # a private copy, validated once
         if int(dbuf.max()) >= dbufs.shape[0]:
             dbuf[dbuf >= dbufs.shape[0]] = 0
-        lens = flen[sidx]
-        hi = int(lens.max())
-        if hi > dbufs.shape[1]:
-            lens = np.where(lens > dbufs.shape[1], 0, lens)
+        if shared is not None and shared.usable(dbufs):
+            lens = shared.lens[:keep]
+            _rows(dbufs, shared.w)[dbuf] = shared.rows(keep)
+        else:
+            lens = flen[sidx]
             hi = int(lens.max())
-        pool.copy_to(dbufs, dbuf, sidx, lens, hi)
+            if hi > dbufs.shape[1]:
+                lens = np.where(lens > dbufs.shape[1], 0, lens)
+                hi = int(lens.max())
+            pool.copy_to(dbufs, dbuf, sidx, lens, hi)
         slots["len"][d] = lens
         slots["flags"][d] = fl
         filled = total
