@@ -146,12 +146,37 @@ def _rows(bufs: np.ndarray, w: int) -> np.ndarray:
     return bufs[:, :w].view((np.void, w))[:, 0]
 
 
+# From this row width on, looking for runs of consecutive buffers on both sides (the usual
+# case: VALE receivers keep their buffers, and a ring wraps at most once per batch) pays: each
+# run is copied as one block, without the gathered temporary that doubles the memory traffic.
+_RUN_WIDTH = 256
+_MAX_RUNS = 8
+
+
+def _runs(dbuf: np.ndarray, sbuf: np.ndarray) -> Optional[list]:
+    """Boundaries [0, ..., m] of the stretches where ``dbuf`` and ``sbuf`` both step by one,
+    or None when there are more than ``_MAX_RUNS`` of them."""
+    m = dbuf.shape[0]
+    brk = np.flatnonzero((np.diff(dbuf) != 1) | (np.diff(sbuf) != 1))
+    if brk.shape[0] >= _MAX_RUNS:
+        return None
+    return [0] + (brk + 1).tolist() + [m]
+
+
 def _rowcopy(dst: np.ndarray, dbuf: np.ndarray, src: np.ndarray, sbuf, w: int) -> None:
-    """dst[dbuf, :w] = src[sbuf, :w], one memcpy per row."""
+    """dst[dbuf, :w] = src[sbuf, :w], one memcpy per row (or per block of consecutive rows)."""
     if w <= 0:
         return
     if dst.strides[1] == 1 and src.strides[1] == 1:
-        _rows(dst, w)[dbuf] = _rows(src, w)[sbuf]
+        drows, srows = _rows(dst, w), _rows(src, w)
+        if w >= _RUN_WIDTH and dbuf.shape[0] > 1:
+            bounds = _runs(dbuf, sbuf)
+            if bounds is not None:
+                for a, b in zip(bounds, bounds[1:]):
+                    d0, s0 = int(dbuf[a]), int(sbuf[a])
+                    drows[d0:d0 + b - a] = srows[s0:s0 + b - a]
+                return
+        drows[dbuf] = srows[sbuf]
     else:
         dst[dbuf, :w] = src[sbuf, :w]
 
