@@ -180,7 +180,7 @@ def test_pipes_per_auto_parent_limited_by_ring_objects():
 def test_modes_and_exclusive():
     with pytest.raises(InvalidRequestError):
         from netmap_emu import BACKEND
-        from netmap_emu.testing import spec_of
+        from netmap_core import parse_portspec as spec_of
         import dataclasses
 
         BACKEND.register(dataclasses.replace(spec_of("netmap:m{1"), mode=abi.NR_REG_NIC_SW), rules="strict")

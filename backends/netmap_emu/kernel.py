@@ -16,9 +16,8 @@ import numpy as np
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
+from netmap_core.errors import InvalidRequestError, OutOfMemoryError, PortBusyError
 from netmap_core.regmodes import bound_rings
-from netmap_core.errors import (InvalidRequestError, NotSupportedError, OutOfMemoryError,
-                                PortBusyError)
 
 from . import allocator as _alloc
 from .layout import GLOBAL_PARAMS, private_params
@@ -275,8 +274,6 @@ def register_pipe(ns: Namespace, kname: str, pn: PipeName, mode: int, ringid: in
     reg, _ = prepare(ns)
     if not pn.parent or not pn.pipe_id:
         raise InvalidRequestError(errno.EINVAL, f"{kname}: a pipe name needs PARENT{{ID or PARENT}}ID, both non-empty")
-    if flags & (abi.NR_MONITOR_TX | abi.NR_MONITOR_RX | abi.NR_ZCOPY_MON):
-        raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: monitors are not emulated yet (flags={flags:#x})")
     want_mem = hints.get("mem_id", 0)
     parent = reg["parents"].get(pn.parent)
     if want_mem and want_mem != GLOBAL_MEM_ID and str(want_mem) not in reg["mems"]:
