@@ -56,6 +56,27 @@ def fence() -> None:
 wake_fds: dict[str, int] = {}
 
 
+def arm_waiter(ks, w: int, bid: int) -> None:
+    """Enter ``bid`` in a ring's four sleeper words starting at ``ks[w]`` (no-op if present).
+    With all four taken the sleeper relies on its bounded sleep slices."""
+    free = -1
+    for i in range(w, w + 4):
+        v = ks[i]
+        if v == bid:
+            return
+        if v == 0 and free < 0:
+            free = i
+    if free >= 0:
+        ks[free] = bid
+
+
+def disarm_waiter(ks, w: int, bid: int) -> None:
+    """Remove ``bid`` from a ring's sleeper words."""
+    for i in range(w, w + 4):
+        if ks[i] == bid:
+            ks[i] = 0
+
+
 def _wake(ns_dir: str, bid: int) -> None:
     """Write one wake byte into binding ``bid``'s FIFO (never blocks)."""
     path = f"{ns_dir}/wake.{bid}"
@@ -352,23 +373,10 @@ class RingCtl:
     def arm(self, bid: int) -> None:
         """Publish "binding ``bid`` is about to sleep on this ring" (the caller then fences and
         re-checks the ring before blocking)."""
-        ks, w = self.ks, self.own_wait
-        free = -1
-        for i in range(w, w + 4):
-            v = ks[i]
-            if v == bid:
-                return
-            if v == 0 and free < 0:
-                free = i
-        if free >= 0:
-            ks[free] = bid
-        # all four taken: this sleeper relies on its bounded sleep slices
+        arm_waiter(self.ks, self.own_wait, bid)
 
     def disarm(self, bid: int) -> None:
-        ks, w = self.ks, self.own_wait
-        for i in range(w, w + 4):
-            if ks[i] == bid:
-                ks[i] = 0
+        disarm_waiter(self.ks, self.own_wait, bid)
 
     def idle(self) -> bool:
         """Whether a sync now would change nothing: nothing to hand over, the prologue passes

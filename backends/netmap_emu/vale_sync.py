@@ -24,14 +24,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from netmap_core import abi, rules as _rules
-from netmap_core.errors import InvalidRequestError
 from netmap_core.rules import KRing
 
 from . import allocator as _alloc
 from . import kernel as _k
 from .allocator import W_HWCUR, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT
 from .namespace import SYNC_BASE, Namespace
-from .sync import _wake, fence
+from .sync import _wake, arm_waiter, disarm_waiter, fence
 from .vale_forward import Destinations, ForwardStats, SourceSlots, forward
 from .vale_lookup import drop_all
 from .vale_switch import SwitchSeg, attach_seg
@@ -317,22 +316,10 @@ class _Ctl:
             self.mutex.release()
 
     def arm(self, bid: int) -> None:
-        ks, w = self.ks, self.wait
-        free = -1
-        for i in range(w, w + 4):
-            v = ks[i]
-            if v == bid:
-                return
-            if v == 0 and free < 0:
-                free = i
-        if free >= 0:
-            ks[free] = bid
+        arm_waiter(self.ks, self.wait, bid)
 
     def disarm(self, bid: int) -> None:
-        ks, w = self.ks, self.wait
-        for i in range(w, w + 4):
-            if ks[i] == bid:
-                ks[i] = 0
+        disarm_waiter(self.ks, self.wait, bid)
 
     def _clear_changed(self, idx: np.ndarray) -> None:
         f = self.f16
