@@ -81,3 +81,16 @@ def test_firewall_drops_blocked_ports_and_passes_the_rest(backend):
         sink.rxsync()
         b = sink.rx_rings[0].ready()
         assert len(b) == 20 and set(b.gather(37, 38).ravel().tolist()) == {80}
+
+
+def test_vale_l3_router_example_routes_by_subnet(backend_name):
+    if backend_name != "emu":
+        pytest.skip("programmable lookups are an emulator feature (netmap needs a kernel module)")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "vale_l3_router.py")],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert "router OK" in r.stdout
+    assert "net1 received ['ARP', 'IPv4 to 10.0.1.9']" in r.stdout
