@@ -13,7 +13,7 @@ destination ring is touched only between its :meth:`RxTarget.lease` and
 :meth:`RxTarget.commit`, which is where a backend takes and releases the ring's lock.
 Cost: ~30 numpy calls per batch plus ~10 per destination ring, plus the bytes copied (each
 row at the batch's widest length rounded up to 64 bytes); a batch of one-slot packets to a
-single destination ring (the common case) takes a fast path of ~35 numpy calls in all, none
+single destination ring (the common case) takes a fast path of ~40 numpy calls in all, none
 of them per packet and none per idle port of the switch.
 """
 from __future__ import annotations

@@ -147,7 +147,8 @@ class LearningBridge:
     ignored (quirk B11). Deliberate differences: an empty bucket never matches (netmap's zeroed
     entry "matches" the all-zero MAC and sends it to port 0); the destination is looked up
     after the packet's own source is learned, exactly as netmap processes packets one by one.
-    Cost: ~15 numpy calls per batch regardless of its size.
+    Cost: ~15 numpy calls per batch regardless of its size; ~5 when the batch is one flow
+    (one destination, sources already learned), the common case of a bulk sender.
     """
 
     NBUCKETS = abi.NM_BDG_HASH
