@@ -657,3 +657,26 @@ def test_batch_kept_by_a_lookup_keeps_the_head_it_had():
     forward(src, lambda b: (kept.append(b), flood_all(b))[1], sw.dests())
     src.buffers[2, :] = 0xEE                 # the sender reuses its buffer after the txsync
     assert bytes(kept[0].head[0]) == f + bytes(4) and not kept[0].head.flags.writeable
+
+
+def test_lookup_batch_is_a_frozen_value_with_a_deferred_head():
+    import dataclasses
+
+    from netmap_emu.vale_lookup import LookupBatch
+
+    calls = []
+
+    def gather():
+        calls.append(1)
+        return np.arange(128, dtype=np.uint8).reshape(2, 64)
+
+    z = np.zeros(2, np.uint64)
+    b = LookupBatch(z, z, np.array([60, 60]), gather, np.array([60, 60]), 1, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.dst = z
+    assert calls == [] and b.head[1, 0] == 64 and b.head is b.head and calls == [1]
+    assert not b.head.flags.writeable and b.ethertype.tolist() == [(12 << 8) | 13, (76 << 8) | 77]
+    c = dataclasses.replace(b, src_port=5)
+    assert c.src_port == 5 and c.head[0, 1] == 1
+    with pytest.raises(TypeError, match="head"):
+        LookupBatch(z, z, z)

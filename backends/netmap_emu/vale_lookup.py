@@ -63,8 +63,12 @@ class LookupBatch:
     _head: Union[np.ndarray, Callable[[], np.ndarray]] = field(repr=False)
 
     def __init__(self, dst: np.ndarray, src: np.ndarray, len: np.ndarray,  # noqa: A002 - the field's name
-                 head: Union[np.ndarray, Callable[[], np.ndarray]], head_len: np.ndarray,
-                 src_port: int, src_ring: int) -> None:
+                 head: Union[np.ndarray, Callable[[], np.ndarray], None] = None,
+                 head_len: np.ndarray = None, src_port: int = 0, src_ring: int = 0, *,
+                 _head=None) -> None:   # _head: what dataclasses.replace passes on
+        head = _head if head is None else head
+        if head is None or head_len is None:
+            raise TypeError("LookupBatch needs head and head_len")
         self.__dict__.update(dst=dst, src=src, len=len, head_len=head_len, src_port=src_port,
                              src_ring=src_ring, _head=head)   # frozen: no __setattr__
 
