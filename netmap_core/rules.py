@@ -25,7 +25,7 @@ from .errors import InvalidRequestError, RingProtocolError
 __all__ = [
     "NETMAP", "STRICT", "MODES", "KRing", "Violation", "Reinit",
     "txsync_prologue", "rxsync_prologue", "strict_tx_check", "strict_rx_check",
-    "reinit", "sanitize_slots", "check_mode", "in_circular",
+    "reinit", "sanitize_slots", "check_mode", "in_circular", "walk_ok",
 ]
 
 NETMAP = "netmap"
@@ -199,3 +199,11 @@ def sanitize_slots(slots: np.ndarray, objtotal: int, buf_size: int) -> int:
     slots["buf_idx"][badidx] = 0
     slots["len"][badidx | badlen] = 0
     return changed
+
+
+def walk_ok(head: int, cur: int, first: int, last: int, n: int) -> bool:
+    """The fast test both prologues start with: ``head`` on the walk ``first -> last`` and
+    ``cur`` on ``head -> last``, all below ``n`` (TX: rhead/rtail, RX: hwcur/hwtail). When it
+    holds, netmap's prologue and the strict check both pass; otherwise ask them."""
+    return (head < n and cur < n and first < n and last < n
+            and (head - first) % n <= (last - first) % n and (cur - head) % n <= (last - head) % n)

@@ -163,3 +163,12 @@ def test_mode_names_are_checked():
     assert rules.check_mode("strict") == "strict"
     with pytest.raises(InvalidRequestError, match="rules='lenient'"):
         rules.check_mode("lenient")
+
+
+@given(tx_case())
+def test_walk_ok_is_the_strict_rule_on_sane_krings(case):
+    k, head, cur = case
+    fast = rules.walk_ok(head, cur, k.rhead, k.rtail, k.num_slots)
+    assert fast == (rules.strict_tx_check(k, head, cur) is None)
+    if fast:  # the fast test never accepts what netmap refuses
+        assert rules.txsync_prologue(k, head, cur) is None

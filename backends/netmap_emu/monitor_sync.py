@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from netmap_core import abi, rules as _rules
+from netmap_core import abi
 from netmap_core.errors import NetmapOSError
 
 from . import allocator as _alloc
@@ -277,21 +277,8 @@ class MonitorRxCtl(_Ctl):
     def _rx(self) -> int:
         rw, ks, n = self.rw, self.ks, self.n
         head, cur = rw[5], rw[6]
-        hwcur, hwtail = ks[self.i_hwcur], ks[self.i_hwtail]
-        err = 0
-        if (head < n and cur < n and hwcur < n and hwtail < n
-                and (head - hwcur) % n <= (hwtail - hwcur) % n and (cur - head) % n <= (hwtail - head) % n):
-            ks[self.i_rhead] = head
-            ks[self.i_rcur] = cur
-        else:
-            if not self.strict:   # netmap adopts head/cur before checking them (spec B7)
-                ks[self.i_rhead] = head
-                ks[self.i_rcur] = cur
-            if self._fail(head, cur, _rules.strict_rx_check, _rules.rxsync_prologue):
-                err = 1
-            else:
-                ks[self.i_rhead] = head
-                ks[self.i_rcur] = cur
+        hwcur = ks[self.i_hwcur]
+        err = self.rx_prologue(head, cur)
         rhead = ks[self.i_rhead]
         if rhead != hwcur and rhead < n and hwcur < n:
             w = _valid(self.alloc, self.obj, self.i_mon)
@@ -317,15 +304,8 @@ class MonitorTxCtl(_Ctl):
     def txsync(self) -> int:
         self._lock()
         try:
-            rw, ks, n = self.rw, self.ks, self.n
-            head, cur = rw[5], rw[6]
-            rh, rt = ks[self.i_rhead], ks[self.i_rtail]
-            if not (head < n and cur < n and rh < n and rt < n
-                    and (head - rh) % n <= (rt - rh) % n and (cur - head) % n <= (rt - head) % n):
-                if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
-                    return 1
-            ks[self.i_rhead] = head
-            ks[self.i_rcur] = cur
+            # a monitor cannot transmit (G2): the prologue still runs, the sync always fails
+            self.tx_prologue(self.rw[5], self.rw[6])
             return 1
         finally:
             self._unlock()

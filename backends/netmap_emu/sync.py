@@ -18,11 +18,11 @@ import time
 
 import numpy as np
 
-from netmap_core import abi, rules as _rules
-from netmap_core.rules import KRing
+from netmap_core import abi
 
 from .allocator import (W_DIR, W_HWCUR, W_HWTAIL, W_NSLOTS, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD,
                         W_RTAIL, W_WAIT, Allocator)
+from .prologue import KernelPrologue
 from .namespace import SYNC_BASE
 
 __all__ = ["RingCtl", "fence", "wake_fds", "MONITOR_HOOKS", "W_MON"]
@@ -98,7 +98,7 @@ def _wake(ns_dir: str, bid: int) -> None:
             os.close(fd)
 
 
-class RingCtl:
+class RingCtl(KernelPrologue):
     """One bound ring of a pipe end: its netmap_ring words, its kring words (its ``pipe_tail``
     lives in the peer's block, see :mod:`netmap_emu.allocator`) and both rings' slots."""
 
@@ -166,35 +166,6 @@ class RingCtl:
         fcntl.lockf(fd, fcntl.LOCK_EX, 1, pos)
 
     # --- state as the rules module sees it ---------------------------------------------------
-    def kring(self) -> KRing:
-        ks = self.ks
-        return KRing(self.n, ks[self.i_hwcur], ks[self.i_hwtail], ks[self.i_rhead], ks[self.i_rcur],
-                     ks[self.i_rtail])
-
-    def _fail(self, head: int, cur: int, check, prologue) -> bool:
-        """Slow path of a prologue the fast test did not accept. Returns True when the sync
-        failed (netmap mode: reinit done), False when netmap accepts the values after all."""
-        k = self.kring()
-        if self.strict:
-            v = check(k, head, cur)
-            if v is not None:
-                raise v.error(self.name)
-            return False
-        if prologue(k, head, cur) is None:
-            return False
-        rw = self.rw
-        r = _rules.reinit(k, head, cur, rw[7])
-        ks = self.ks
-        ks[self.i_rhead] = r.kring.rhead
-        ks[self.i_rcur] = r.kring.rcur
-        ks[self.i_rtail] = r.kring.rtail
-        if r.reset:
-            rw[5] = r.head
-            rw[6] = r.cur
-            rw[7] = r.tail
-        _rules.sanitize_slots(self.slots, self.nbufs, self.buf_size)
-        return True
-
     # --- txsync ----------------------------------------------------------------------------
     def txsync(self) -> int:
         """Prologue, pipe txsync, finalize (spec B6, B8, B9, F5). Returns 1 if the prologue
@@ -232,16 +203,10 @@ class RingCtl:
         rw, ks, n = self.rw, self.ks, self.n
         head = rw[5]
         cur = rw[6]
-        rh = ks[self.i_rhead]
-        rt = ks[self.i_rtail]
         mon = MONITOR_HOOKS[0] if ks[self.i_mon] and MONITOR_HOOKS else None
         old_hwtail = ks[self.i_hwtail]
-        if not (head < n and cur < n and rh < n and rt < n
-                and (head - rh) % n <= (rt - rh) % n and (cur - head) % n <= (rt - head) % n):
-            if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
-                return False, 1
-        ks[self.i_rhead] = head
-        ks[self.i_rcur] = cur
+        if self.tx_prologue(head, cur):
+            return False, 1
         hwtail = ks[self.i_ptail]   # netmap_pipe_txsync: hwtail = pipe_tail
         ks[self.i_hwtail] = hwtail
         hwcur = ks[self.i_hwcur]
@@ -317,21 +282,7 @@ class RingCtl:
         head = rw[5]
         cur = rw[6]
         hwcur = ks[self.i_hwcur]
-        hwtail = ks[self.i_hwtail]
-        err = 0
-        if (head < n and cur < n and hwcur < n and hwtail < n
-                and (head - hwcur) % n <= (hwtail - hwcur) % n and (cur - head) % n <= (hwtail - head) % n):
-            ks[self.i_rhead] = head
-            ks[self.i_rcur] = cur
-        else:
-            if not self.strict:  # netmap adopts head/cur before checking them (spec B7)
-                ks[self.i_rhead] = head
-                ks[self.i_rcur] = cur
-            if self._fail(head, cur, _rules.strict_rx_check, _rules.rxsync_prologue):
-                err = 1
-            else:
-                ks[self.i_rhead] = head
-                ks[self.i_rcur] = cur
+        err = self.rx_prologue(head, cur)
         hwtail = ks[self.i_ptail]   # netmap_pipe_rxsync: hwtail = pipe_tail (even after a reinit)
         ks[self.i_hwtail] = hwtail
         rhead = ks[self.i_rhead]

@@ -23,12 +23,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from netmap_core import abi, rules as _rules
-from netmap_core.rules import KRing
+from netmap_core import abi
 
 from . import allocator as _alloc
 from . import kernel as _k
 from .allocator import W_HWCUR, W_PEER_HWTAIL, W_RCUR, W_RHEAD, W_RTAIL, W_WAIT
+from .prologue import KernelPrologue
 from .namespace import SYNC_BASE, Namespace
 from .sync import _wake, arm_waiter, disarm_waiter, fence
 from .vale_forward import Destinations, ForwardStats, SourceSlots, forward
@@ -234,7 +234,7 @@ def runtime_for(ns: Namespace, sw: str, idx: int, gen: int) -> SwitchRuntime:
         return rt
 
 
-class _Ctl:
+class _Ctl(KernelPrologue):
     """What every emulated ring controller offers the binding's poll loop."""
 
     __slots__ = ("name", "alloc", "obj", "n", "strict", "rw", "ts64", "ks", "ks64", "i_hwcur",
@@ -275,31 +275,6 @@ class _Ctl:
         self.runtime = runtime
         self.pname = pname
         self.port = -1
-
-    def kring(self) -> KRing:
-        ks = self.ks
-        return KRing(self.n, ks[self.i_hwcur], ks[self.i_hwtail], ks[self.i_rhead], ks[self.i_rcur],
-                     ks[self.i_rtail])
-
-    def _fail(self, head: int, cur: int, check, prologue) -> bool:
-        """A prologue the fast test did not accept: strict -> raise; netmap -> reinit (spec B8).
-        Returns True when the sync failed."""
-        k = self.kring()
-        if self.strict:
-            v = check(k, head, cur)
-            if v is not None:
-                raise v.error(self.name)
-            return False
-        if prologue(k, head, cur) is None:
-            return False
-        rw = self.rw
-        r = _rules.reinit(k, head, cur, rw[7])
-        ks = self.ks
-        ks[self.i_rhead], ks[self.i_rcur], ks[self.i_rtail] = r.kring.rhead, r.kring.rcur, r.kring.rtail
-        if r.reset:
-            rw[5], rw[6], rw[7] = r.head, r.cur, r.tail
-        _rules.sanitize_slots(self.slots, self.nbufs, self.buf_size)
-        return True
 
     def _lock(self) -> None:
         self.mutex.acquire()
@@ -343,13 +318,8 @@ class ValeTxCtl(_Ctl):
         try:
             rw, ks, n = self.rw, self.ks, self.n
             head, cur = rw[5], rw[6]
-            rh, rt_ = ks[self.i_rhead], ks[self.i_rtail]
-            if not (head < n and cur < n and rh < n and rt_ < n
-                    and (head - rh) % n <= (rt_ - rh) % n and (cur - head) % n <= (rt_ - head) % n):
-                if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
-                    return 1
-            ks[self.i_rhead] = head
-            ks[self.i_rcur] = cur
+            if self.tx_prologue(head, cur):
+                return 1
             hwcur = ks[self.i_hwcur]
             if head != hwcur and hwcur < n:
                 idx = _span(hwcur, head, n)
@@ -430,20 +400,8 @@ class ValeRxCtl(_Ctl):
         try:
             rw, ks, n = self.rw, self.ks, self.n
             head, cur = rw[5], rw[6]
-            hwcur, hwtail = ks[self.i_hwcur], ks[self.i_hwtail]
-            if (head < n and cur < n and hwcur < n and hwtail < n
-                    and (head - hwcur) % n <= (hwtail - hwcur) % n and (cur - head) % n <= (hwtail - head) % n):
-                ks[self.i_rhead] = head
-                ks[self.i_rcur] = cur
-            else:
-                if not self.strict:
-                    ks[self.i_rhead] = head
-                    ks[self.i_rcur] = cur
-                if self._fail(head, cur, _rules.strict_rx_check, _rules.rxsync_prologue):
-                    err = 1
-                else:
-                    ks[self.i_rhead] = head
-                    ks[self.i_rcur] = cur
+            hwcur = ks[self.i_hwcur]
+            err = self.rx_prologue(head, cur)
             rhead = ks[self.i_rhead]
             if rhead != hwcur and rhead < n and hwcur < n:
                 idx = _span(hwcur, rhead, n)
