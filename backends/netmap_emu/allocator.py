@@ -49,7 +49,9 @@ def _kstate_size(g: Geometry) -> int:
     return -(-size // 4096) * 4096
 
 
-def _map(name: str, size: int, create: bool) -> mmap.mmap:
+def map_private_shm(name: str, size: int, create: bool) -> mmap.mmap:
+    """Map POSIX shm segment ``name`` (creating it, 0600, if asked), refusing one that is not a
+    private segment of this user or is smaller than ``size``."""
     flags = posix_ipc.O_CREX if create else 0
     shm = posix_ipc.SharedMemory(name, flags=flags, mode=0o600, size=size if create else 0)
     try:
@@ -231,8 +233,8 @@ def create(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
     """Create both segments of a new allocator (namespace lock held) and map them."""
     g = geometry(params)
     rname, kname = _names(ns, mem_id, gen)
-    region = _map(rname, g.memsize, True)
-    kmap = _map(kname, _kstate_size(g), True)
+    region = map_private_shm(rname, g.memsize, True)
+    kmap = map_private_shm(kname, _kstate_size(g), True)
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
     a.ks[0] = _KS_MAGIC
     a.ks[1] = 1
@@ -252,8 +254,8 @@ def attach(ns, mem_id: int, rec: dict) -> Allocator:
         if a is not None:
             return a
     g = geometry(rec["params"])
-    region = _map(rname, g.memsize, False)
-    kmap = _map(kname, _kstate_size(g), False)
+    region = map_private_shm(rname, g.memsize, False)
+    kmap = map_private_shm(kname, _kstate_size(g), False)
     a = Allocator(mem_id, rec["gen"], g, rec["priv"], rname, kname, region, kmap)
     if a.ks[0] != _KS_MAGIC or a.ks[2] != g.ring_pool.objtotal or a.ks[3] != g.nbufs:
         raise OSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry")

@@ -187,12 +187,17 @@ class RingCtl(KernelPrologue):
                 ks[self.i_rtail] = t
                 rw[7] = t
             return 0
-        if ks[self.i_mon] and MONITOR_HOOKS:
+        return self._locked(self._tx)
+
+    def _locked(self, step) -> int:
+        """Run the kernel side ``step`` under the ring pair's lock (monitors prepared first),
+        then wake the peer if slots moved. Returns the prologue verdict (1 = failed)."""
+        if self.ks[self.i_mon] and MONITOR_HOOKS:
             MONITOR_HOOKS[0].prepare(self)
         with self.mutex:
             self._lock()
             try:
-                moved, err = self._tx()
+                moved, err = step()
             finally:
                 fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
         if moved:
@@ -265,17 +270,7 @@ class RingCtl(KernelPrologue):
             ts = self.ts64
             ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
             return 0
-        if ks[self.i_mon] and MONITOR_HOOKS:
-            MONITOR_HOOKS[0].prepare(self)
-        with self.mutex:
-            self._lock()
-            try:
-                moved, err = self._rx()
-            finally:
-                fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
-        if moved:
-            self.wake_peer()
-        return err
+        return self._locked(self._rx)
 
     def _rx(self):
         rw, ks, n = self.rw, self.ks, self.n

@@ -19,12 +19,12 @@ import contextlib
 import errno
 import fcntl
 import mmap
-import os
 import threading
 
 import numpy as np
 import posix_ipc
 
+from . import allocator as _alloc
 from .vale_lookup import LearningBridge
 
 __all__ = ["SwitchSeg", "VALE_BASE", "SEG_SIZE", "create_seg", "attach_seg", "destroy_seg", "seg_name"]
@@ -104,17 +104,7 @@ _SEGS_LOCK = threading.Lock()
 
 
 def _open(name: str, create: bool) -> mmap.mmap:
-    shm = posix_ipc.SharedMemory(name, flags=posix_ipc.O_CREX if create else 0, mode=0o600,
-                                 size=SEG_SIZE if create else 0)
-    try:
-        st = os.fstat(shm.fd)
-        if st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise PermissionError(errno.EPERM, f"shm {name}: not a private segment of uid {os.getuid()}")
-        if st.st_size < SEG_SIZE:
-            raise OSError(errno.EINVAL, f"shm {name}: {st.st_size} bytes, expected {SEG_SIZE}")
-        return mmap.mmap(shm.fd, SEG_SIZE)
-    finally:
-        shm.close_fd()
+    return _alloc.map_private_shm(name, SEG_SIZE, create)
 
 
 def create_seg(ns, idx: int, gen: int) -> SwitchSeg:
