@@ -87,7 +87,7 @@ class Ring:
 
     __slots__ = (
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
-        "slots", "buffers", "_words", "_nbufs", "_pool_addr", "_bidx", "_lens", "_swords", "_shalves", "__weakref__",
+        "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords", "_shalves", "__weakref__",
     )
 
     def __init__(self, region, offset: int, *, name: str = "ring") -> None:
@@ -118,6 +118,7 @@ class Ring:
                                 offset=offset + abi.NETMAP_RING_SLOTS_OFFSET)
         self._nbufs = (size - base) // bsize
         self.buffers = np.ndarray((self._nbufs, bsize), dtype=np.uint8, buffer=arr, offset=base)
+        self._pool_off = base
         self._pool_addr = self.buffers.__array_interface__["data"][0]
         self._bidx = self.slots["buf_idx"]
         self._lens = self.slots["len"]
@@ -253,7 +254,7 @@ class Ring:
             raise InvalidRequestError(
                 22, f"field: bytes [{offset}, {offset + dt.itemsize}) exceed buffer size {self.buf_size}")
         return np.ndarray((self._nbufs,), dtype=dt, buffer=self.region,
-                          offset=self._pool_addr - self.region.__array_interface__["data"][0] + offset,
+                          offset=self._pool_off + offset,
                           strides=(self.buf_size,))
 
     def ready(self, limit: int | None = None) -> Batch:
