@@ -140,10 +140,16 @@ def _prefix(sel, n: int):
     return slice(sel.start, sel.start + n) if isinstance(sel, slice) else sel[:n]
 
 
+_VOID: dict[int, np.dtype] = {}
+
+
 def _rows(bufs: np.ndarray, w: int) -> np.ndarray:
     """The first ``w`` bytes of every buffer as one ``w``-byte void element per row, so numpy
     moves a row with one memcpy (the rows' bytes must be contiguous)."""
-    return bufs[:, :w].view((np.void, w))[:, 0]
+    dt = _VOID.get(w)
+    if dt is None:
+        dt = _VOID[w] = np.dtype((np.void, w))
+    return bufs[:, :w].view(dt)[:, 0]
 
 
 # From this row width on, looking for runs of consecutive buffers on both sides (the usual
@@ -451,16 +457,17 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
     nrx = dests.num_rx_rings
     sp = int(src.port)
     src_hdr = int(src.hdr_len)
-    p = int(ports.min())
-    if p == int(ports.max()):   # one destination for the whole batch: no grouping
+    p, p_hi = int(ports.min()), int(ports.max())
+    if p == p_hi:   # one destination for the whole batch: no grouping
         if p == NM_BDG_BROADCAST:
             active = np.asarray(dests.active, dtype=np.int64)
             others = active[active != sp].tolist()
             if not others:
                 st.no_dest += k
-            shared = _Flood(pool, flen, starts) if nfr is None and len(others) > 1 else None
+            pre = (_Prepared.of(pool, flen, starts, flood=True)
+                   if len(others) > 1 and _Prepared.can(pool, nfr) else None)
             for q in others:
-                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr, shared)
+                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr, pre)
             return
         if not (0 <= p < MAX_PORTS and p != sp and nrx[p] > 0):
             st.no_dest += k
@@ -473,21 +480,25 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
             _deliver_group(st, dests, pool, flen, src_hdr, p, int(r[0]), starts, nfr)
             return
     starts = _as_array(starts)
-    nrx = np.asarray(nrx, dtype=np.int64)
-    if rings is None:
-        rings = np.full(k, int(src.ring), dtype=np.int64)
+    nr = np.zeros(257, dtype=np.int64)   # RX rings per port number; 256 stands for any invalid one
+    nr[:MAX_PORTS] = np.asarray(nrx, dtype=np.int64)[:MAX_PORTS]
     # unicast: a live port other than the sender
-    uni = (ports >= 0) & (ports < MAX_PORTS)
-    uni_ok = uni.copy()
-    uni_ok[uni] = (ports[uni] != sp) & (nrx[ports[uni]] > 0)
+    live = nr > 0
+    if 0 <= sp < MAX_PORTS:
+        live[sp] = False
+    pc = ports if p >= 0 and p_hi <= 256 else np.minimum(np.maximum(ports, -1), 256)
+    uni_ok = live[pc]                    # (-1 indexes entry 256: not live either)
     bc = ports == NM_BDG_BROADCAST
     active = np.asarray(dests.active, dtype=np.int64)
     others = active[active != sp]
-    st.no_dest += int(k - np.count_nonzero(uni_ok) - (np.count_nonzero(bc) if others.size else 0))
     u_pkt = np.flatnonzero(uni_ok)
-    u_port = ports[u_pkt]
-    u_ring = np.mod(rings[u_pkt], nrx[u_port])
     b_pkt = np.flatnonzero(bc)
+    st.no_dest += int(k - u_pkt.size - (b_pkt.size if others.size else 0))
+    u_port = ports[u_pkt]
+    if rings is None:
+        u_ring = (int(src.ring) % np.maximum(nr, 1))[u_port]
+    else:
+        u_ring = np.mod(rings[u_pkt], nr[u_port])
     if b_pkt.size and others.size:
         d_pkt = [u_pkt, np.tile(b_pkt, others.size)]
         d_port = [u_port, np.repeat(others, b_pkt.size)]
@@ -503,50 +514,82 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
         d_pkt, d_port, d_ring = u_pkt, u_port, u_ring
     if d_pkt.size == 0:
         return
-    # group by destination ring, packets in order within each (only rings present are visited)
+    # group by destination ring, packets in order within each (only rings present are visited);
+    # unicast alone is in packet order already, so a stable sort of the 12-bit group will do
     group = d_port * MAX_RINGS + d_ring
-    order = np.argsort(group * (k + 1) + d_pkt, kind="stable")
+    if d_pkt is u_pkt:
+        order = np.argsort(group.astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(group * (k + 1) + d_pkt, kind="stable")
     group, d_pkt = group[order], d_pkt[order]
     bounds = np.flatnonzero(np.diff(group)) + 1
     g_start = np.concatenate([[0], bounds])
     g_end = np.concatenate([bounds, [group.size]])
+    d_start = starts[d_pkt]
+    if _Prepared.can(pool, nfr):   # lengths and source rows of every group in one go
+        every = _Prepared.of(pool, flen, d_start)
+        his = np.maximum.reduceat(every.lens, g_start).tolist()
+        for a, b, hi in zip(g_start.tolist(), g_end.tolist(), his):
+            q, r = divmod(int(group[a]), MAX_RINGS)
+            _deliver_group(st, dests, pool, flen, src_hdr, q, r, d_start[a:b], None,
+                           every.part(a, b, hi))
+        return
     for a, b in zip(g_start.tolist(), g_end.tolist()):
         q, r = divmod(int(group[a]), MAX_RINGS)
-        pkts = d_pkt[a:b]
-        _deliver_group(st, dests, pool, flen, src_hdr, q, r, starts[pkts],
-                       None if nfr is None else nfr[pkts])
+        _deliver_group(st, dests, pool, flen, src_hdr, q, r, d_start[a:b],
+                       None if nfr is None else nfr[d_pkt[a:b]])
 
 
-class _Flood:
-    """One-slot packets flooded to several rings: their lengths and source rows are read once
-    (the rows at the widest length rounded up to 64 bytes) and copied from there to every
-    destination."""
+class _Prepared:
+    """One-slot packets read once for several deliveries: their lengths, their rows in the
+    sender's pool and the widest length. A flood (the same packets to several rings) also
+    gathers their bytes once (rows at the widest length rounded up to 64) and copies every
+    destination from there."""
 
-    __slots__ = ("lens", "hi", "w", "pool", "sidx", "_rows")
+    __slots__ = ("main", "lens", "src_rows", "hi", "w", "flood", "_data")
 
-    def __init__(self, pool: _Pool, flen: np.ndarray, sidx) -> None:
-        self.pool, self.sidx = pool, sidx
-        self.lens = flen[sidx]
-        self.hi = int(self.lens.max())
-        self.w = (self.hi + 63) & ~63
-        self._rows: Optional[np.ndarray] = None
+    def __init__(self, main: np.ndarray, lens: np.ndarray, src_rows: np.ndarray, hi: int,
+                 flood: bool) -> None:
+        self.main, self.lens, self.src_rows, self.hi, self.flood = main, lens, src_rows, hi, flood
+        self.w = (hi + 63) & ~63
+        self._data: Optional[np.ndarray] = None
 
-    def usable(self, dbufs: np.ndarray) -> bool:
-        """Whether the shared rows fit ``dbufs`` as they are (else the general copy is used)."""
-        main = self.pool.main
-        return (self.pool.srow is None and 0 < self.w <= min(dbufs.shape[1], main.shape[1])
-                and dbufs.strides[1] == 1 and main.strides[1] == 1)
+    @staticmethod
+    def can(pool: _Pool, nfr) -> bool:
+        """Whether the packets qualify: one slot each, all in the main pool, contiguous rows."""
+        return nfr is None and pool.srow is None and pool.main.strides[1] == 1
 
-    def rows(self, keep: int) -> np.ndarray:
-        if self._rows is None:
-            self._rows = _rows(self.pool.main, self.w)[self.pool.idx[self.sidx]]
-        return self._rows[:keep]
+    @classmethod
+    def of(cls, pool: _Pool, flen: np.ndarray, sidx, flood: bool = False) -> "_Prepared":
+        lens = flen[sidx]
+        return cls(pool.main, lens, pool.idx[sidx], int(lens.max()), flood)
+
+    def part(self, a: int, b: int, hi: int) -> "_Prepared":
+        """Packets [a, b) of these, whose widest length is ``hi``."""
+        return _Prepared(self.main, self.lens[a:b], self.src_rows[a:b], hi, self.flood)
+
+    def copy(self, dbufs: np.ndarray, dbuf: np.ndarray, keep: int) -> np.ndarray:
+        """Copy the first ``keep`` packets into rows ``dbuf`` of ``dbufs``; returns their
+        lengths as the destination slots get them (0 where longer than its buffers)."""
+        lens = self.lens[:keep]
+        limit = dbufs.shape[1]
+        if self.flood and 0 < self.w <= min(limit, self.main.shape[1]) and dbufs.strides[1] == 1:
+            if self._data is None:
+                self._data = _rows(self.main, self.w)[self.src_rows]
+            _rows(dbufs, self.w)[dbuf] = self._data[:keep]
+            return lens
+        hi = self.hi
+        if hi > limit:
+            lens = np.where(lens > limit, 0, lens)
+            hi = int(lens.max())
+        _copy_rows(dbufs, dbuf, self.main, self.src_rows[:keep], lens, hi)
+        return lens
 
 
-def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, shared=None) -> None:
+def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, pre=None) -> None:
     """The packets (first slots ``pstarts``, fragment counts ``pnfr`` or None for one slot
     each) of one destination RX ring, in order: copy what fits, count the rest as dropped.
-    ``shared``: the same packets prepared once for a flood (:class:`_Flood`)."""
+    ``pre``: the same packets read once (:class:`_Prepared`)."""
     m = _count(pstarts)
     if dests.hdr_len is not None and int(dests.hdr_len[port]) != src_hdr:
         st.dropped[port] += m      # no virtio-net header conversion (deviation)
@@ -555,15 +598,16 @@ def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, sh
     if target is None:
         st.dropped[port] += m
         return
-    kept = _deliver(target, pool, flen, pstarts, pnfr, shared)
+    kept = _deliver(target, pool, flen, pstarts, pnfr, pre)
     st.delivered[port] += kept
     st.dropped[port] += m - kept
     if kept:
         st.touched.add((port, ring))
 
 
-def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, shared=None) -> int:
-    """Copy the packets that fit into ``target`` (a prefix, in order); returns how many."""
+def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, pre=None) -> int:
+    """Copy the packets that fit into ``target`` (a prefix, in order); returns how many.
+    ``pre``: the packets' lengths and rows read beforehand (one-slot packets only)."""
     first, space = target.lease()
     filled = 0
     try:
@@ -591,9 +635,8 @@ def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, shared=None) 
         dbuf = slots["buf_idx"][d].astype(np.intp)   # a private copy, validated once
         if int(dbuf.max()) >= dbufs.shape[0]:
             dbuf[dbuf >= dbufs.shape[0]] = 0
-        if shared is not None and shared.usable(dbufs):
-            lens = shared.lens[:keep]
-            _rows(dbufs, shared.w)[dbuf] = shared.rows(keep)
+        if pre is not None:
+            lens = pre.copy(dbufs, dbuf, keep)
         else:
             lens = flen[sidx]
             hi = int(lens.max())
