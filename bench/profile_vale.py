@@ -1,6 +1,7 @@
 """What a VALE switch costs per packet in one process, in CPU time: the sender's txsync (which
 forwards, spec E6) and the receivers' rxsyncs, for switches of 2..252 ports and several frame
-sizes (``python -m bench.profile_vale [--ports 2,16,64,252] [--sizes 60,1514] [--flood]``).
+sizes (``python -m bench.profile_vale [--ports 2,16,64,252] [--sizes 60,1514] [--flood]
+[--spread N]``).
 
 Each measurement opens a switch of N ports in a fresh emulator namespace, teaches it port 1's
 MAC, fills port 0's TX ring (1023 frames to that MAC, or broadcasts with ``--flood``), and
@@ -18,8 +19,10 @@ import numpy as np
 
 
 def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int = 15,
-            per_chunk: int = 40) -> dict:
-    """CPU ns per packet sent: txsync (min and median over chunks) and the whole loop."""
+            per_chunk: int = 40, spread: int = 0) -> dict:
+    """CPU ns per packet sent: txsync (min and median over chunks) and the whole loop.
+    ``spread`` > 0: a process-local lookup sends packet i to port 1 + i mod ``spread``."""
+    from netmap_emu import vale
     from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, send
 
     with ValeEnv("emu") as env:
@@ -28,11 +31,14 @@ def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int 
         send(b, [frame(BCAST, mac(1))])          # the switch learns mac(1) at port 1
         for p in ports:
             recv(p)
+        if spread:
+            vale.switch("valeprof").set_lookup(
+                lambda batch: 1 + np.arange(len(batch)) % spread, local=True)
         tx = a.tx_rings[0]
         f = np.frombuffer(frame(BCAST if flood else mac(1), mac(0), size=size), np.uint8)
         tx.buffers[tx.slots["buf_idx"].astype(np.int64), :size] = f
         lens = tx.slots["len"]
-        rxs = ports[1:] if flood else [b]
+        rxs = ports[1:] if flood else ports[1:1 + spread] if spread else [b]
         clock = time.thread_time
 
         def one() -> tuple[int, float, int]:
@@ -66,9 +72,9 @@ def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int 
             loop_ns.append((clock() - t0) / n * 1e9)
             tx_ns.append(t_tx / n * 1e9)
             sent += n
-    return {"ports": nports, "size": size, "flood": flood, "fanout": len(rxs),
+    return {"ports": nports, "size": size, "flood": flood, "fanout": len(rxs) if flood else 1,
             "tx_min": min(tx_ns), "tx_med": statistics.median(tx_ns),
-            "loop_min": min(loop_ns), "delivered": delivered, "expected": sent * len(rxs)}
+            "loop_min": min(loop_ns), "delivered": delivered, "expected": sent * (len(rxs) if flood else 1)}
 
 
 def main(argv=None) -> int:
@@ -77,18 +83,24 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="60,1514", help="frame sizes, default 60,1514")
     ap.add_argument("--flood", action="store_true", help="broadcast frames to every other port")
     ap.add_argument("--slots", type=int, default=1024, help="ring slots (default 1024)")
+    ap.add_argument("--spread", type=int, default=0, metavar="N",
+                    help="a lookup spreading each batch over ports 1..N (unicast, N < ports)")
     a = ap.parse_args(argv)
     counts = [int(x) for x in a.ports.split(",")]
     if any(not 2 <= n <= 252 for n in counts):
         raise SystemExit("profile_vale: --ports values must be in 2..252 (a switch takes 252 ports)")
-    print(f"CPU ns per packet sent ({'broadcast' if a.flood else 'learned unicast port 0 -> port 1'}, "
+    if a.spread and (a.flood or any(a.spread >= n for n in counts)):
+        raise SystemExit("profile_vale: --spread N needs more than N ports and no --flood")
+    what = ("broadcast" if a.flood else f"packet i to port 1 + i mod {a.spread}" if a.spread
+            else "learned unicast port 0 -> port 1")
+    print(f"CPU ns per packet sent ({what}, "
           f"{a.slots - 1}-slot txsyncs; min / median over 15 chunks of 40 txsyncs)")
     print(f"{'ports':>5}  {'size':>5}  {'txsync min':>10}  {'txsync med':>10}  {'per copy':>8}  "
           f"{'txsync Mpps':>11}  {'loop min':>8}  delivered")
     base = {}
     for size in (int(x) for x in a.sizes.split(",")):
         for n in counts:
-            r = measure(n, size, a.flood, a.slots)
+            r = measure(n, size, a.flood, a.slots, spread=a.spread)
             base.setdefault(size, r["tx_min"])
             print(f"{n:5d}  {size:5d}  {r['tx_min']:10.1f}  {r['tx_med']:10.1f}  "
                   f"{r['tx_min'] / r['fanout']:8.1f}  {1e3 / r['tx_min']:11.2f}  {r['loop_min']:8.1f}  "
