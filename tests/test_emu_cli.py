@@ -118,3 +118,21 @@ def test_gc_removes_an_empty_namespace_dir(ns):
     with open_emu("netmap:e{1") as p:               # and the namespace comes back on demand
         assert p.info.mem_id == 2
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+
+
+def test_gc_removes_an_allocator_no_port_uses(ns):
+    """A process that dies after creating an allocator but before binding it leaves a registry
+    entry nothing names; gc unlinks its segments."""
+    from netmap_emu import kernel
+    from netmap_emu.layout import private_params
+
+    nso = namespace()
+    with open_emu("netmap:keep{1"):
+        with nso.locked():
+            reg, _ = kernel.prepare(nso)
+            kernel._create_mem(nso, reg, 9, private_params(1, 8, 1, 8, 0, 2), True)
+            nso.save(reg)
+        assert len(segments()) == 4  # the pipe's allocator and the stray one
+        removed = cli.gc()
+        assert any("unused allocator mem_id 9" in r for r in removed)
+        assert len(segments()) == 2  # the live pipe's allocator is kept

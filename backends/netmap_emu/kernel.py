@@ -159,6 +159,12 @@ def _destroy_mem(ns: Namespace, reg: dict, mem_id: int) -> list[str]:
     return _alloc.destroy_segments([ns.shm_name("m", mem_id, rec["gen"]), ns.shm_name("k", mem_id, rec["gen"])])
 
 
+def _mem_users(reg: dict, mem_id: int) -> bool:
+    """An allocator is in use while a binding or a parent (pipe parent, VALE port) names it."""
+    return (any(o["mem_id"] == mem_id for o in reg["bindings"].values())
+            or any(p["mem_id"] == mem_id for p in reg["parents"].values()))
+
+
 def _sweep_orphans(ns: Namespace, reg: dict) -> list[str]:
     """Unlink segments of this namespace that no registered allocator owns."""
     keep = set(reg.get("segments", {}))   # other registered segments (VALE switches)
@@ -214,9 +220,7 @@ def _drop(ns: Namespace, reg: dict, bid: str) -> list[str]:
                 del reg["parents"][b["parent"]]
     for hook in DROP_HOOKS:   # VALE ports and monitors clean up what they own
         out += hook(ns, reg, b, a, cand)
-    users = any(o["mem_id"] == mem_id for o in reg["bindings"].values())
-    users = users or any(p["mem_id"] == mem_id for p in reg["parents"].values())
-    if not users:
+    if not _mem_users(reg, mem_id):
         _alloc.forget(a)
         out += [f"segment {s}" for s in _destroy_mem(ns, reg, mem_id)]
     else:
@@ -475,5 +479,10 @@ def gc(ns: Namespace) -> list[str]:
     """Remove what dead processes left (namespace lock held): reclaim their bindings, finish an
     interrupted update, unlink orphan segments and stale wake FIFOs. Returns what was removed."""
     reg, done = prepare(ns)
+    unused = [int(k) for k in reg["mems"] if not _mem_users(reg, int(k))]
+    for mem_id in unused:   # e.g. left by a process that died between creating and binding it
+        done += [f"unused allocator mem_id {mem_id}: segment {s}" for s in _destroy_mem(ns, reg, mem_id)]
+    if unused:
+        ns.save(reg)
     done += [f"orphan segment {s}" for s in _sweep_orphans(ns, reg)]
     return done
