@@ -82,6 +82,30 @@ def _sync(port, blocking: bool, events: int):
     return port.rxsync if events == POLLIN else port.txsync
 
 
+def send_batches(port, ring, p, wait, limit: int) -> None:
+    """The timed sender loop of the batch rows: take up to ``limit`` free slots, set their
+    ``len`` (and, for work ``seq``, a sequence number through ``Ring.field``), publish with one
+    txsync; ``wait`` when the ring is full; finally linger until the receiver has everything."""
+    txsync, space, lens = port.txsync, ring.space, ring.slots["len"]
+    seqf = ring.field(SEQ_OFFSET, "<u8")  # the sequence field of every buffer
+    n, size, seq = p.packets, p.size, p.work == "seq"
+    sent = 0
+    while sent < n:
+        k = space()
+        if k == 0:
+            wait()
+            continue
+        b = ring.ready(min(k, n - sent, limit))
+        k = len(b)
+        lens[b.slot_idx] = size
+        if seq:
+            seqf[b.buf_idx] = np.arange(sent, sent + k, dtype="<u8")
+        ring.advance(k)
+        txsync()
+        sent += k
+    _linger(port, ring)
+
+
 # --- batch API: numpy over Ring.ready() / buffers / advance ---------------------------------
 def batch_sender(blocking: bool, port_name=pipe_end("{0")):
     """Sender role: fills every free slot (at most ``batch``), publishes with one txsync."""
@@ -92,27 +116,10 @@ def batch_sender(blocking: bool, port_name=pipe_end("{0")):
             ring = port.tx_rings[0]
             prefill(ring, p.size)
             wait = _sync(port, blocking, POLLOUT)
-            txsync, space, lens = port.txsync, ring.space, ring.slots["len"]
-            seqf = ring.field(SEQ_OFFSET, "<u8")  # the sequence field of every buffer
-            n, size, seq = p.packets, p.size, p.work == "seq"
-            limit = p.extra.get("batch") or n
-            sent = 0
+            limit = p.extra.get("batch") or p.packets
             ready()
             t0 = now()
-            while sent < n:
-                k = space()
-                if k == 0:
-                    wait()
-                    continue
-                b = ring.ready(min(k, n - sent, limit))
-                k = len(b)
-                lens[b.slot_idx] = size
-                if seq:
-                    seqf[b.buf_idx] = np.arange(sent, sent + k, dtype="<u8")
-                ring.advance(k)
-                txsync()
-                sent += k
-            _linger(port, ring)
+            send_batches(port, ring, p, wait, limit)
         return {"t_start": t0}
     return run
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .harness import Role, Scenario, now
-from .msgloop import SEQ_OFFSET, frame
-from .peer_pynetmap import _linger, _sync, available, batch_receiver, batch_sender, open_spec
+from .msgloop import frame
+from .peer_pynetmap import _sync, available, batch_receiver, batch_sender, open_spec, send_batches
 
 #: switch sizes of the ``ports<N>`` rows (a switch takes at most 252 active ports, spec E2)
 PORT_COUNTS = (2, 16, 64, 252)
@@ -79,27 +79,10 @@ def unicast_sender(blocking: bool, port_name=_port("s")):
             f = np.frombuffer(RECEIVER_MAC + frame(p.size)[6:], np.uint8)
             ring.buffers[ring.slots["buf_idx"].astype(np.int64), :p.size] = f
             wait = _sync(port, blocking, POLLOUT)
-            txsync, space, lens = port.txsync, ring.space, ring.slots["len"]
-            seqf = ring.field(SEQ_OFFSET, "<u8")
-            n, size, seq = p.packets, p.size, p.work == "seq"
-            sent = 0
             ready()
-            txsync()   # nothing to send: builds this process's view of the switch, untimed
+            port.txsync()   # nothing to send: builds this process's view of the switch, untimed
             t0 = now()
-            while sent < n:
-                k = space()
-                if k == 0:
-                    wait()
-                    continue
-                b = ring.ready(min(k, n - sent))
-                k = len(b)
-                lens[b.slot_idx] = size
-                if seq:
-                    seqf[b.buf_idx] = np.arange(sent, sent + k, dtype="<u8")
-                ring.advance(k)
-                txsync()
-                sent += k
-            _linger(port, ring)
+            send_batches(port, ring, p, wait, p.packets)
         return {"t_start": t0}
     return run
 
