@@ -326,6 +326,22 @@ class PipeMachine(RuleBasedStateMachine):
         new = (mr.head + k) % mr.n
         self._set_indexes(h, RX, head=new, cur=new)
 
+    @rule(h=descriptors, j=st.integers(0, 15), length=st.integers(0, 2048),
+          ptr=st.integers(0, 2**64 - 1))
+    def edit_rx(self, h, j, length, ptr):
+        """Rewrite len and ptr of a received slot (no NS_BUF_CHANGED): the release hands the
+        slot back to the sender as the receiver left it (F5)."""
+        self._count()
+        mr = self.model.ring(h.role, RX)
+        space = mr.user_space()
+        if space == 0:
+            return
+        slot = (mr.head + j % space) % mr.n
+        self._read_rx(h, slot)
+        ln = min(length, mr.slots[slot][M.LEN]) if length % 2 else length % (self.model.buf_size + 1)
+        self.model.edit_rx(h.role, slot, ln, ptr)
+        self._write_slot(self._ring(h, RX), slot, mr.slots[slot])
+
     @rule(h=descriptors, kind=KINDS, ahead=st.integers(0, 16))
     def set_cur(self, h, kind, ahead):
         """Move cur forward inside [head, tail] (B3/B4: the wake-up point)."""

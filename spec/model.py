@@ -49,6 +49,7 @@ POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 BUF, LEN, FLAGS, PTR = 0, 1, 2, 3  # positions in a model slot [buf_idx, len, flags, ptr]
 
 _MAGIC = b"NMcf"
+HEADER_LEN = 12  # magic, direction, seq: what :func:`parse_payload` needs
 
 
 def payload(direction: int, seq: int, length: int) -> bytes:
@@ -61,7 +62,7 @@ def payload(direction: int, seq: int, length: int) -> bytes:
 
 def parse_payload(data: bytes) -> tuple[int, int] | None:
     """(direction, seq) of a frame made by :func:`payload`, or None if the magic is missing."""
-    if len(data) < 12 or data[:4] != _MAGIC:
+    if len(data) < HEADER_LEN or data[:4] != _MAGIC:
         return None
     return struct.unpack("<II", data[4:12])
 
@@ -268,6 +269,16 @@ class PipeModel:
         if r.direction.side[slot] != RECEIVER:
             self._anomaly(f"{r.name} slot {slot} read while not received")
 
+    def edit_rx(self, role: str, slot: int, length: int, ptr: int) -> None:
+        """The receiver rewrites ``len`` and ``ptr`` of a slot it holds (a legal edit: the
+        buffer stays, so does the frame's tag)."""
+        r = self.ring(role, RX)
+        if r.direction.side[slot] != RECEIVER:
+            self._anomaly(f"{r.name} slot {slot} edited while not received")
+        r.slots[slot][LEN], r.slots[slot][PTR] = length, ptr
+        if length < HEADER_LEN:
+            r.held[slot] = False  # too short to show the frame's header any more
+
     def pop_extra(self, ident: int) -> int:
         """Take the list's head: ``bufs_head`` moves to the link word it holds."""
         d = self.descriptors[ident]
@@ -453,9 +464,10 @@ class PipeModel:
             self._anomaly(f"{t.name}: {d.in_flight()} slots in flight")
 
     def _pipe_rxsync(self, r: RingModel) -> None:
-        """Give RX slots [hwcur, rhead) back to the sender: slots marked NS_BUF_CHANGED are copied
-        to the sender's TX ring (returning the buffer); the sender's tail may reach the slot
-        before the first one still held."""
+        """Give RX slots [hwcur, rhead) back to the sender: each is copied, as the receiver left
+        it (buf_idx, len, flags, ptr), to the same index of the sender's TX ring, then
+        NS_BUF_CHANGED is cleared on the RX slot; the sender's tail may reach the slot before
+        the first one still held."""
         t, d = r.peer, r.direction
         r.hwtail = r.pipe_tail
         m = (r.rhead - r.hwcur) % r.n
@@ -467,9 +479,8 @@ class PipeModel:
                 self._anomaly(f"{r.name} slot {k} released but never received")
             d.side[k] = SENDER
             d.released.append(r.tags[k])
-            if r.slots[k][FLAGS] & NS_BUF_CHANGED:
-                t.slots[k] = list(r.slots[k])
-                r.slots[k][FLAGS] &= ~NS_BUF_CHANGED
+            t.slots[k] = list(r.slots[k])
+            r.slots[k][FLAGS] &= ~NS_BUF_CHANGED
             k = r.nxt(k)
         t.pipe_tail = r.prev(k)
         r.hwcur = k

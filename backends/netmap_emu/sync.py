@@ -285,15 +285,14 @@ class RingCtl(KernelPrologue):
         if moved:
             if ks[self.i_mon] and MONITOR_HOOKS:
                 MONITOR_HOOKS[0].before(self, hwcur, rhead)
-            f = self.f16
+            f, s64, p64 = self.f16, self.s64, self.p64
             spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
-            dirty = [(a, b) for a, b in spans if _OR(f[a:b]) & _CHANGED]
-            for a, b in dirty:  # hand swapped-in buffers back to the sender's slots
-                sel = a + (f[a:b] & _CHANGED).nonzero()[0]
-                self.p64[sel] = self.s64[sel]
+            for a, b in spans:  # every released slot goes back to the sender, as it is now (F5)
+                p64[a:b] = s64[a:b]
             self.ks64[self.i_pub] = rhead | ((rhead - 1 if rhead else n - 1) << 32)
-            for a, b in dirty:
-                np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
+            for a, b in spans:
+                if _OR(f[a:b]) & _CHANGED:
+                    np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
         ts = self.ts64
