@@ -278,11 +278,53 @@ class PipeMachine(RuleBasedStateMachine):
                             f"flags 0, ptr 0 (A7)")
         self.model = PipeModel(n, self.mode, tx.buf_size, h.role, txs, rxs, objtotal=tx.nbufs)
 
+    def _close_safely(self, h: Handle) -> None:
+        """Close one descriptor without making netmap free a buffer twice. netmap trusts the
+        user: a descriptor's extra-buffer list is freed at its close and the rings' user parts
+        when the pipe goes, so after the B8 quirk (or a buffer lost track of) a close can free
+        one buffer twice, which the kernel reports ("ouch, double free") and which corrupts
+        its allocator. Like a careful application, the machine first drops a list that would
+        free anything twice, and before the last close zeroes the slots whose buffers the
+        destruction would free again (opening the other end for a moment if nobody holds it);
+        the buffers lost that way go with the pipe's private allocator."""
+        m = self.model
+        port = self.ports[h.ident]
+        if m is not None:
+            bad_list, bad_slots = m.double_frees(h.ident)
+            if bad_list:
+                m.drop_list(h.ident)
+                port.bufs_head = 0
+            if bad_slots:
+                self._zero_slots(h, bad_slots)
+        del self.ports[h.ident]
+        port.close()
+
+    def _zero_slots(self, h: Handle, bad) -> None:
+        m = self.model
+        other = SLAVE if h.role == MASTER else MASTER
+        helper = None
+        try:
+            for r, i in bad:
+                role = h.role if r in (m.ring(h.role, TX), m.ring(h.role, RX)) else other
+                if role == h.role:
+                    port = self.ports[h.ident]
+                else:
+                    if helper is None:
+                        helper = netmap_core.open(self._portname(other, m.n, False),
+                                                  backend=self.backend, rules=self.mode)
+                    port = helper
+                ring = (port.tx_rings if r.kind == TX else port.rx_rings)[0]
+                r.slots[i][M.BUF] = 0
+                ring.slots["buf_idx"][i] = 0
+        finally:
+            if helper is not None:
+                helper.close()
+
     @rule(h=consumes(descriptors))
     def close_end(self, h):
         self._count()
-        port = self.ports.pop(h.ident)
-        port.close()
+        port = self.ports[h.ident]
+        self._close_safely(h)
         try:
             port.txsync()
         except ClosedPortError:
@@ -603,9 +645,18 @@ class PipeMachine(RuleBasedStateMachine):
             self.rx_ts[ident] = rx.ts
 
     def teardown(self):
-        for port in self.ports.values():
-            port.close()
-        self.ports.clear()
+        roles = {i: d.role for i, d in self.model.descriptors.items()} if self.model else {}
+        for ident in list(self.ports):
+            if ident in roles:
+                try:
+                    self._close_safely(Handle(ident, roles[ident]))
+                    self.model.unregister(ident)
+                    continue
+                except Exception:  # noqa: BLE001 - a failed example's state: close regardless
+                    pass
+            port = self.ports.pop(ident, None)
+            if port is not None:
+                port.close()
 
 
 #: the machine's invariant methods, in the order they are declared

@@ -176,6 +176,9 @@ class PipeModel:
         self.s2m = Direction(1, rings[SLAVE, TX], rings[MASTER, RX])
         self.directions = (self.m2s, self.s2m)
         self.live: set[int] = {s[BUF] for s in tx_slots} | {s[BUF] for s in rx_slots}
+        # what the pipe's allocator has handed out and not taken back (netmap's bitmap, inverted):
+        # freeing anything else is netmap's "double free"
+        self.allocated: set[int] = set(self.live)
         self.content: dict[int, bytes] = {}  # known leading bytes of each buffer
         self.descriptors: dict[int, Descriptor] = {}
         self.sane = True
@@ -208,6 +211,7 @@ class PipeModel:
         d = Descriptor(ident, role, exclusive, extra[0] if extra else 0)
         self.descriptors[ident] = d
         self.live |= set(extra)
+        self.allocated |= set(extra)
         return d
 
     def extra_list(self, ident: int) -> list[int] | None:
@@ -227,8 +231,76 @@ class PipeModel:
         """Close one descriptor: whatever its list holds now is freed (A13/L6). True if the pipe
         is now gone."""
         self.live -= set(self.extra_list(ident) or [])
+        self.allocated -= set(self.list_frees(ident) or [])
         del self.descriptors[ident]
         return not self.descriptors
+
+    # --- what netmap frees, and when (netmap_mem2.c, netmap_pipe.c) ------------------------
+    def list_frees(self, ident: int) -> list[int] | None:
+        """The buffers netmap_extra_free frees, in order, when descriptor ``ident`` closes: it
+        follows the link words from ``bufs_head`` while the index is in [2, objtotal), zeroing
+        each link as it goes, so a list that loops frees its first repeated buffer a second
+        time (and stops there). None if a link word is unknown to the model."""
+        out: list[int] = []
+        seen: set[int] = set()
+        idx = self.descriptors[ident].bufs_head
+        while 2 <= idx < self.objtotal:
+            out.append(idx)
+            if idx in seen:
+                break
+            seen.add(idx)
+            known = self.content.get(idx, b"")
+            if len(known) < 4:
+                return None
+            idx = struct.unpack("<I", known[:4])[0]
+        return out
+
+    def destruction_frees(self) -> list[tuple[RingModel, int]]:
+        """(ring, slot) of every buffer netmap_pipe_krings_delete_both frees when the last user
+        goes: in each of the four rings it first zeroes ``buf_idx`` of the kernel's part - on an
+        RX ring the slot at ``pipe_tail``, then on every ring the slots after ``pipe_tail`` up
+        to ``hwcur`` - and then frees every other slot's buffer in [2, objtotal). For a pipe
+        used as netmap intends, that is each slot pair's authoritative side exactly once."""
+        out = []
+        for r in self.rings.values():
+            zeroed = {r.pipe_tail} if r.kind == RX else set()
+            j = r.nxt(r.pipe_tail)
+            while j != r.hwcur and len(zeroed) < r.n:
+                zeroed.add(j)
+                j = r.nxt(j)
+            out.extend((r, i) for i in range(r.n)
+                       if i not in zeroed and 2 <= r.slots[i][BUF] < self.objtotal)
+        return out
+
+    def double_frees(self, ident: int) -> tuple[list[int], list[tuple[RingModel, int]]]:
+        """What closing descriptor ``ident`` now would free a second time (netmap's "ouch,
+        double free"): the repeated or unallocated buffers of its extra-buffer list, and - when
+        it is the pipe's last user - the ring slots whose buffer the destruction would free
+        again. An unknown link word counts the whole list as suspect."""
+        alloc = set(self.allocated)
+        frees = self.list_frees(ident)
+        bad_list: list[int] = []
+        if frees is None:
+            bad_list = [self.descriptors[ident].bufs_head]
+        for b in frees or []:
+            if b in alloc:
+                alloc.remove(b)
+            else:
+                bad_list.append(b)
+        bad_slots = []
+        if len(self.descriptors) == 1:
+            for r, i in self.destruction_frees():
+                b = r.slots[i][BUF]
+                if b in alloc:
+                    alloc.remove(b)
+                else:
+                    bad_slots.append((r, i))
+        return bad_list, bad_slots
+
+    def drop_list(self, ident: int) -> None:
+        """The user sets ``ni_bufs_head`` to 0: the close frees nothing of the list (its buffers
+        stay allocated, lost until the allocator goes)."""
+        self.descriptors[ident].bufs_head = 0
 
     # --- user operations (no kernel involvement) ------------------------------------------
     def fill(self, role: str, lengths: list[int], flags: list[int],
