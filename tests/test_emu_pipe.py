@@ -127,18 +127,21 @@ def test_morefrag_tail_stays_invisible():
         assert list(rx.slots["flags"][:6]) == flags + [0]
 
 
-def test_flags_copied_back_on_release_only_with_buf_changed():
+def test_released_slots_copied_back_whole():
+    """netmap_pipe_rxsync copies every released slot to the sender as the receiver left it
+    (checked on netmap.ko: an edited len comes back without NS_BUF_CHANGED), then clears
+    NS_BUF_CHANGED on the RX slot only."""
     with open_emu("netmap:fl{1@conf:slots=8") as m, open_emu("netmap:fl}1") as s:
         tx, rx = m.tx_rings[0], s.rx_rings[0]
         tx.advance(2)
         m.txsync()
         s.rxsync()
-        rx.slots["len"][0] = 33                       # no NS_BUF_CHANGED: not copied back
+        rx.slots["len"][0] = 33                       # no NS_BUF_CHANGED: copied back all the same
         rx.slots["buf_idx"][1] = 3
         rx.slots["flags"][1] = abi.NS_BUF_CHANGED | abi.NS_REPORT
         rx.advance(2)
         s.rxsync()
-        assert slot(tx, 0)[1] == 2048
+        assert slot(tx, 0)[1] == 33
         assert slot(tx, 1) == (3, 2048, abi.NS_BUF_CHANGED | abi.NS_REPORT)
         assert slot(rx, 1) == (3, 2048, abi.NS_REPORT)
 
