@@ -85,7 +85,7 @@ def test_vale_list_iteration_and_lookups(env):
     names = [s[0] for s in seen]
     assert f"{s0}:a" in names and f"{s0}:b" in names and f"{s1}:c" in names
     assert env.ctl.vale_list(f"{s0}:zz").port_idx == abi.NM_BDG_NOPORT
-    for bad, code in ((f"{unique_switch()}:x", errno.ENOENT), ("noprefix", errno.ENOENT),
+    for bad, code in ((f"{unique_switch()}:x", errno.ENOENT), ("noprefix", errno.EINVAL),
                       ("foo:x", errno.EINVAL), ("val6:b", errno.EINVAL)):
         with pytest.raises(NetmapOSError) as ei:
             env.ctl.vale_list(bad)

@@ -564,11 +564,12 @@ def list_next(reg: dict, bridge_idx: int, port_idx: int):
 
 def list_port(reg: dict, name: str) -> tuple[int, int]:
     """VALE_LIST with a name: (bridge index, port index); port 255 when the switch exists but
-    the port does not; ENOENT without switch or ':'; EINVAL without the 'vale' prefix."""
-    if ":" not in name:
-        raise NetmapOSError(errno.ENOENT, f"VALE_LIST {name!r}: not a valeSW:PORT name")
+    the port does not; EINVAL without the 'vale' prefix (checked first, as netmap_vale_list
+    does), then ENOENT without ':' or without the switch."""
     if name[:4] != abi.NM_BDG_NAME:
         raise InvalidRequestError(errno.EINVAL, f"VALE_LIST {name!r}: the name must start with 'vale'")
+    if ":" not in name:
+        raise NetmapOSError(errno.ENOENT, f"VALE_LIST {name!r}: not a valeSW:PORT name")
     sw, port = name.split(":", 1)
     rec = _switches(reg).get(sw)
     if rec is None:
