@@ -91,9 +91,50 @@ def unique_switch(prefix: str = "vale") -> str:
     return f"{prefix}{os.getpid() % 100000}x{next(_COUNTER)}"
 
 
+class _UndoingControl:
+    """A Control that remembers the persistent state it creates (VALE_NEWIF interfaces,
+    VALE_ATTACH bindings) so that :meth:`undo` can remove whatever is left of it: a kernel
+    outlives the test that changed it, and a failed test must not leave a switch or an
+    interface behind for the next one to trip on."""
+
+    def __init__(self, ctl) -> None:
+        self._ctl = ctl
+        self.created: list[str] = []
+        self.attached: list[str] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._ctl, name)
+
+    def vale_newif(self, name: str, **kw):
+        r = self._ctl.vale_newif(name, **kw)
+        self.created.append(name)
+        return r
+
+    def vale_attach(self, name: str, **kw):
+        r = self._ctl.vale_attach(name, **kw)
+        self.attached.append(name)
+        return r
+
+    def undo(self) -> None:
+        """Detach what is still attached, then delete the interfaces (errors mean it is
+        already gone, which is what undo wants)."""
+        from netmap_core.errors import NetmapError
+
+        for name in reversed(self.attached):
+            with contextlib.suppress(NetmapError):
+                self._ctl.vale_detach(name)
+        for name in reversed(self.created):
+            with contextlib.suppress(NetmapError):
+                self._ctl.vale_delif(name)
+        self.attached.clear()
+        self.created.clear()
+
+
 class ValeEnv:
     """Ports opened on ``backend`` and closed on exit; on the emulator inside a namespace of
-    their own (so switch limits and learning tables start empty)."""
+    their own (so switch limits and learning tables start empty). On exit it also detaches
+    and deletes what its ``ctl`` attached and created, so a failing test leaves the kernel
+    as it found it."""
 
     def __init__(self, backend: str = "emu", rules: str | None = None) -> None:
         self.backend = backend
@@ -108,12 +149,15 @@ class ValeEnv:
             self._stack.enter_context(isolated_namespace("v"))
         from netmap_core.control import control_for
 
-        self.ctl = control_for(self.backend)
+        self.ctl = _UndoingControl(control_for(self.backend))
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close_all()
-        self._stack.close()
+        try:
+            self.close_all()
+            self.ctl.undo()
+        finally:
+            self._stack.close()
 
     def open(self, name: str, **options):
         p = netmap_core.open(name, backend=self.backend, rules=self.rules, **options)
