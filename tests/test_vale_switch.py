@@ -250,7 +250,8 @@ def test_004_send_with_extra_buffers(env, sw, nextra):
     f = frame(BCAST, mac(1), size=200, fill=7)
     i = t.head
     old = int(t.slots["buf_idx"][i])
-    new = bufs[0]
+    new = a.bufs_head                              # pop the list's head before writing into it:
+    a.bufs_head = int(t.buffers[new, :4].view("<u4")[0])   # the frame overwrites its link word
     t.buffers[new, :len(f)] = np.frombuffer(f, np.uint8)
     t.slots["buf_idx"][i] = new
     t.slots["len"][i] = len(f)
@@ -259,7 +260,11 @@ def test_004_send_with_extra_buffers(env, sw, nextra):
     a.txsync()
     assert recv(b) == [f]
     assert int(t.slots["flags"][i]) & abi.NS_BUF_CHANGED == 0
+    # swap back and push the buffer on the list again, so the close frees exactly the list
     t.slots["buf_idx"][i] = old
+    t.buffers[new, :4] = np.frombuffer(np.uint32(a.bufs_head).tobytes(), np.uint8)
+    a.bufs_head = new
+    assert a.extra_buffers() == bufs
 
 
 def test_007_learning_bridge_both_halves(env, sw):
