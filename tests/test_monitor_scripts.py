@@ -9,7 +9,7 @@ import os
 import pytest
 
 import netmap_core
-from netmap_emu.vale_testing import BCAST, frame, mac, recv, unique_switch
+from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, unique_switch
 
 SIZES = [(150, 1), (2100, 3), (10049, 5)]     # (len, num): one, two and five slots per frame
 
@@ -30,19 +30,14 @@ def ports(backend_name):
 
 @pytest.fixture
 def persistent(backend_name):
-    """A persistent VALE interface attached to a fresh switch: (switch, name)."""
-    from netmap_core.control import control_for
-
-    ctl = control_for(backend_name)
-    name = f"pm{os.getpid() % 10000}x{unique_switch('')[-3:]}"
-    sw = unique_switch()
-    ctl.vale_newif(name)
-    ctl.vale_attach(f"{sw}:{name}")
-    yield sw, name
-    try:
-        ctl.vale_detach(f"{sw}:{name}")
-    finally:
-        ctl.vale_delif(name)
+    """A persistent VALE interface attached to a switch: (switch, name). Detached and deleted
+    afterwards where the backend allows it (not on netmap.ko once registered: E5, V19)."""
+    with ValeEnv(backend_name) as env:
+        name = f"pm{os.getpid() % 10000}x{unique_switch('')[-3:]}"
+        sw = env.persistent_switch()
+        env.ctl.vale_newif(name)
+        env.ctl.vale_attach(f"{sw}:{name}")
+        yield sw, name
 
 
 def frames(size, num, fill=ord("d")):

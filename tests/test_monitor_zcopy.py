@@ -201,23 +201,18 @@ def test_buffer_conservation(env, backend_name):
 
 def test_016_026_persistent_port_by_bare_name(env):
     name = f"pz{unique_switch('')[:10]}"
-    sw = unique_switch()
-    env.ctl.vale_newif(name)
-    try:
-        env.ctl.vale_attach(f"{sw}:{name}")
-        v0 = env.open(f"{sw}:{name}")
-        v1 = env.open(f"{sw}:v1")
-        z = env.open(f"netmap:{name}/z")
-        assert z.info.mem_id == v0.info.mem_id
-        f = [frame(BCAST, mac(3), size=150)]
-        send(v1, f)                          # 016: nothing until v0 reads and releases
-        assert recv_slots(z) == []
-        assert recv(v0) == f
-        v0.rxsync()
-        assert recv(z) == f
-        send(v0, f)                          # 026: seen at v0's txsync, before v1 reads
-        assert recv(z) == f and recv(v1) == f
-    finally:
-        env.close_all()
-        env.ctl.vale_detach(f"{sw}:{name}")
-        env.ctl.vale_delif(name)
+    sw = env.persistent_switch()
+    env.ctl.vale_newif(name)                 # the env detaches and deletes what it can
+    env.ctl.vale_attach(f"{sw}:{name}")
+    v0 = env.open(f"{sw}:{name}")
+    v1 = env.open(f"{sw}:v1")
+    z = env.open(f"netmap:{name}/z")
+    assert z.info.mem_id == v0.info.mem_id
+    f = [frame(BCAST, mac(3), size=150)]
+    send(v1, f)                              # 016: nothing until v0 reads and releases
+    assert recv_slots(z) == []
+    assert recv(v0) == f
+    v0.rxsync()
+    assert recv(z) == f
+    send(v0, f)                              # 026: seen at v0's txsync, before v1 reads
+    assert recv(z) == f and recv(v1) == f

@@ -18,7 +18,8 @@ import numpy as np
 import netmap_core
 from netmap_core import abi
 
-__all__ = ["BCAST", "mac", "frame", "send", "recv", "recv_slots", "ValeEnv", "unique_switch"]
+__all__ = ["BCAST", "mac", "frame", "send", "recv", "recv_slots", "ValeEnv", "unique_switch",
+           "PERSISTENT_RENAMED"]
 
 BCAST = b"\xff" * 6
 _COUNTER = itertools.count()
@@ -89,6 +90,15 @@ def recv(port, ring: int = 0, *, sync: bool = True):
 def unique_switch(prefix: str = "vale") -> str:
     """A switch name unlikely to exist on a shared netmap host."""
     return f"{prefix}{os.getpid() % 100000}x{next(_COUNTER)}"
+
+
+#: Backends on which registering an attached persistent VALE port renames its switch port to the
+#: bare interface name (spec E5, netmap_update_config): from then on VALE_DETACH ``valeX:NAME``
+#: is ENXIO, VALE_DELIF EBUSY and a REGISTER of ``valeX:NAME`` EINVAL, until the module is
+#: unloaded. The emulator keeps the name (spec/vale.md V19).
+PERSISTENT_RENAMED = frozenset({"netmap"})
+
+_SHARED_SWITCH: dict[str, str] = {}
 
 
 class _UndoingControl:
@@ -163,6 +173,40 @@ class ValeEnv:
         p = netmap_core.open(name, backend=self.backend, rules=self.rules, **options)
         self.ports.append(p)
         return p
+
+    def persistent_switch(self) -> str:
+        """The switch to attach persistent ports to. Where registering such a port makes it
+        impossible to detach (:data:`PERSISTENT_RENAMED`), every caller in this process shares
+        one switch, so the ports left behind use up one of netmap's eight switches, not one per
+        test; elsewhere a fresh switch."""
+        if self.backend in PERSISTENT_RENAMED:
+            return _SHARED_SWITCH.setdefault(self.backend, unique_switch())
+        return unique_switch()
+
+    def release_persistent(self, sw: str, name: str) -> bool:
+        """Detach persistent port ``name`` (registered since it was attached) from ``sw`` and
+        delete it, checking each step's outcome for this backend: both succeed on the
+        emulator; on a :data:`PERSISTENT_RENAMED` backend VALE_DETACH must fail with ENXIO
+        and VALE_DELIF with EBUSY (the port stays where it is). Returns whether it is gone."""
+        import errno as _errno
+
+        from netmap_core.errors import NetmapOSError
+
+        if self.backend not in PERSISTENT_RENAMED:
+            self.ctl.vale_detach(f"{sw}:{name}")
+            self.ctl.vale_delif(name)
+            return True
+        for call, arg, want in ((self.ctl.vale_detach, f"{sw}:{name}", _errno.ENXIO),
+                                (self.ctl.vale_delif, name, _errno.EBUSY)):
+            try:
+                call(arg)
+            except NetmapOSError as exc:
+                if exc.errno != want:
+                    raise
+            else:
+                raise AssertionError(f"{call.__name__}({arg!r}) succeeded: the kernel no longer "
+                                     f"renames registered persistent ports (spec E5)")
+        return False
 
     def switch(self, sw: str, n: int, *, slots: int = 0, prefix: str = "p"):
         """``n`` ephemeral ports ``sw:p0`` .. on switch ``sw`` (slot hint ``slots``)."""
