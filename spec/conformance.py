@@ -116,7 +116,10 @@ class PipeMachine(RuleBasedStateMachine):
         return f"netmap:{self.name}{brace}1{'/x' if exclusive else ''}@conf:slots={n}"
 
     def _ring(self, h: Handle, kind: str):
-        port = self.ports[h.ident]
+        return self._ring_of(self.ports[h.ident], kind)
+
+    @staticmethod
+    def _ring_of(port, kind: str):
         return (port.tx_rings if kind == TX else port.rx_rings)[0]
 
     def _observe(self, ring) -> tuple[tuple[int, int, int], list[list[int]]]:
@@ -300,22 +303,20 @@ class PipeMachine(RuleBasedStateMachine):
         port.close()
 
     def _zero_slots(self, h: Handle, bad) -> None:
+        """Set ``buf_idx`` 0 (never freed) in the slots ``bad`` names, (role, kind, slot)."""
         m = self.model
-        other = SLAVE if h.role == MASTER else MASTER
         helper = None
         try:
-            for r, i in bad:
-                role = h.role if r in (m.ring(h.role, TX), m.ring(h.role, RX)) else other
+            for role, kind, i in bad:
                 if role == h.role:
                     port = self.ports[h.ident]
                 else:
-                    if helper is None:
-                        helper = netmap_core.open(self._portname(other, m.n, False),
+                    if helper is None:  # nobody else holds that end: this is its last user
+                        helper = netmap_core.open(self._portname(role, m.n, False),
                                                   backend=self.backend, rules=self.mode)
                     port = helper
-                ring = (port.tx_rings if r.kind == TX else port.rx_rings)[0]
-                r.slots[i][M.BUF] = 0
-                ring.slots["buf_idx"][i] = 0
+                m.ring(role, kind).slots[i][M.BUF] = 0
+                self._ring_of(port, kind).slots["buf_idx"][i] = 0
         finally:
             if helper is not None:
                 helper.close()
@@ -380,8 +381,7 @@ class PipeMachine(RuleBasedStateMachine):
             return
         slot = (mr.head + j % space) % mr.n
         self._read_rx(h, slot)
-        ln = min(length, mr.slots[slot][M.LEN]) if length % 2 else length % (self.model.buf_size + 1)
-        self.model.edit_rx(h.role, slot, ln, ptr)
+        self.model.edit_rx(h.role, slot, min(length, self.model.buf_size), ptr)
         self._write_slot(self._ring(h, RX), slot, mr.slots[slot])
 
     @rule(h=descriptors, kind=KINDS, ahead=st.integers(0, 16))

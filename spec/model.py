@@ -255,24 +255,24 @@ class PipeModel:
             idx = struct.unpack("<I", known[:4])[0]
         return out
 
-    def destruction_frees(self) -> list[tuple[RingModel, int]]:
-        """(ring, slot) of every buffer netmap_pipe_krings_delete_both frees when the last user
+    def destruction_frees(self) -> list[tuple[str, str, int]]:
+        """(role, kind, slot) of every buffer netmap_pipe_krings_delete_both frees when the last user
         goes: in each of the four rings it first zeroes ``buf_idx`` of the kernel's part - on an
         RX ring the slot at ``pipe_tail``, then on every ring the slots after ``pipe_tail`` up
         to ``hwcur`` - and then frees every other slot's buffer in [2, objtotal). For a pipe
         used as netmap intends, that is each slot pair's authoritative side exactly once."""
         out = []
-        for r in self.rings.values():
-            zeroed = {r.pipe_tail} if r.kind == RX else set()
+        for (role, kind), r in self.rings.items():
+            zeroed = {r.pipe_tail} if kind == RX else set()
             j = r.nxt(r.pipe_tail)
             while j != r.hwcur and len(zeroed) < r.n:
                 zeroed.add(j)
                 j = r.nxt(j)
-            out.extend((r, i) for i in range(r.n)
+            out.extend((role, kind, i) for i in range(r.n)
                        if i not in zeroed and 2 <= r.slots[i][BUF] < self.objtotal)
         return out
 
-    def double_frees(self, ident: int) -> tuple[list[int], list[tuple[RingModel, int]]]:
+    def double_frees(self, ident: int) -> tuple[list[int], list[tuple[str, str, int]]]:
         """What closing descriptor ``ident`` now would free a second time (netmap's "ouch,
         double free"): the repeated or unallocated buffers of its extra-buffer list, and - when
         it is the pipe's last user - the ring slots whose buffer the destruction would free
@@ -289,12 +289,12 @@ class PipeModel:
                 bad_list.append(b)
         bad_slots = []
         if len(self.descriptors) == 1:
-            for r, i in self.destruction_frees():
-                b = r.slots[i][BUF]
+            for role, kind, i in self.destruction_frees():
+                b = self.ring(role, kind).slots[i][BUF]
                 if b in alloc:
                     alloc.remove(b)
                 else:
-                    bad_slots.append((r, i))
+                    bad_slots.append((role, kind, i))
         return bad_list, bad_slots
 
     def drop_list(self, ident: int) -> None:
