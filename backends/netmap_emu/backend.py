@@ -78,6 +78,8 @@ class EmuBackend:
         kname = spec.name
         if not kname or len(kname) >= abi.NETMAP_REQ_IFNAMSIZ:
             raise InvalidRequestError(errno.EINVAL, f"port name {kname!r}: need 1..63 characters")
+        if getattr(spec, "share", None) is not None:
+            h["mem_id"] = self._shared_mem_id(spec, h["mem_id"])
         ns = namespace()
         pn = kernel.parse_pipe(kname)
         from . import vale_binding   # VALE ports, persistent VALE interfaces and monitors
@@ -104,6 +106,18 @@ class EmuBackend:
                 kernel.unregister(ns, r.bid)
             ns.release_live(r.bid)
             raise
+
+    def _shared_mem_id(self, spec, mem_id: int) -> int:
+        """``@share=PORT``: the allocator of PORT (PORT_INFO_GET, as libnetmap asks the kernel),
+        which must agree with an ``@N`` given too. A VALE name that does not exist yields the
+        id a temporary port would get, which no allocator has afterwards: REGISTER then fails
+        with EINVAL, as on netmap."""
+        shared = self.control().port_info(spec.share_name).mem_id
+        if mem_id and mem_id != shared:
+            raise InvalidRequestError(
+                errno.EINVAL, f"{spec.text!r}: @share={spec.share} is in mem_id {shared} but "
+                f"mem_id {mem_id} was also asked for; allowed: one of them, or equal")
+        return shared
 
     def control(self):
         """PORT_INFO_GET, POOLS_INFO_GET, VALE_* and PORT_HDR_* on this namespace."""
