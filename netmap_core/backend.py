@@ -50,6 +50,11 @@ class Binding(Protocol):
     Sync and poll follow netmap: ``txsync``/``rxsync`` never block and process every bound
     ring of their direction; ``poll`` may block up to ``timeout`` seconds (None = forever) and
     returns revents (POLLIN/POLLOUT/POLLERR bits of the ``select`` module).
+
+    ``fileno()`` is for event loops. A binding may set ``fileno_reports_events = True`` when
+    its descriptor reports the events themselves (readable for POLLIN, writable for POLLOUT,
+    as a netmap descriptor does); without it the descriptor is watched for reading only, as a
+    signal that readiness may have changed in either direction.
     """
 
     info: RegisterInfo

@@ -103,8 +103,11 @@ class Port:
         return self._b().poll(events, timeout)
 
     def fileno(self) -> int:
-        """A descriptor that select/poll/epoll/asyncio can wait on; readable when a peer's sync
-        may have made this port ready. Call :meth:`poll` (or a sync) after it fires."""
+        """A descriptor that select/poll/epoll/asyncio can wait on. On the device it is the
+        netmap descriptor: readable when an RX ring is ready, writable when a TX ring is (the
+        kernel runs netmap's poll for the events asked). On the emulator it becomes readable
+        when a peer's sync may have made this port ready, for either direction. Call
+        :meth:`poll` (or a sync) after it fires; :meth:`wait` does all this."""
         return self._b().fileno()
 
     async def wait(self, events: int = POLLIN) -> int:
@@ -112,20 +115,37 @@ class Port:
         import asyncio
 
         loop = asyncio.get_running_loop()
+        # A netmap descriptor answers only the events it is asked for: waiting for POLLOUT
+        # through a reader never fires (epoll asks netmap's poll for POLLIN only). A binding
+        # whose descriptor merely signals change is watched for reading whatever is awaited.
+        by_events = getattr(self._binding, "fileno_reports_events", False)
+        read = not by_events or bool(events & POLLIN)
+        write = by_events and bool(events & POLLOUT)
         while True:
             revents = self.poll(events, 0)
             if revents:
                 return revents
             fut = loop.create_future()
             fd = self.fileno()
-            loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+
+            def fire() -> None:
+                if not fut.done():
+                    fut.set_result(None)
+
+            if read:
+                loop.add_reader(fd, fire)
+            if write:
+                loop.add_writer(fd, fire)
             try:
                 revents = self.poll(events, 0)  # re-check: the event may predate add_reader
                 if revents:
                     return revents
                 await fut
             finally:
-                loop.remove_reader(fd)
+                if read:
+                    loop.remove_reader(fd)
+                if write:
+                    loop.remove_writer(fd)
 
     def close(self) -> None:
         """Unregister: rings, extra buffers and the netmap_if go back to the port. Idempotent."""

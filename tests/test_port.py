@@ -3,6 +3,7 @@ derives them, lifecycle, extra-buffer walk, backend selection."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 import pytest
@@ -98,6 +99,39 @@ def test_wait_returns_when_poll_reports_ready():
     region, _, info = build()
     port = Port(FakeBinding(region, info), SPEC)
     assert asyncio.run(port.wait(netmap_core.POLLIN)) == netmap_core.POLLIN
+
+
+class _EventsBinding(FakeBinding):
+    """A binding whose descriptor reports the events themselves (as a netmap descriptor
+    does): here the write end of a pipe, always writable and never readable."""
+
+    fileno_reports_events = True
+
+    def __init__(self, region, info, ready_after: int):
+        super().__init__(region, info)
+        self.r, self.w = os.pipe()
+        self.left = ready_after
+
+    def poll(self, events, timeout):
+        self.calls.append(f"poll {events} {timeout}")
+        self.left -= 1
+        return events & netmap_core.POLLOUT if self.left < 0 else 0
+
+    def fileno(self):
+        return self.w
+
+
+def test_wait_for_pollout_watches_the_descriptor_for_writing():
+    # epoll asks netmap's poll only for the events registered: POLLOUT needs a writer
+    region, _, info = build()
+    b = _EventsBinding(region, info, ready_after=2)
+    try:
+        port = Port(b, SPEC)
+        got = asyncio.run(asyncio.wait_for(port.wait(netmap_core.POLLOUT), 10))
+        assert got == netmap_core.POLLOUT and len(b.calls) == 3
+    finally:
+        os.close(b.r)
+        os.close(b.w)
 
 
 def test_unknown_backend_and_unusable_device_are_typed(monkeypatch):

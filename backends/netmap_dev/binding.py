@@ -48,6 +48,9 @@ class DevBinding:
     per bound ring for the checks); ``poll`` one poll(2).
     """
 
+    #: the descriptor is netmap's own: epoll/select run netmap's poll for the events asked
+    fileno_reports_events = True
+
     def __init__(self, device: Device, info: RegisterInfo, mapping: Mapping,
                  registry: MemoryRegistry, rules: str) -> None:
         self.info = info
