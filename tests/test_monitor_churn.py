@@ -1,6 +1,6 @@
-"""Monitors opened and closed while another process keeps sending (emulator): deliveries never
-reach a monitor that is going away, the monitored traffic is neither lost nor reordered, and
-every frame a monitor shows is one that was sent."""
+"""Monitors opened and closed while another process keeps sending, on the chosen backend:
+deliveries never reach a monitor that is going away, the monitored traffic is neither lost nor
+reordered, and every frame a monitor shows is one that was sent."""
 from __future__ import annotations
 
 import os
@@ -24,8 +24,8 @@ SENDER = textwrap.dedent("""
     import numpy as np
     import netmap_core
     from netmap_core import abi
-    name, seconds = sys.argv[1], float(sys.argv[2])
-    p = netmap_core.open(name, backend="emu")
+    name, seconds, backend = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    p = netmap_core.open(name, backend=backend)
     t = p.tx_rings[0]
     seq, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
@@ -51,20 +51,18 @@ SENDER = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind", ["pipe", "vale"])
 def test_monitors_churn_under_traffic(backend_name, kind):
-    if backend_name != "emu":
-        pytest.skip("drives the emulator from two processes with its own sender script")
     if kind == "pipe":
         base = f"netmap:{unique_switch('ch')}"
         rx_name, tx_name, mon_of = f"{base}{{1@conf:slots=64", f"{base}}}1", f"{base}{{1"
     else:
         sw = unique_switch()
         rx_name, tx_name, mon_of = f"{sw}:r@conf:slots=64", f"{sw}:t", f"{sw}:r"
-    rx = netmap_core.open(rx_name, backend="emu", rules="netmap")
-    keep = [netmap_core.open(f"{mon_of}/z", backend="emu")]       # one zero-copy monitor stays
+    rx = netmap_core.open(rx_name, backend=backend_name, rules="netmap")
+    keep = [netmap_core.open(f"{mon_of}/z", backend=backend_name)]       # one zero-copy monitor stays
     if kind == "vale":
-        keep.append(netmap_core.open(tx_name, backend="emu"))       # the port exists before the child
-    child = subprocess.Popen([sys.executable, "-c", SENDER, tx_name, "1.5"], stdout=subprocess.PIPE,
-                             env=dict(os.environ))
+        keep.append(netmap_core.open(tx_name, backend=backend_name))       # the port exists before the child
+    child = subprocess.Popen([sys.executable, "-c", SENDER, tx_name, "1.5", backend_name],
+                             stdout=subprocess.PIPE, env=dict(os.environ))
     got: list[int] = []
     seen = 0
     end = time.monotonic() + 30
@@ -72,7 +70,7 @@ def test_monitors_churn_under_traffic(backend_name, kind):
     k = 0
     try:
         while child.poll() is None and time.monotonic() < end:
-            m = netmap_core.open(f"{mon_of}/{flags[k % 4]}", backend="emu")
+            m = netmap_core.open(f"{mon_of}/{flags[k % 4]}", backend=backend_name)
             k += 1
             for _ in range(5):
                 got += [seq_of(f) for f in recv(rx)]
