@@ -78,7 +78,7 @@ class EmuBackend:
         kname = spec.name
         if not kname or len(kname) >= abi.NETMAP_REQ_IFNAMSIZ:
             raise InvalidRequestError(errno.EINVAL, f"port name {kname!r}: need 1..63 characters")
-        if getattr(spec, "share", None) is not None:
+        if spec.share is not None:
             h["mem_id"] = self._shared_mem_id(spec, h["mem_id"])
         ns = namespace()
         pn = kernel.parse_pipe(kname)
