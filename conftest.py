@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# with --backend=netmap, netmap's warnings and errors in the kernel log fail the test (see there)
+pytest_plugins = ["tests.kernel_log"]
+
 _NAMESPACE = None
 
 
