@@ -19,6 +19,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow", action="store_true", default=False,
         help="also run tests marked slow (long stress and 10-million-packet runs)")
+    group = parser.getgroup("conformance", "pynetmap conformance suite (spec/)")
+    group.addoption("--conformance-examples", type=int, default=None,
+                    help="Hypothesis examples per rules mode (default: spec.conformance.DEFAULTS)")
+    group.addoption("--conformance-steps", type=int, default=None,
+                    help="steps per example (default: spec.conformance.DEFAULTS)")
+    group.addoption("--conformance-thorough", action="store_true",
+                    help="many more examples and longer programs (minutes)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,18 +1,9 @@
-"""pytest options of the conformance suite: how long it runs. The backend is the project-wide
-``--backend`` option (root conftest.py)."""
+"""Fixtures of the conformance suite: its backend (the project-wide ``--backend``) and how long
+it runs (``--conformance-*``); both options live in the root conftest.py, so that a run naming
+only other paths still accepts them."""
 from __future__ import annotations
 
 import pytest
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("conformance", "pynetmap conformance suite (spec/)")
-    group.addoption("--conformance-examples", type=int, default=None,
-                    help="Hypothesis examples per rules mode (default: spec.conformance.DEFAULTS)")
-    group.addoption("--conformance-steps", type=int, default=None,
-                    help="steps per example (default: spec.conformance.DEFAULTS)")
-    group.addoption("--conformance-thorough", action="store_true",
-                    help="many more examples and longer programs (minutes)")
 
 
 @pytest.fixture(scope="session")
