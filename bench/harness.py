@@ -75,7 +75,11 @@ class Params:
 class Role:
     """One process of a row. ``fn(params, ctx, ready)`` does its set-up, calls ``ready()`` (the
     start barrier) and returns a dict: senders ``t_start``; receivers ``t_end``, ``packets``,
-    ``bad`` (order errors) and optionally ``batches`` (receive operations); ping roles ``rtts``."""
+    ``bad`` (order errors) and optionally ``batches`` (receive operations); ping roles ``rtts``.
+
+    Each side's own rate, optional: a sender may add ``t_sent`` (everything handed over and
+    released) or, when it has no CLOCK_MONOTONIC timestamps (a C program), ``tx_seconds`` alone;
+    a receiver ``t_first`` (first packet seen) or ``rx_seconds`` (first to last packet) alone."""
 
     name: str
     fn: Callable[[Params, Any, Callable[[], None]], dict]
@@ -127,10 +131,23 @@ class Sample:
     bad: int
     batches: int
     rtts_us: tuple[float, ...] = ()
+    tx_seconds: float = 0.0   # the sender's own time, start to all released (0: not reported)
+    rx_seconds: float = 0.0   # the receiver's own time, first packet to last (0: not reported)
+    sent: int = 0             # packets the senders handed over (summed)
 
     @property
     def mpps(self) -> float:
         return self.packets / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+    @property
+    def tx_mpps(self) -> float | None:
+        """The sending side's own rate (what pkt-gen's "Sent ... Speed" reports), if known."""
+        return self.sent / self.tx_seconds / 1e6 if self.tx_seconds > 0 else None
+
+    @property
+    def rx_mpps(self) -> float | None:
+        """The receiving side's own rate (pkt-gen's "Received ... Speed"), if known."""
+        return self.packets / self.rx_seconds / 1e6 if self.rx_seconds > 0 else None
 
     @property
     def lost(self) -> int:
@@ -167,6 +184,18 @@ class RowResult:
         return statistics.median(meds) if meds else 0.0
 
     @property
+    def tx_median(self) -> float | None:
+        return self._med("tx_mpps")
+
+    @property
+    def rx_median(self) -> float | None:
+        return self._med("rx_mpps")
+
+    def _med(self, attr: str) -> float | None:
+        xs = [getattr(s, attr) for s in self.samples if getattr(s, attr) is not None]
+        return statistics.median(xs) if xs else None
+
+    @property
     def avg_batch(self) -> float:
         pk = sum(s.packets for s in self.samples)
         bt = sum(s.batches for s in self.samples)
@@ -180,12 +209,14 @@ class RowResult:
             "reason": self.reason, "packets_per_run": self.packets_per_run,
             "extra": {k: v for k, v in sc.extra.items() if isinstance(v, (str, int, float, bool))},
             "runs": [{"packets": s.packets, "expected": s.expected, "seconds": s.seconds,
-                      "mpps": s.mpps, "bad": s.bad, "lost": s.lost, "batches": s.batches}
+                      "mpps": s.mpps, "bad": s.bad, "lost": s.lost, "batches": s.batches,
+                      "tx_mpps": s.tx_mpps, "rx_mpps": s.rx_mpps}
                      for s in self.samples],
         }
         if self.samples:
             d.update(mpps_median=self.median, mpps_min=min(self.mpps), mpps_max=max(self.mpps),
-                     avg_batch=self.avg_batch)
+                     avg_batch=self.avg_batch, tx_mpps_median=self.tx_median,
+                     rx_mpps_median=self.rx_median)
         if any(s.rtts_us for s in self.samples):
             per_run = [statistics.median(s.rtts_us) for s in self.samples]
             d.update(rtt_median_us=self.rtt_median_us, rtt_run_medians_us=per_run,
@@ -281,9 +312,16 @@ def run_once(scn: Scenario, params: Params, state=None, *, pin: bool = True,
     return _sample(scn, params, results)
 
 
+def _own_seconds(r: dict, key: str, a: str, b: str) -> float:
+    """A role's own duration: ``key`` if it reported it, else ``r[b] - r[a]``, else 0."""
+    if r.get(key):
+        return float(r[key])
+    return r[b] - r[a] if a in r and b in r else 0.0
+
+
 def _sample(scn: Scenario, params: Params, results: dict[str, dict]) -> Sample:
-    senders = [r for n, r in results.items() if "t_start" in r]
-    receivers = [r for n, r in results.items() if "t_end" in r]
+    senders = [r for n, r in results.items() if "t_start" in r or "tx_seconds" in r]
+    receivers = [r for n, r in results.items() if "t_end" in r or "rx_seconds" in r]
     rtts = tuple(x for r in results.values() for x in r.get("rtts", ()))
     if rtts:
         return Sample(len(rtts), len(rtts), sum(rtts) / 1e6, 0, len(rtts), rtts)
@@ -291,12 +329,23 @@ def _sample(scn: Scenario, params: Params, results: dict[str, dict]) -> Sample:
         raise BenchError(f"{scn.id}: roles reported neither t_start nor t_end")
     packets = sum(r["packets"] for r in receivers)
     expected = params.packets * scn.fanout
-    seconds = max(r["t_end"] for r in receivers) - min(r["t_start"] for r in senders)
+    tx_s = [_own_seconds(r, "tx_seconds", "t_start", "t_sent") for r in senders]
+    rx_s = [_own_seconds(r, "rx_seconds", "t_first", "t_end") for r in receivers]
+    tx_seconds = max(tx_s) if all(tx_s) else 0.0
+    rx_seconds = max(rx_s) if all(rx_s) else 0.0
+    if all("t_start" in r for r in senders) and all("t_end" in r for r in receivers):
+        seconds = max(r["t_end"] for r in receivers) - min(r["t_start"] for r in senders)
+    elif rx_seconds > 0:   # a side without CLOCK_MONOTONIC stamps: the receiver's own time
+        seconds = rx_seconds
+    else:
+        raise BenchError(f"{scn.id}: no common clock and no receiver duration reported")
+    sent = sum(r.get("sent", params.packets) for r in senders)
     bad = sum(r.get("bad", 0) for r in receivers)
     batches = sum(r.get("batches", r["packets"]) for r in receivers)
     if not scn.lossy and (packets != expected or bad):
         raise BenchError(f"{scn.id}: delivered {packets} of {expected} packets, {bad} out of order")
-    return Sample(packets, expected, seconds, bad, batches)
+    return Sample(packets, expected, seconds, bad, batches, tx_seconds=tx_seconds,
+                  rx_seconds=rx_seconds, sent=sent)
 
 
 # --- a row: calibrate, then repeat ---------------------------------------------------------

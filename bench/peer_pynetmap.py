@@ -120,7 +120,8 @@ def batch_sender(blocking: bool, port_name=pipe_end("{0")):
             ready()
             t0 = now()
             send_batches(port, ring, p, wait, limit)
-        return {"t_start": t0}
+            t_sent = now()
+        return {"t_start": t0, "t_sent": t_sent}
     return run
 
 
@@ -147,6 +148,7 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
             wait = _sync(port, blocking, POLLIN)
             seqf, n, seq = ring.field(SEQ_OFFSET, "<u8"), p.packets, p.work == "seq"
             got = bad = batches = expect = 0
+            t_first = 0.0
             quiet = p.extra.get("quiet", 0.5)
             ready()
             last = now() + FIRST_WAIT - quiet
@@ -158,6 +160,8 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
                     continue
                 b = ring.ready()
                 k = len(b)
+                if not got:
+                    t_first = now()
                 if seq:
                     col = seqf[b.buf_idx]
                     if lossy:
@@ -172,7 +176,10 @@ def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False
                     last = now()
             t_end = last if lossy else now()
             port.rxsync()  # hand the last slots back
-        return {"t_end": t_end, "packets": got, "bad": bad, "batches": batches}
+        out = {"t_end": t_end, "packets": got, "bad": bad, "batches": batches}
+        if got:
+            out["t_first"] = t_first
+        return out
     return run
 
 

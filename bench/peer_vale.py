@@ -83,7 +83,8 @@ def unicast_sender(blocking: bool, port_name=_port("s")):
             port.txsync()   # nothing to send: builds this process's view of the switch, untimed
             t0 = now()
             send_batches(port, ring, p, wait, p.packets)
-        return {"t_start": t0}
+            t_sent = now()
+        return {"t_start": t0, "t_sent": t_sent}
     return run
 
 
