@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from . import noise, report
+from . import noise, pktgen, report
 from .harness import WORKS, Config, RowResult, Skip, calibrate, sample
 from .rows import all_scenarios, select
 
@@ -197,9 +197,17 @@ def main(argv: list[str] | None = None) -> int:
           f"{noise.describe(share_before)} / {noise.describe(share_after)}; load average "
           f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (below 100% = other processes compete)")
     print(f"Mpps = packets delivered / (receiver end - sender start), median of {cfg.repeat} runs "
-          f"of ~{cfg.duration:g} s; ratios = this row's median / best peer median (same size, work)\n")
+          f"of ~{cfg.duration:g} s; ratios = this row's median / best peer median (same size, work)")
+    if any(r.scenario.family == "pktgen" for r in rows):
+        print("pktgen rows: Mpps = packets delivered / the receiver's own time from its first "
+              "packet to its last (pkt-gen's definition; C has no common clock with the harness)")
+    print()
     if any(r.scenario.kind != "pingpong" for r in rows):
         print(report.table(rows))
+    cmp = pktgen.comparison([r.as_dict() for r in rows])
+    if cmp:
+        print("\nC pkt-gen and pynetmap on /dev/netmap (medians; TX / RX = each side's own rate):")
+        print(pktgen.comparison_text(cmp))
     if any(r.scenario.kind == "pingpong" for r in rows):
         print(f"\nping-pong round trip, 60 B, {cfg.rounds} round trips per run, {cfg.repeat} runs")
         print(report.pingpong_table(rows))

@@ -39,6 +39,10 @@ def render(doc: dict) -> str:
             runs = " ".join(f"{x:.1f}" for x in r["rtt_run_medians_us"])
             out.append(f"| `{r['id']}` | {r['rtt_median_us']:.1f} | {r['rtt_p10_us']:.1f} | "
                        f"{r['rtt_p90_us']:.1f} | {runs} |")
+    if doc.get("pktgen_comparison"):
+        from .pktgen import comparison_markdown
+
+        out += ["", comparison_markdown(doc["pktgen_comparison"])]
     if doc.get("targets"):
         out += ["", "| target | measured | met |", "|---|---|---|"]
         mark = {True: "yes", False: "**no**", None: "n/a"}

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from .harness import RowResult
+from .pktgen import comparison, tx_targets
 
 COLUMNS = ("scenario", "size", "work", "batch", "Mpps", "min", "max", "vs best 1/msg",
            "vs best batched", "note")
@@ -175,6 +176,7 @@ def targets(rows: list[RowResult]) -> list[Target]:
         if pp is not None:
             out.append(Target(f"ping-pong round trip <= 60 us blocking in poll [{tag}]",
                               f"median {pp.rtt_median_us:.1f} us", pp.rtt_median_us <= 60))
+    out += [Target(*t) for t in tx_targets([r.as_dict() for r in rows])]
     return out
 
 
@@ -188,6 +190,7 @@ def save_json(path: str, meta: dict, rows: list[RowResult], ts: list[Target]) ->
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     doc = {"meta": meta, "rows": [r.as_dict() for r in rows],
            "targets": [{"target": t.text, "measured": t.measured, "met": t.met} for t in ts]}
+    doc["pktgen_comparison"] = comparison(doc["rows"])
     for d, r in zip(doc["rows"], rows):
         r1, rb = ratios(rows, r)
         d["ratio_vs_best_per_message"], d["ratio_vs_best_batched"] = r1, rb

@@ -11,8 +11,8 @@ import importlib
 
 from .harness import Scenario
 
-MODULES = ("peer_pynetmap", "peer_vale", "peer_mppipe", "peer_unix", "peer_ospipe", "peer_zmq",
-           "peer_afpacket", "pingpong")
+MODULES = ("peer_pynetmap", "peer_vale", "pktgen", "peer_mppipe", "peer_unix", "peer_ospipe",
+           "peer_zmq", "peer_afpacket", "pingpong")
 
 
 def all_scenarios(cfg) -> list[Scenario]:
