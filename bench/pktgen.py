@@ -24,6 +24,7 @@ the reason. :func:`comparison` turns the rows into Python / C ratios for TX and 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -35,12 +36,14 @@ import time
 from dataclasses import dataclass
 
 from .harness import Role, Scenario
-from .peer_pynetmap import available as pnm_available, batch_receiver, batch_sender, pipe_end
+from .peer_pynetmap import OPEN_TRIES, batch_receiver, batch_sender, pipe_end
+from .peer_pynetmap import available as pnm_available
 
 __all__ = ["PktgenResult", "parse_summary", "find_pktgen", "scenarios", "comparison",
            "comparison_text", "comparison_markdown", "tx_targets", "main"]
 
 READY_MARK = "reading from"   # pkt-gen's receiver thread logs it once its port is registered
+ENOMEM_TEXT = os.strerror(errno.ENOMEM)  # "Cannot allocate memory", as libnetmap reports it
 READY_WAIT = 30.0             # s for pkt-gen to open its port (a TCG guest is slow)
 RUN_WAIT = 600.0              # s for one pkt-gen run; the harness kills a role sooner
 TX_TARGET = 0.5               # the issue's target: Python batch TX >= 0.5x C pkt-gen
@@ -178,10 +181,21 @@ def c_receiver(port_name):
     """Receiver role: ``pkt-gen -f rx -W``, registered before the barrier; it stops one second
     after the last packet and reports the time from its first packet to its last."""
     def run(p, ctx, ready):
-        pg = _Pktgen(["-i", port_name(p), "-f", "rx", "-b", str(p.extra["slots"] - 1),
-                      "-w", "0", "-W", "-N"])
+        args = ["-i", port_name(p), "-f", "rx", "-b", str(p.extra["slots"] - 1), "-w", "0",
+                "-W", "-N"]
+        for attempt in range(OPEN_TRIES):
+            pg = _Pktgen(args)
+            try:
+                pg.wait_for(READY_MARK)
+                break
+            except RuntimeError:
+                # the racing open of a new pipe's two ends (see peer_pynetmap.open_spec)
+                if attempt == OPEN_TRIES - 1 or ENOMEM_TEXT not in pg.text():
+                    pg.close()
+                    raise
+                pg.close()
+                time.sleep(0.05 * (attempt + 1))
         try:
-            pg.wait_for(READY_MARK)
             ready()
             res = pg.finish()
         finally:

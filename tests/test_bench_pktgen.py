@@ -194,3 +194,44 @@ def test_comparison_ratios_and_pooling():
     ((text, measured, met),) = pktgen.tx_targets(rows)
     assert "pipe" in text and measured.startswith("0.50x") and met is True
     assert "0.50x" in pktgen.comparison_text([c]) and "0.50x" in pktgen.comparison_markdown([c])
+
+
+def test_c_receiver_tries_again_after_the_pipe_open_race(tmp_path, monkeypatch):
+    """A pkt-gen that loses the race to create a new pipe exits with ENOMEM before registering;
+    the role starts it again (set-up, untimed)."""
+    exe = tmp_path / "pkt-gen"
+    count = tmp_path / "count"
+    exe.write_text(f"""#!/bin/sh
+echo x >> "{count}"
+if [ $(wc -l < "{count}") -lt 3 ]; then
+  echo "000.1 nmport_open_desc [1] NETMAP_REQ_REGISTER: Cannot allocate memory" >&2; exit 1
+fi
+echo "000.2 receiver_body [1939] reading from $2 fd 3 main_fd 3" >&2
+cat "{DATA}/pipe-rx-N.txt"
+""")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PKTGEN", str(exe))
+    rx = pktgen.c_receiver(lambda p: "netmap:x}0")(_params(), None, lambda: None)
+    assert rx["packets"] == 300000
+    assert count.read_text().count("x") == 3
+
+
+def test_python_open_tries_again_on_enomem(monkeypatch):
+    import netmap_core
+
+    from bench import peer_pynetmap
+
+    calls = []
+
+    def fake_open(spec, backend=None):
+        calls.append(spec)
+        if len(calls) < 3:
+            raise netmap_core.OutOfMemoryError(12, "NETMAP_REQ_REGISTER failed with ENOMEM")
+        return "port"
+    monkeypatch.setattr(netmap_core, "open", fake_open)
+    monkeypatch.setattr(peer_pynetmap.time, "sleep", lambda s: None)
+    assert peer_pynetmap.open_spec(_params(), "netmap:x}0") == "port" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(peer_pynetmap, "OPEN_TRIES", 2)
+    with pytest.raises(harness.Skip, match="2 tries"):
+        peer_pynetmap.open_spec(_params(), "netmap:x}0")
