@@ -5,7 +5,9 @@ One process sends 60-byte frames from ``valeX:s`` to ``valeX:r`` (or into a pipe
 timing each step of the loop the bench's senders run (``space``, ``ready``, setting ``len``,
 ``advance``, ``txsync``); between two batches it drains the receiving port, untimed, so the
 switch delivers every frame (a full ring would make VALE drop, which costs less). Also the cost
-of a sync with nothing to do: the fixed price of one ioctl through the binding.
+of a sync with nothing to do: the fixed price of one ioctl through the binding. With
+``--name N --no-drain`` it only sends, from ``valeN:s``, and another process (``pkt-gen -f rx -i
+valeN:r``) receives: the two-process case of the bench rows, step by step.
 
 Nothing here is a benchmark row; it explains the ``pktgen`` comparison (see bench/README.md).
 """
@@ -21,10 +23,10 @@ from .harness import unique_name
 from .msgloop import frame
 
 
-def _ports(backend: str, setup: str, slots: int):
+def _ports(backend: str, setup: str, slots: int, name: str | None = None):
     import netmap_core
 
-    name = unique_name("t")
+    name = name or unique_name("t")
     if setup == "vale":
         specs = (f"vale{name}:s@conf:slots={slots}", f"vale{name}:r@conf:slots={slots}")
     else:
@@ -34,11 +36,22 @@ def _ports(backend: str, setup: str, slots: int):
     return a, b
 
 
-def profile(backend: str, setup: str, slots: int, batch: int, batches: int) -> list[tuple[str, float]]:
-    """(step, median µs per batch) over ``batches`` batches, then the fixed costs."""
-    a, b = _ports(backend, setup, slots)
+def profile(backend: str, setup: str, slots: int, batch: int, batches: int,
+            name: str | None = None, drain: bool = True) -> list[tuple[str, float, float, float]]:
+    """(step, median, mean and p99 µs per batch) over ``batches`` batches, then the fixed costs
+    (mean µs per call). The mean decides throughput; a median far below it means stalls. ``drain``
+    False: this process only sends (VALE only: another process, e.g. pkt-gen -f rx on a second
+    port of switch ``vale<name>``, receives)."""
+    if setup == "vale" and not drain:
+        import netmap_core
+
+        a = netmap_core.open(f"vale{name}:s@conf:slots={slots}", backend=backend)
+        b = None
+    else:
+        a, b = _ports(backend, setup, slots, name)
     try:
-        tx, rx = a.tx_rings[0], b.rx_rings[0]
+        tx = a.tx_rings[0]
+        rx = b.rx_rings[0] if b is not None else None
         tx.buffers[tx.slots["buf_idx"].astype(np.int64), :60] = np.frombuffer(frame(60), np.uint8)
         lens = tx.slots["len"]
         steps = {k: [] for k in ("space()", "ready(k)", "len[slot_idx] = 60", "advance(k)",
@@ -60,18 +73,26 @@ def profile(backend: str, setup: str, slots: int, batch: int, batches: int) -> l
                 for key, d in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)):
                     d_us = d / 1e3
                     steps[key].append(d_us)
-            b.rxsync()                       # drain the receiver, untimed
-            rx.advance(len(rx.ready()))
-            b.rxsync()
-            a.txsync()                       # take back the sent slots (pipe: released by rx)
-        out = [(k, statistics.median(v)) for k, v in steps.items()]
-        out.append((f"  per packet ({batch} per batch)", statistics.median(steps["whole batch"]) / batch))
-        out.append(("txsync(), nothing to send", _per_call(a.txsync, 2000)))
-        out.append(("rxsync(), nothing received", _per_call(b.rxsync, 2000)))
+            if b is not None:
+                b.rxsync()                   # drain the receiver, untimed
+                rx.advance(len(rx.ready()))
+                b.rxsync()
+                a.txsync()                   # take back the sent slots (pipe: released by rx)
+        out = [(k, statistics.median(v), statistics.fmean(v), float(np.percentile(v, 99)))
+               for k, v in steps.items()]
+        whole = steps["whole batch"]
+        out.append((f"  per packet ({batch} per batch)", statistics.median(whole) / batch,
+                    statistics.fmean(whole) / batch, float(np.percentile(whole, 99)) / batch))
+        us = _per_call(a.txsync, 2000)
+        out.append(("txsync(), nothing to send", us, us, float("nan")))
+        if b is not None:
+            us = _per_call(b.rxsync, 2000)
+            out.append(("rxsync(), nothing received", us, us, float("nan")))
         return out
     finally:
         a.close()
-        b.close()
+        if b is not None:
+            b.close()
 
 
 def _per_call(f, n: int) -> float:
@@ -90,11 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slots", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--batches", type=int, default=2000)
+    ap.add_argument("--name", default=None, help="switch vale<NAME> / pipe NAME (default: unique)")
+    ap.add_argument("--no-drain", action="store_true",
+                    help="VALE: only send from vale<NAME>:s; another process receives")
     a = ap.parse_args(argv)
+    if a.no_drain and (a.setup != "vale" or not a.name):
+        ap.error("--no-drain needs --setup vale and --name")
     print(f"{a.setup}, backend {a.backend or 'default'}, {a.slots}-slot rings, batches of "
-          f"{a.batch} frames of 60 B; median us per batch over {a.batches} batches:")
-    for step, us in profile(a.backend, a.setup, a.slots, a.batch, a.batches):
-        print(f"  {step:32s} {us:10.3f} us")
+          f"{a.batch} frames of 60 B; us per batch over {a.batches} batches:")
+    print(f"  {'step':32s} {'median':>10s} {'mean':>10s} {'p99':>10s}")
+    for step, med, mean, p99 in profile(a.backend, a.setup, a.slots, a.batch, a.batches, a.name,
+                                        not a.no_drain):
+        print(f"  {step:32s} {med:10.3f} {mean:10.3f} {p99:10.3f}")
     return 0
 
 
