@@ -345,6 +345,36 @@ def test_strict_rx_and_poll_check_the_rings_poll_syncs(fake, backend):
         port.poll(select.POLLIN, 0)   # the TX part runs on every poll without NR_NO_TX_POLL
 
 
+def test_strict_shadow_is_shared_by_the_descriptors_of_a_ring(fake, backend):
+    """Two strict descriptors of one port bind the same rings: what a sync through one hands
+    over is legal for the other (the kernel's kring moved for both)."""
+    _, p1 = opened(backend, "strict")
+    _, p2 = opened(backend, "strict")
+    r1, r2 = p1.rx_rings[0], p2.rx_rings[0]
+    assert r1.offset == r2.offset and p1.info.mem_id == p2.info.mem_id
+    r1.header["tail"] = 3          # what the (fake) kernel's rxsync reports as received
+    p1.rxsync()
+    r2.head = r2.cur = 2           # release two of them through the other descriptor
+    p2.rxsync()
+    p1.close()
+    r2.head = r2.cur = 3           # the shadow survives the close of one of its holders
+    p2.rxsync()
+    p2.close()
+
+
+def test_strict_poll_checks_only_tx_rings_the_kernel_syncs(fake, backend):
+    """Without POLLOUT netmap's poll skips a TX ring with nothing to send (head == hwcur), so
+    its cur is not checked then (and what the user wrote there is not taken as synced)."""
+    _, port = opened(backend, "strict")
+    tx = port.tx_rings[0]
+    tx.cur = 9
+    port.poll(select.POLLIN, 0)
+    assert fake.kinds()[-1] == "poll"
+    with pytest.raises(RingProtocolError, match="tx0: cur=9"):
+        port.poll(select.POLLOUT, 0)
+    port.close()
+
+
 def test_strict_poll_skips_tx_with_no_tx_poll(fake, backend):
     fake.handlers[abi.NETMAP_REQ_REGISTER] = register_reply(nr_flags=abi.NR_NO_TX_POLL)
     b, port = opened(backend, "strict", flags=abi.NR_NO_TX_POLL)

@@ -6,6 +6,7 @@ every bound ring against a per-ring shadow kring, raising instead of letting the
 from __future__ import annotations
 
 import select
+import weakref
 
 import numpy as np
 
@@ -40,6 +41,43 @@ def _settled(ring: Ring) -> _rules.KRing:
     return _rules.KRing(ring.num_slots, hwcur=head, hwtail=tail, rhead=head, rcur=head, rtail=tail)
 
 
+class _ShadowTable:
+    """The strict-mode shadow krings of this process, one per ring (its address), shared
+    by every live binding of that ring: two descriptors of one pipe end or VALE port bind the
+    same rings, and a sync through either moves the kernel's kring for both. (Syncs made by
+    other processes stay invisible: strict mode on the device checks what this process knows.)
+    Bindings are held weakly, so one dropped without close() does not keep a stale shadow for
+    whatever ring the kernel later puts at that offset."""
+
+    def __init__(self) -> None:
+        self._rings: dict[int, tuple[list, weakref.WeakSet]] = {}
+
+    def bind(self, key: int, ring: Ring, binding: object) -> None:
+        """``binding`` starts using ``ring``: it shares the kring the last sync here left, or
+        starts from the ring as it shows now if no other live binding holds it."""
+        entry = self._rings.get(key)
+        if entry is None or not entry[1]:
+            entry = ([_settled(ring)], weakref.WeakSet())
+            self._rings[key] = entry
+        entry[1].add(binding)
+
+    def unbind(self, key: int, binding: object) -> None:
+        entry = self._rings.get(key)
+        if entry is not None:
+            entry[1].discard(binding)
+            if not entry[1]:
+                del self._rings[key]
+
+    def get(self, key: int) -> _rules.KRing:
+        return self._rings[key][0][0]
+
+    def settle(self, key: int, ring: Ring) -> None:
+        self._rings[key][0][0] = _settled(ring)
+
+
+_SHADOWS = _ShadowTable()
+
+
 class DevBinding:
     """A registered /dev/netmap descriptor with its region (shared per mem_id).
 
@@ -60,22 +98,29 @@ class DevBinding:
         self._mapping = mapping
         self._registry = registry
         self._no_tx_poll = bool(info.flags & abi.NR_NO_TX_POLL)
-        self._tx: list[tuple[Ring, _rules.KRing]] = []
-        self._rx: list[tuple[Ring, _rules.KRing]] = []
+        # strict mode: (ring, its address: the key of its shadow kring in _SHADOWS) per bound
+        # ring; bindings of one allocator share one mapping, so one ring has one address
+        self._tx: list[tuple[Ring, int]] = []
+        self._rx: list[tuple[Ring, int]] = []
         if self.rules == _rules.STRICT:
             tx, rx = bound_rings(self.region, info.offset, info.name)
-            self._tx = [(r, _settled(r)) for r in tx]
-            self._rx = [(r, _settled(r)) for r in rx]
+            base = self.region.ctypes.data
+            self._tx = [(r, base + r.offset) for r in tx]
+            self._rx = [(r, base + r.offset) for r in rx]
+            for r, key in self._tx + self._rx:
+                _SHADOWS.bind(key, r, self)
 
     # --- strict checks ----------------------------------------------------------------------
     def _check(self, shadows, check) -> None:
-        for ring, k in shadows:
-            bad = check(k, ring.head, ring.cur)
+        for ring, key in shadows:
+            bad = check(_SHADOWS.get(key), ring.head, ring.cur)
             if bad is not None:
                 raise bad.error(ring.name)
 
-    def _settle(self, shadows) -> list:
-        return [(ring, _settled(ring)) for ring, _ in shadows]
+    @staticmethod
+    def _settle(shadows) -> None:
+        for ring, key in shadows:
+            _SHADOWS.settle(key, ring)
 
     def _live(self) -> Device:
         if self._device.fd < 0:
@@ -88,32 +133,32 @@ class DevBinding:
         if self._tx:
             self._check(self._tx, _rules.strict_tx_check)
         dev.txsync()
-        if self._tx:
-            self._tx = self._settle(self._tx)
+        self._settle(self._tx)
 
     def rxsync(self) -> None:
         dev = self._live()
         if self._rx:
             self._check(self._rx, _rules.strict_rx_check)
         dev.rxsync()
-        if self._rx:
-            self._rx = self._settle(self._rx)
+        self._settle(self._rx)
 
     def poll(self, events: int, timeout: float | None) -> int:
         """The kernel's poll. Its TX part runs when POLLOUT is asked or NR_NO_TX_POLL is not set,
-        its RX part only for POLLIN (spec B13): strict mode checks exactly those rings."""
+        and then syncs the TX rings with something to send (head != hwcur) or all of them if
+        POLLOUT is asked; its RX part syncs every RX ring, only for POLLIN (spec B13). Strict
+        mode checks, and afterwards takes the state of, exactly those rings."""
         dev = self._live()
-        tx_part = bool(events & select.POLLOUT) or not self._no_tx_poll
-        rx_part = bool(events & select.POLLIN)
-        if tx_part and self._tx:
-            self._check(self._tx, _rules.strict_tx_check)
-        if rx_part and self._rx:
-            self._check(self._rx, _rules.strict_rx_check)
+        want_tx = bool(events & select.POLLOUT)
+        tx = []
+        if want_tx or not self._no_tx_poll:
+            tx = [(r, key) for r, key in self._tx
+                  if want_tx or r.head != _SHADOWS.get(key).hwcur]
+        rx = self._rx if events & select.POLLIN else []
+        self._check(tx, _rules.strict_tx_check)
+        self._check(rx, _rules.strict_rx_check)
         revents = dev.poll(events, timeout)
-        if tx_part and self._tx:
-            self._tx = self._settle(self._tx)
-        if rx_part and self._rx:
-            self._rx = self._settle(self._rx)
+        self._settle(tx)
+        self._settle(rx)
         return revents
 
     def fileno(self) -> int:
@@ -127,6 +172,8 @@ class DevBinding:
         try:
             self._registry.release(self.info.mem_id, self._mapping, self._device)
         finally:
+            for _, key in self._tx + self._rx:
+                _SHADOWS.unbind(key, self)
             self._tx = self._rx = []
             self._device.close()
 
