@@ -241,19 +241,25 @@ class PipeModel:
         follows the link words from ``bufs_head`` while the index is in [2, objtotal), zeroing
         each link as it goes, so a list that loops frees its first repeated buffer a second
         time (and stops there). None if a link word is unknown to the model."""
+        walk = self._list_walk(ident)
+        return None if walk is None else walk[0]
+
+    def _list_walk(self, ident: int) -> tuple[list[int], int] | None:
+        """(buffers freed, the index that ended the walk) - netmap logs "breaking with head"
+        when that index is not 0 (a list ending in garbage, or cut short by a double free)."""
         out: list[int] = []
         seen: set[int] = set()
         idx = self.descriptors[ident].bufs_head
         while 2 <= idx < self.objtotal:
             out.append(idx)
             if idx in seen:
-                break
+                return out, idx
             seen.add(idx)
             known = self.content.get(idx, b"")
             if len(known) < 4:
                 return None
             idx = struct.unpack("<I", known[:4])[0]
-        return out
+        return out, idx
 
     def destruction_frees(self) -> list[tuple[str, str, int]]:
         """(role, kind, slot) of every buffer netmap_pipe_krings_delete_both frees when the last user
@@ -276,17 +282,21 @@ class PipeModel:
         """What closing descriptor ``ident`` now would free a second time (netmap's "ouch,
         double free"): the repeated or unallocated buffers of its extra-buffer list, and - when
         it is the pipe's last user - the ring slots whose buffer the destruction would free
-        again. An unknown link word counts the whole list as suspect."""
+        again. A list that ends in anything but 0 (netmap logs that too) or whose link words
+        the model does not know is suspect as a whole."""
         alloc = set(self.allocated)
-        frees = self.list_frees(ident)
+        walk = self._list_walk(ident)
+        frees = None if walk is None else walk[0]
         bad_list: list[int] = []
-        if frees is None:
+        if walk is None or walk[1] != 0:
             bad_list = [self.descriptors[ident].bufs_head]
         for b in frees or []:
             if b in alloc:
                 alloc.remove(b)
             else:
                 bad_list.append(b)
+        if bad_list:
+            alloc = set(self.allocated)  # the caller drops such a list: nothing of it is freed
         bad_slots = []
         if len(self.descriptors) == 1:
             for role, kind, i in self.destruction_frees():

@@ -158,6 +158,7 @@ def test_legacy_pipe_mode_names_the_pipe():
             assert recv(s) == [f]
 
 
+@pytest.mark.kernel_warnings(r"Minimum supported API is 14 \(requested 13\)")
 def test_legacy_version_and_name_limits():
     name = f"vale{PID}gv:a"
     req = rq.legacy_register(name)

@@ -197,12 +197,14 @@ def test_port_and_switch_vanish_with_last_fd(env, sw):
     assert ei.value.errno == errno.ENOENT
 
 
+@pytest.mark.kernel_warnings(r"invalid bridge name vale\w+:y+")
 def test_name_limits(env, sw):
     env.open(f"{sw}:" + "x" * 15)
     with pytest.raises(OutOfMemoryError):
         env.open(f"{sw}:" + "y" * 16)
 
 
+@pytest.mark.kernel_warnings(r"host rings not supported")
 def test_host_modes_refused(env, sw):
     for spec in (f"{sw}:a^", f"{sw}:a*"):
         with pytest.raises(InvalidRequestError):
@@ -289,14 +291,29 @@ def test_008_back_pressure_is_drop_not_block(env, sw):
 
 # --- limits (emulator: cheap; the kernel's numbers) ----------------------------------------
 
+def _switches_in_use(ctl) -> int:
+    """Distinct switches VALE_LIST walks through (ones other tests or programs hold)."""
+    bridges, b, p = set(), 0, 0
+    while True:
+        try:
+            e = ctl.vale_list("", bridge_idx=b, port_idx=p)
+        except NetmapOSError:
+            return len(bridges)
+        bridges.add(e.bridge_idx)
+        b, p = e.bridge_idx, e.port_idx + 1
+
+
 def test_eight_switches_and_the_ninth_is_enomem(env):
-    names = [unique_switch() for _ in range(9)]
-    for n in names[:8]:
+    free = 8 - _switches_in_use(env.ctl)   # on the device a shared switch may hold stuck ports
+    if free < 1:
+        pytest.skip("all eight switches are held by others")
+    names = [unique_switch() for _ in range(free + 1)]
+    for n in names[:free]:
         env.open(f"{n}:a")
     with pytest.raises(OutOfMemoryError):
-        env.open(f"{names[8]}:a")
+        env.open(f"{names[free]}:a")
     env.close(env.ports[0])
-    env.open(f"{names[8]}:a")
+    env.open(f"{names[free]}:a")
 
 
 def test_252_active_ports_exchange_traffic(env, sw, backend_name):
