@@ -115,7 +115,7 @@ def test_newif_attach_detach_delif(env):
         env.ctl.vale_delif(name)
 
 
-@pytest.mark.kernel_warnings(r"invalid bridge name nosuchprefix")
+@pytest.mark.kernel_warnings(r"invalid bridge name nosuchprefix$")
 def test_newif_limits_and_errors(env):
     name = _ifname()
     n = env.ctl.vale_newif(name, tx_slots=5000, rx_slots=5000, tx_rings=20, rx_rings=20)
@@ -167,7 +167,7 @@ def test_persistent_port_in_global_memory(env):
         env.ctl.vale_delif(name)
 
 
-@pytest.mark.kernel_warnings(r"virt_hdr_len=\d+, but application does not accept it")
+@pytest.mark.kernel_warnings(r"virt_hdr_len=10, but application does not accept it")
 def test_port_hdr_set_get(env):
     sw = unique_switch()
     env.open(f"{sw}:a")

@@ -20,7 +20,7 @@ PROLOGUE = (b"6,399,18537247,-;803.367739 [1746] nm_txsync_prologue        vale9
 REINIT = b"6,400,18537435,-;803.367948 [1854] netmap_ring_reinit        called for vale9:a TX0\n"
 LOADED = b"6,60,3983006,-;788.813515 [4652] netmap_init               netmap: loaded module\n"
 TAINT = b"4,57,3965504,-;netmap: loading out-of-tree module taints kernel.\n"
-UNSIGNED = (b"3,58,3968819,-;netmap: module verification failed: "
+UNSIGNED = (b"5,58,3968819,-;netmap: module verification failed: "
             b"signature and/or required key missing - tainting kernel\n")
 DOUBLE_FREE = (b"3,500,20000000,-;812.000001 [1079] netmap_obj_free           "
                b"ouch, double free on buffer 7\n")

@@ -33,7 +33,7 @@ def test_copy_monitor_layout_and_name(env):
     assert t.nifp["ni_name"].item().decode() == f"{sw}:m/t#{k0 + 1}"
 
 
-@pytest.mark.kernel_warnings(r"netmap_get_monitor_na +\S+ not in netmap mode")
+@pytest.mark.kernel_warnings(r"vale\w+:m not in netmap mode$")
 def test_monitor_needs_open_parent(env):
     with pytest.raises(InvalidRequestError):
         env.open(f"{unique_switch()}:m/rt")

@@ -64,7 +64,7 @@ def test_layout_live_check_1(env):
     assert (tx.head, tx.cur, tx.tail) == (0, 0, 1023) and (rx.head, rx.cur, rx.tail) == (0, 0, 0)
 
 
-@pytest.mark.kernel_warnings(r"netmap_get_monitor_na +\S+ not in netmap mode")
+@pytest.mark.kernel_warnings(r"vale\w+:m not in netmap mode$")
 def test_needs_open_parent_and_no_offsets(env):
     sw = unique_switch()
     with pytest.raises(InvalidRequestError):

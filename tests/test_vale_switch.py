@@ -197,14 +197,14 @@ def test_port_and_switch_vanish_with_last_fd(env, sw):
     assert ei.value.errno == errno.ENOENT
 
 
-@pytest.mark.kernel_warnings(r"invalid bridge name vale\w+:y+")
+@pytest.mark.kernel_warnings(r"invalid bridge name vale\w+:y{16}$")
 def test_name_limits(env, sw):
     env.open(f"{sw}:" + "x" * 15)
     with pytest.raises(OutOfMemoryError):
         env.open(f"{sw}:" + "y" * 16)
 
 
-@pytest.mark.kernel_warnings(r"host rings not supported")
+@pytest.mark.kernel_warnings(r"host rings not supported$")
 def test_host_modes_refused(env, sw):
     for spec in (f"{sw}:a^", f"{sw}:a*"):
         with pytest.raises(InvalidRequestError):
