@@ -7,29 +7,13 @@ list cut short ("breaking with head")."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-import netmap_core
 from netmap_core import abi
 from netmap_emu.vale_testing import BCAST, frame, mac, recv, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
 N = 8       # slots per ring: small enough to account for every buffer
 EXTRA = 4   # extra buffers per descriptor
-
-
-@pytest.fixture
-def opener(backend_name):
-    ports = []
-
-    def open_(name, **kw):
-        p = netmap_core.open(name, backend=backend_name, **kw)
-        ports.append(p)
-        return p
-
-    yield open_
-    for p in reversed(ports):
-        p.close()
 
 
 def word(ring, idx: int) -> int:

@@ -11,7 +11,6 @@ import contextlib
 import signal
 import time
 
-import pytest
 
 import netmap_core
 from netmap_core.control import control_for

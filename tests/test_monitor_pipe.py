@@ -19,20 +19,6 @@ CHANGED = abi.NS_BUF_CHANGED
 
 
 @pytest.fixture
-def opener(backend_name):
-    ports = []
-
-    def open_(name, **kw):
-        p = netmap_core.open(name, backend=backend_name, **kw)
-        ports.append(p)
-        return p
-
-    yield open_
-    for p in reversed(ports):
-        p.close()
-
-
-@pytest.fixture
 def pipe():
     return f"netmap:{unique_switch('mp')}"
 

@@ -6,26 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import netmap_core
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
 from netmap_emu.vale_testing import BCAST, frame, mac, recv, send, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
-
-
-@pytest.fixture
-def opener(backend_name):
-    ports = []
-
-    def open_(name, **kw):
-        p = netmap_core.open(name, backend=backend_name, **kw)
-        ports.append(p)
-        return p
-
-    yield open_
-    for p in reversed(ports):
-        p.close()
 
 
 def bufs(ring, k=None) -> list[int]:
