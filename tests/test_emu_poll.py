@@ -122,24 +122,29 @@ def test_sender_makes_no_wake_write_while_receiver_is_not_sleeping():
 
 
 def test_asyncio_wait_with_a_sender_thread():
+    ready = threading.Event()
+    sent: list[float] = []
+
     async def main(s):
-        t0 = time.monotonic()
+        ready.set()
         revents = await s.wait(POLLIN)
-        return revents, time.monotonic() - t0
+        return revents, time.monotonic()
 
     with open_emu("netmap:h{1@conf:slots=8") as m, open_emu("netmap:h}1") as s:
         def send():
-            time.sleep(0.1)
+            ready.wait(WAKE_TIMEOUT)            # the loop runs (starting it can take long)
+            time.sleep(0.1)                     # let wait() block
+            sent.append(time.monotonic())
             m.tx_rings[0].advance(1)
             m.txsync()
 
         th = threading.Thread(target=send)
         th.start()
         # wait() has no sleep slices: only the wake byte ends it before wait_for's timeout
-        revents, dt = asyncio.run(asyncio.wait_for(main(s), WAKE_TIMEOUT))
+        revents, woke = asyncio.run(asyncio.wait_for(main(s), WAKE_TIMEOUT))
         th.join()
         assert revents == POLLIN
-        assert dt >= 0.09                       # not before the sender's txsync
+        assert woke >= sent[0]                  # not before the sender's txsync
 
 
 # --- across processes ----------------------------------------------------------------------------
