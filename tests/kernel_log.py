@@ -42,6 +42,9 @@ Levels 5-7 never fail a test.
 
 Attribution is by time: with ``pytest -n`` every test running when a line was printed gets it;
 run the device suite serially to know which test caused what.
+
+``python tests/kernel_log.py`` prints every netmap line still in the kernel log, with its level,
+and a count by level: ./dev lab's record of a whole run in the guest.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 WARNING = 4                 # levels 0 (emerg) .. 4 (warning) are problems; 5-7 never fail a test
 
 NETMAP_PREFIX = re.compile(r"\d{3}\.\d{6} \[ *\d+\] \w+ ")
+NETMAP_WORD = re.compile(r"netmap(?!lab\.)", re.IGNORECASE)   # not the lab's netmaplab.* parameters
 BENIGN = re.compile(r"loading out-of-tree module taints kernel")
 _ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
 
@@ -105,7 +109,7 @@ def _unescape(text: bytes) -> str:
 def is_netmap(record: Record) -> bool:
     """A kernel record printed by netmap, or by the kernel about netmap."""
     return record.facility == 0 and (NETMAP_PREFIX.match(record.text) is not None
-                                     or "netmap" in record.text.lower())
+                                     or NETMAP_WORD.search(record.text) is not None)
 
 
 def is_problem(record: Record) -> bool:
@@ -136,11 +140,12 @@ def read_records(read: Callable[[], bytes]) -> Iterator[Record | None]:
 
 
 class KmsgReader:
-    """/dev/kmsg from the moment it is opened."""
+    """/dev/kmsg from the moment it is opened (``from_start``: from the oldest record kept)."""
 
-    def __init__(self, path: str = KMSG) -> None:
+    def __init__(self, path: str = KMSG, from_start: bool = False) -> None:
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        os.lseek(self.fd, 0, os.SEEK_END)
+        if not from_start:
+            os.lseek(self.fd, 0, os.SEEK_END)
         self.overrun = False
 
     def read(self) -> list[Record]:
@@ -180,6 +185,30 @@ def _listing(records: list[Record], limit: int = 40) -> list[str]:
                 + [f"    ... {len(records) - 2 * half} more ..."]
                 + [f"    {r}" for r in records[-half:]])
     return [f"    {r}" for r in records]
+
+
+def netmap_log(records: Iterable[Record]) -> list[str]:
+    """The netmap records, one a line, then their count by level."""
+    mine = [r for r in records if is_netmap(r)]
+    counts = {name: 0 for name in LEVELS}
+    for r in mine:
+        counts[r.level_name] += 1
+    by_level = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    summary = (f"{len(mine)} netmap lines ({by_level or 'none'}); "
+               f"{sum(map(is_problem, mine))} at warning level or worse")
+    return [str(r) for r in mine] + [summary]
+
+
+def main() -> int:
+    reader = KmsgReader(from_start=True)
+    try:
+        records = reader.read()
+    finally:
+        reader.close()
+    if reader.overrun:
+        print("(the oldest records were overwritten while being read)")
+    print("\n".join(netmap_log(records)))
+    return 0
 
 
 # --- pytest hooks ----------------------------------------------------------------------------
@@ -249,3 +278,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     elif rep.failed and any(is_netmap(r) for r in seen):
         rep.sections.append(("netmap kernel log",
                              "\n".join(_listing([r for r in seen if is_netmap(r)]))))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

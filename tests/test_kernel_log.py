@@ -29,6 +29,10 @@ WARN_SPLAT = (b"4,501,20000100,-;WARNING: CPU: 1 PID: 231 at sys/dev/netmap/netm
 MODULES = b"4,502,20000200,c;Modules linked in: netmap(OE) 9p overlay\n"
 OTHER_ERR = b"3,503,20000300,-;EXT4-fs error (device vda1): bad block\n"
 FROM_USER = b"12,504,20000400,-;netmap: a line a process wrote to /dev/kmsg\n"
+BRIDGE = (b"3,506,20000600,-;216.706608 [ 192] nm_find_bridge            "
+          b"invalid bridge name vale128Z\n")          # nm_prerr from a function not named netmap_*
+CMDLINE = (b"5,0,0,-;Kernel command line: console=ttyS0 quiet netmaplab.run=/lab/share/run.x "
+           b"netmaplab.share=/lab/share\n")
 WITH_FIELDS = (b"3,505,20000500,-;virtio_net virtio0: tab\\x09and backslash \\x5c here\n"
                b" SUBSYSTEM=virtio\n DEVICE=+virtio:virtio0\n")
 
@@ -68,7 +72,9 @@ def test_parse_record_refuses_other_text(raw):
     pytest.param(UNSIGNED, True, False, id="unsigned"),
     pytest.param(WARN_SPLAT, True, True, id="WARN_ON"),         # the kernel's report on netmap code
     pytest.param(MODULES, True, True, id="splat-modules"),      # any splat's module list names netmap
+    pytest.param(BRIDGE, True, True, id="nm_prerr-in-nm_function"),
     pytest.param(OTHER_ERR, False, False, id="not-netmap"),
+    pytest.param(CMDLINE, False, False, id="lab-boot-parameters"),
     pytest.param(FROM_USER, False, False, id="user-facility"),  # a process wrote it, whatever it says
 ])
 def test_which_records_are_netmap_problems(raw, netmap, problem):
@@ -105,6 +111,14 @@ def test_report_text_lists_problems_then_the_other_netmap_lines():
     assert "kernel_warnings" in lines[2]
     assert "netmap: loaded module" in text and "nm_txsync_prologue" in text
     assert "EXT4" not in text
+
+
+def test_netmap_log_is_the_netmap_lines_and_their_count():
+    records = [rec(r) for r in (CMDLINE, TAINT, LOADED, OTHER_ERR, API_MISMATCH, PROLOGUE, BRIDGE)]
+    lines = kl.netmap_log(records)
+    assert lines[:-1] == [str(rec(r)) for r in (TAINT, LOADED, API_MISMATCH, PROLOGUE, BRIDGE)]
+    assert lines[-1] == "5 netmap lines (2 err, 1 warning, 2 info); 2 at warning level or worse"
+    assert kl.netmap_log([]) == ["0 netmap lines (none); 0 at warning level or worse"]
 
 
 def test_long_listings_are_cut_in_the_middle():
