@@ -91,3 +91,15 @@ class Child:
         self.proc.stdin.close()
         self.proc.stdout.close()
         self.proc.stderr.close()
+
+
+def port_pair(kind: str, tag: str, conf: str = "") -> tuple[str, str]:
+    """Two port names with fresh parents: the ends ``{1`` (with ``conf``) and ``}1`` of a pipe
+    (``kind == "pipe"``), or ports ``a`` and ``b`` of one switch."""
+    from netmap_emu.vale_testing import unique_switch
+
+    if kind == "pipe":
+        pipe = f"netmap:{unique_switch(tag)}"
+        return f"{pipe}{{1{conf}", f"{pipe}}}1"
+    sw = unique_switch(f"vale{tag}")
+    return f"{sw}:a", f"{sw}:b"

@@ -11,9 +11,8 @@ import pytest
 
 import netmap_core
 from netmap_core.errors import PortBusyError
-from netmap_emu.vale_testing import unique_switch
 
-from procs import Child
+from procs import Child, port_pair
 
 HOLDER = """
     import sys
@@ -41,12 +40,7 @@ TRY = """
 
 
 def names(kind: str) -> tuple[str, str]:
-    """(the port held exclusively, another port that stays free)."""
-    if kind == "pipe":
-        pipe = f"netmap:{unique_switch('ex')}"
-        return f"{pipe}{{1", f"{pipe}}}1"
-    sw = unique_switch("valeex")
-    return f"{sw}:a", f"{sw}:b"
+    return port_pair(kind, "ex")
 
 
 def busy(name: str, backend: str) -> None:

@@ -13,7 +13,7 @@ import netmap_core
 from netmap_core import POLLIN, POLLOUT
 from netmap_emu.vale_testing import BCAST, frame, mac, recv, send, unique_switch
 
-from procs import BOUND, Child
+from procs import BOUND, Child, port_pair
 
 WAITER = """
     import asyncio, sys, time
@@ -46,12 +46,7 @@ WAITER = """
 
 
 def names(kind: str) -> tuple[str, str]:
-    """(the parent's port, the child's port) of one pipe or two ports of one switch."""
-    if kind == "pipe":
-        pipe = f"netmap:{unique_switch('wk')}"
-        return f"{pipe}{{1@conf:slots=8", f"{pipe}}}1"
-    sw = unique_switch("valewk")
-    return f"{sw}:a", f"{sw}:b"
+    return port_pair(kind, "wk", "@conf:slots=8")
 
 
 @pytest.mark.parametrize("how", ["poll", "wait"])
