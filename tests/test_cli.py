@@ -5,11 +5,11 @@ import subprocess
 import sys
 
 import netmap_core
-from netmap_core import cli
+from netmap_tools import cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netmap_core.cli", *args],
+    return subprocess.run([sys.executable, "-m", "netmap_tools", *args],
                           capture_output=True, text=True, timeout=60)
 
 

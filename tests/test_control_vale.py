@@ -12,9 +12,9 @@ import netmap_core
 from netmap_core import abi
 from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
                                 PortBusyError)
-from netmap_core.tools import valectl
 from netmap_emu.vale_testing import (BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send,
                                      unique_switch)
+from netmap_tools import valectl
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from netmap_core import abi
 from netmap_core.control import Control, ListEntry, NewIf, PortInfo
 from netmap_core.errors import error_from_errno, NetmapOSError
-from netmap_core.tools import valectl
+from netmap_tools import valectl
 
 
 class FakeControl:

@@ -8,13 +8,13 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .backend import BACKENDS, ENV_BACKEND, default_backend_name, probe
+from netmap_core import __version__
+from netmap_core.backend import BACKENDS, ENV_BACKEND, default_backend_name, probe
 
 #: subcommands whose argument parsing belongs to another module: name -> "module:function"
 DELEGATED = {
     "emu": ("netmap_emu.cli:main", "emulator housekeeping: ls, gc"),
-    "vale-ctl": ("netmap_core.tools.valectl:main", "manage VALE switches (netmap's vale-ctl)"),
+    "vale-ctl": ("netmap_tools.valectl:main", "manage VALE switches (netmap's vale-ctl)"),
 }
 
 
@@ -28,7 +28,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .tools.demo import run
+    from .demo import run
 
     return run(count=args.count, batch=args.batch, size=args.size, backend=args.backend,
                slots=args.slots)

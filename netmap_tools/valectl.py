@@ -1,7 +1,7 @@
 """vale-ctl: netmap's switch management tool (options, output and exit codes of vale-ctl(4)),
 built only on :class:`netmap_core.control.Control`, so it runs unchanged on every backend.
 
-    python -m netmap_core.tools.valectl [--backend emu|netmap] [options]
+    python -m netmap_tools.valectl [--backend emu|netmap] [options]
 
 With no option it lists every port of every switch (``NAME bridge_idx B port_idx P``).
 Differences from the C tool: listing exits 0 (vale-ctl exits 1 after a successful listing);
@@ -18,9 +18,9 @@ import re
 import sys
 from typing import Callable, Optional, TextIO
 
-from .. import abi
-from ..control import Control
-from ..errors import NetmapError
+from netmap_core import abi
+from netmap_core.control import Control
+from netmap_core.errors import NetmapError
 
 __all__ = ["main", "parse_ring_config", "parse_poll_config", "USAGE"]
 
@@ -259,7 +259,7 @@ def main(argv: Optional[list[str]] = None, *, control: Optional[Control] = None,
     own = control is None
     if own:
         try:
-            from ..control import control_for
+            from netmap_core.control import control_for
 
             control = control_for(backend)
         except NetmapError as exc:
