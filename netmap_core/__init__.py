@@ -17,7 +17,7 @@ from .port import POLLERR, POLLIN, POLLOUT, Port, open_port
 from .portspec import Conf, ExtMem, Offset, PortSpec, parse_portspec
 from .ring import Batch, Ring
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written (pyproject.toml reads it)
 
 open = open_port  # noqa: A001 - netmap_core.open(portspec) is the public entry point
 

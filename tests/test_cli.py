@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import netmap_core
 from netmap_tools import cli
 
@@ -36,3 +38,19 @@ def test_no_command_prints_help_and_fails():
 def test_demo_rejects_a_bad_size(capsys):
     assert cli.main(["demo", "--size", "5"]) == 2
     assert "--size=5 out of range" in capsys.readouterr().out
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from netmap_core, so the installed metadata agrees."""
+    import importlib.metadata
+    import pathlib
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "netmap_core.__version__"}
+    try:
+        installed = importlib.metadata.version("pynetmap")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("pynetmap is not installed (pip install -e .)")
+    assert installed == netmap_core.__version__
