@@ -1,4 +1,5 @@
-"""The pynetmap command: version, info and delegation, run as a user would run them."""
+"""The pynetmap command: version, info, delegation, and the subcommands backends register
+(entry-point group pynetmap.commands), run as a user would run them."""
 from __future__ import annotations
 
 import subprocess
@@ -48,9 +49,116 @@ def test_the_version_is_written_once():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "netmap_core.__version__"}
+    dynamic = project["tool"]["setuptools"]["dynamic"]
+    assert dynamic["version"] == {"attr": "netmap_core.__version__"}
     try:
         installed = importlib.metadata.version("pynetmap")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("pynetmap is not installed (pip install -e .)")
     assert installed == netmap_core.__version__
+
+
+# -- subcommands registered by backends (entry-point group pynetmap.commands) -------------------
+
+FAKE_COMMAND = '''"""A backend's subcommand, for the CLI tests."""
+HELP = "a fake backend's housekeeping"
+CALLS = []
+
+
+def main(argv):
+    CALLS.append(list(argv))
+    return 7
+'''
+
+
+@pytest.fixture
+def registered(monkeypatch, tmp_path):
+    """Makes the pynetmap.commands group hold what the test passes, as if an installed
+    distribution declared it; ``fake_cmd`` is an importable module with a working ``main``."""
+    import importlib.metadata
+
+    (tmp_path / "pynetmap_fake_cmd.py").write_text(FAKE_COMMAND)
+    (tmp_path / "pynetmap_broken_cmd.py").write_text(
+        "import pynetmap_no_such_module  # noqa: F401\n\n\ndef main(argv):\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group: list = []
+    real = importlib.metadata.entry_points
+
+    def entry_points(**params):
+        return list(group) if params.get("group") == cli.GROUP else real(**params)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+    def register(*pairs):
+        group[:] = [importlib.metadata.EntryPoint(name, value, cli.GROUP) for name, value in pairs]
+
+    yield register
+    for mod in ("pynetmap_fake_cmd", "pynetmap_broken_cmd"):
+        sys.modules.pop(mod, None)
+
+
+def help_text(capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_a_registered_subcommand_is_listed_with_its_help_and_dispatched(registered, capsys):
+    registered(("fake", "pynetmap_fake_cmd:main"))
+    lines = help_text(capsys).splitlines()
+    for name, help_ in [("info", "which backends are usable here"), ("demo", "two processes"),
+                        ("vale-ctl", "manage VALE switches"),
+                        ("fake", "a fake backend's housekeeping")]:
+        assert any(x.split() and x.split()[0] == name and help_ in x for x in lines), (name, lines)
+    assert cli.main(["fake", "ls", "--all"]) == 7
+    assert sys.modules["pynetmap_fake_cmd"].CALLS == [["ls", "--all"]]
+
+
+def test_registered_subcommands_are_imported_only_when_needed(registered, capsys):
+    registered(("fake", "pynetmap_fake_cmd:main"))
+    assert cli.main(["info"]) == 0
+    assert "pynetmap_fake_cmd" not in sys.modules
+
+
+def test_a_broken_entry_point_is_reported_and_the_rest_still_works(registered, capsys):
+    registered(("broken", "pynetmap_broken_cmd:main"), ("fake", "pynetmap_fake_cmd:main"),
+               ("notmain", "pynetmap_fake_cmd:HELP"))
+    why = "ModuleNotFoundError: No module named 'pynetmap_no_such_module'"
+    where = f"entry point 'broken = pynetmap_broken_cmd:main' (group {cli.GROUP})"
+
+    assert cli.main(["broken", "ls"]) == 2
+    assert capsys.readouterr().err == f"pynetmap broken: cannot load {where}: {why}\n"
+
+    text = help_text(capsys)
+    assert any(x.split()[:2] == ["broken", "UNAVAILABLE:"] for x in text.splitlines())
+    assert f"pynetmap broken: cannot load {where}: {why}" in text
+    assert "pynetmap_fake_cmd:HELP is a str, not main(argv)" in text
+    assert "a fake backend's housekeeping" in text
+
+    assert cli.main(["fake"]) == 7
+    assert cli.main(["info"]) == 0
+    assert capsys.readouterr().out.startswith(f"pynetmap {netmap_core.__version__}\n")
+
+
+def test_an_entry_point_cannot_take_a_builtin_name(registered, capsys):
+    registered(("info", "pynetmap_fake_cmd:main"))
+    assert cli.main(["info"]) == 0
+    assert capsys.readouterr().out.startswith("pynetmap ")
+    assert "pynetmap_fake_cmd" not in sys.modules
+    assert "ignored: 'info' is a built-in subcommand" in help_text(capsys)
+
+
+def installed_commands() -> set[str]:
+    import importlib.metadata
+
+    return {ep.name for ep in importlib.metadata.entry_points(group=cli.GROUP)}
+
+
+def test_the_installed_emu_subcommand_is_listed():
+    if "emu" not in installed_commands():
+        pytest.skip("pynetmap is not installed with its entry points (pip install -e .)")
+    r = run("--help")
+    assert r.returncode == 0 and r.stderr == ""
+    assert any(x.split()[:1] == ["emu"] and "emulator housekeeping: ls, gc" in x
+               for x in r.stdout.splitlines())

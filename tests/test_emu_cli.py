@@ -136,3 +136,21 @@ def test_gc_removes_an_allocator_no_port_uses(ns):
         removed = cli.gc()
         assert any("unused allocator mem_id 9" in r for r in removed)
         assert len(segments()) == 2  # the live pipe's allocator is kept
+
+
+def test_pynetmap_emu_runs_through_the_registered_entry_point(ns):
+    """``pynetmap emu`` is the emulator's own entry point (group pynetmap.commands), not a name
+    the command knows: run it as a user would and see this process's port."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    if "emu" not in {ep.name for ep in importlib.metadata.entry_points(group="pynetmap.commands")}:
+        pytest.skip("pynetmap is not installed with its entry points (pip install -e .)")
+    with open_emu("netmap:ep{1"):
+        r = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls", "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    snap = json.loads(r.stdout)[0]
+    assert snap["namespace"] == ns
+    assert [(b["name"], b["pid"]) for b in snap["bindings"]] == [("ep{1", os.getpid())]

@@ -16,6 +16,9 @@ from .namespace import base_dir, namespace, namespace_name
 
 __all__ = ["main", "ls", "gc", "namespaces"]
 
+#: one-line help of ``pynetmap emu`` (registered in the pynetmap.commands entry-point group)
+HELP = "emulator housekeeping: ls, gc"
+
 
 def namespaces() -> list[str]:
     """Names of the namespaces that exist for this user."""
