@@ -23,7 +23,7 @@ def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int 
     """CPU ns per packet sent: txsync (min and median over chunks) and the whole loop.
     ``spread`` > 0: a process-local lookup sends packet i to port 1 + i mod ``spread``."""
     from netmap_emu import vale
-    from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, send
+    from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
 
     with ValeEnv("emu") as env:
         ports = env.switch("valeprof", nports, slots=slots)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from netmap_emu import vale
-from netmap_emu.vale_testing import BCAST, ValeEnv, mac, recv, send
+from netmap_emu.testing.vale import BCAST, ValeEnv, mac, recv, send
 
 IPV4, ARP = 0x0800, 0x0806
 

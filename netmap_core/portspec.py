@@ -12,7 +12,7 @@ from typing import Callable
 from . import abi
 from .errors import PortSpecError
 
-__all__ = ["PortSpec", "Conf", "ExtMem", "Offset", "parse_portspec", "parse_legacy",
+__all__ = ["PortSpec", "Conf", "ExtMem", "Offset", "parse_portspec", "kernel_spec", "parse_legacy",
            "NETMAP_RING_MASK"]
 
 NETMAP_RING_MASK = 0x0FFF        # ring numbers after '-' / '^' must be < this (libnetmap)
@@ -592,6 +592,12 @@ def parse_portspec(text: str) -> PortSpec:
     one linear pass; no I/O (``@share`` and ``@extmem`` are resolved when the port is opened).
     """
     return _parse(text, legacy=False)
+
+
+def kernel_spec(name: str) -> PortSpec:
+    """The spec of a bare kernel port name (``nr_name`` as control requests carry it, e.g.
+    ``vale0:a`` or ``p{1``): no prefix, no suffixes, the derived fields filled in."""
+    return PortSpec(text=name, name=name, mode=abi.NR_REG_ALL_NIC)
 
 
 def parse_legacy(text: str) -> PortSpec:

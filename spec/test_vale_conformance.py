@@ -31,19 +31,20 @@ def _echo(self, batch):
 def test_machine_detects_faulty_switch(conformance_backend, monkeypatch, fault):
     if conformance_backend != "emu":
         pytest.skip("faults are injected into the emulator")
-    from netmap_emu import vale_lookup
+    from netmap_emu.datapath import lookup as vale_lookup
 
     if fault == "hub":
         monkeypatch.setattr(vale_lookup.LearningBridge, "__call__", _hub)
     elif fault == "blind_monitor":
-        from netmap_emu import monitor
+        from netmap_emu.datapath import delivery, vale
 
-        monkeypatch.setattr(monitor, "copy_to_monitors", lambda *a, **k: None)
+        monkeypatch.setattr(vale, "copy_to_monitors", lambda *a, **k: None)
+        monkeypatch.setattr(delivery, "copy_to_monitors", lambda *a, **k: None)
     elif fault == "no_room_check":
-        from netmap_emu import vale_sync
+        from netmap_emu.datapath import delivery
 
-        orig_lease = vale_sync.RxTarget.lease
-        monkeypatch.setattr(vale_sync.RxTarget, "lease", lambda self: (orig_lease(self)[0], 1000))
+        orig_lease = delivery.RxTarget.lease
+        monkeypatch.setattr(delivery.RxTarget, "lease", lambda self: (orig_lease(self)[0], 1000))
     else:
         orig = vale_lookup.LearningBridge.__call__
 
@@ -61,10 +62,10 @@ def test_machine_detects_faulty_switch(conformance_backend, monkeypatch, fault):
 def test_echo_from_a_lookup_is_still_dropped(conformance_backend, monkeypatch):
     if conformance_backend != "emu":
         pytest.skip("faults are injected into the emulator")
-    from netmap_emu import vale_lookup
+    from netmap_emu.datapath import lookup as vale_lookup
 
     monkeypatch.setattr(vale_lookup.LearningBridge, "__call__", _echo)
-    from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, send
+    from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
 
     with ValeEnv("emu") as env:
         a, b = env.switch("valeecho", 2)

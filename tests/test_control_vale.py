@@ -12,7 +12,7 @@ import netmap_core
 from netmap_core import abi
 from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
                                 PortBusyError)
-from netmap_emu.vale_testing import (BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send,
+from netmap_emu.testing.vale import (BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send,
                                      unique_switch)
 from netmap_tools import valectl
 

@@ -10,7 +10,7 @@ import pytest
 
 from netmap_core.errors import InvalidRequestError
 from netmap_emu import NamespaceError, cli
-from netmap_emu.namespace import Namespace, namespace
+from netmap_emu.shm.namespace import Namespace, namespace
 from netmap_emu.testing import isolated_namespace, open_emu, segments
 
 
@@ -123,15 +123,16 @@ def test_gc_removes_an_empty_namespace_dir(ns):
 def test_gc_removes_an_allocator_no_port_uses(ns):
     """A process that dies after creating an allocator but before binding it leaves a registry
     entry nothing names; gc unlinks its segments."""
-    from netmap_emu import kernel
-    from netmap_emu.layout import private_params
+    from netmap_emu.kernel import memory
+    from netmap_emu.kernel.core import kernel_for
+    from netmap_emu.shm.geometry import private_params
 
     nso = namespace()
+    k = kernel_for(nso)
     with open_emu("netmap:keep{1"):
-        with nso.locked():
-            reg, _ = kernel.prepare(nso)
-            kernel._create_mem(nso, reg, 9, private_params(1, 8, 1, 8, 0, 2), True)
-            nso.save(reg)
+        with k.op() as reg:
+            memory.create_mem(nso, reg, 9, private_params(1, 8, 1, 8, 0, 2), True)
+            k.store.commit()
         assert len(segments()) == 4  # the pipe's allocator and the stray one
         removed = cli.gc()
         assert any("unused allocator mem_id 9" in r for r in removed)

@@ -6,7 +6,7 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, OutOfMemoryError, PortBusyError
-from netmap_emu import layout
+from netmap_emu.shm import geometry as layout
 from netmap_emu.testing import isolated_namespace, open_emu, segments
 
 
@@ -156,7 +156,7 @@ def test_segments_are_private_and_removed_with_the_last_user(ns):
     assert len(segs) == 2
     for s in segs:
         assert stat.S_IMODE(os.stat("/dev/shm" + s).st_mode) == 0o600
-    from netmap_emu.namespace import namespace
+    from netmap_emu.shm.namespace import namespace
 
     d = namespace().dir
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700

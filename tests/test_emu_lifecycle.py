@@ -112,14 +112,17 @@ def test_poll_on_a_multi_ring_pipe_reports_any_ready_ring():
 
 
 def test_close_inside_a_locked_section_is_deferred_to_its_end():
-    from netmap_emu.namespace import namespace
+    from netmap_emu.kernel.core import kernel_for
+    from netmap_emu.shm.namespace import namespace
 
     m = open_emu("netmap:df{1")
     ns = namespace()
+    k = kernel_for(ns)
     with ns.locked():          # e.g. the garbage collector closing a port during an open
         m.close()
-        assert [b["name"] for b in ns.load()["bindings"].values()] == ["df{1"]
-    assert ns.load()["bindings"] == {}
+        assert [b.name for b in k.store.begin().bindings.values()] == ["df{1"]
+    with k.op() as reg:
+        assert len(reg.bindings) == 0
     assert segments() == []
 
 
@@ -161,7 +164,7 @@ def test_scribbling_process_cannot_hurt_another_pipe_of_its_allocator():
 def test_close_after_the_namespace_dir_was_deleted_does_not_hang():
     import shutil
 
-    from netmap_emu.namespace import namespace
+    from netmap_emu.shm.namespace import namespace
 
     m = open_emu("netmap:rm{1")
     shutil.rmtree(namespace().dir)            # someone wiped the state directory

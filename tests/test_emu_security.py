@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from netmap_emu.namespace import namespace
+from netmap_emu.shm.namespace import namespace
 from netmap_emu.testing import isolated_namespace, open_emu, segments
 
 NOBODY = 65534
@@ -43,7 +43,7 @@ def test_another_user_can_open_nothing_of_a_live_pipe():
         with open_emu("netmap:sec{1") as master, open_emu("netmap:sec}1"):
             master.poll(0, 0)  # creates this binding's wake FIFO
             ns = namespace()
-            paths = [ns.dir, os.path.join(ns.dir, "registry.json"), os.path.join(ns.dir, "lock")]
+            paths = [ns.dir, os.path.join(ns.dir, "registry.db"), os.path.join(ns.dir, "lock")]
             names = segments()
             assert names, "a live pipe has shared memory"
             ctx = mp.get_context("fork")

@@ -8,7 +8,7 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NotSupportedError
-from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
 
 
 @pytest.fixture

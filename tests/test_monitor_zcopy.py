@@ -10,7 +10,7 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NotSupportedError
-from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
 
@@ -38,13 +38,13 @@ def owned(*ports) -> list[int]:
 
 def allocated(port) -> int:
     """Buffers marked used in the emulator's bitmap of ``port``'s allocator (0 and 1 included)."""
-    from netmap_emu import kernel
-    from netmap_emu.namespace import namespace
+    from netmap_emu.kernel import memory
+    from netmap_emu.kernel.core import kernel_for
+    from netmap_emu.shm.namespace import namespace
 
     ns = namespace()
-    with ns.locked():
-        reg = ns.load()
-        return int(kernel._alloc_of(ns, reg, port.info.mem_id).bitmap.sum())
+    with kernel_for(ns).op() as reg:
+        return int(memory.mapped(ns, reg, port.info.mem_id).bitmap.sum())
 
 
 def test_layout_live_check_1(env):

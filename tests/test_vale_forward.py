@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from netmap_core import abi
-from netmap_emu.vale_forward import Destinations, SourceSlots, forward, packetize
-from netmap_emu.vale_lookup import (
+from netmap_emu.datapath.forward import Destinations, SourceSlots, forward, packetize
+from netmap_emu.datapath.lookup import (
     NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, drop_all, flood_all, int_to_mac, mac_hash,
     mac_to_int,
 )
@@ -635,7 +635,7 @@ def test_engine_matches_packet_by_packet_reference(seed):
 
 
 def test_lookup_head_is_gathered_only_when_read(monkeypatch):
-    import netmap_emu.vale_forward as vf
+    import netmap_emu.datapath.forward as vf
 
     calls = []
     orig = vf._head
@@ -662,7 +662,7 @@ def test_batch_kept_by_a_lookup_keeps_the_head_it_had():
 def test_lookup_batch_is_a_frozen_value_with_a_deferred_head():
     import dataclasses
 
-    from netmap_emu.vale_lookup import LookupBatch
+    from netmap_emu.datapath.lookup import LookupBatch
 
     calls = []
 

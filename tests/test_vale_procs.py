@@ -13,9 +13,9 @@ import pytest
 
 from netmap_core import abi
 from netmap_emu import vale
-from netmap_emu.namespace import namespace
+from netmap_emu.shm.namespace import namespace
 from netmap_emu.testing import segments
-from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, send
+from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
 
 _CTX = mp.get_context("fork")
 
@@ -106,14 +106,14 @@ def test_sender_killed_mid_burst_leaves_switch_working(env):
     u = frame(mac(1), mac(2), fill=6)
     send(b, [u])
     assert recv(a) == [u]
+    from netmap_emu.kernel import memory
+    from netmap_emu.kernel.core import kernel_for
+
     ns = namespace()
-    with ns.locked():
-        reg = ns.load()
-    for p in (a, b):
-        m = reg["mems"][str(p.info.mem_id)]
-        from netmap_emu import allocator as _alloc
-        al = _alloc.attach(ns, p.info.mem_id, m)
-        assert int(al.bitmap.sum()) == 2 + 64 + 64   # reserved 0/1 and the two rings: no leak
+    with kernel_for(ns).op() as reg:
+        for p in (a, b):
+            al = memory.mapped(ns, reg, p.info.mem_id)
+            assert int(al.bitmap.sum()) == 2 + 64 + 64   # reserved 0/1 and the two rings: no leak
     env.close_all()
     assert segments() == []
 
@@ -123,7 +123,7 @@ def test_importable_lookup_applies_to_senders_in_other_processes(env):
     a, b = env.switch(sw, 2)
     s = vale.switch(sw)
     s.set_lookup(vale.drop_all)
-    assert s.seg.lookup_name == "netmap_emu.vale_lookup:drop_all"
+    assert s.seg.lookup_name == "netmap_emu.datapath.lookup:drop_all"
     ev = (_CTX.Event(), _CTX.Event())
     child = _CTX.Process(target=_sender, args=(f"{sw}:c", 3, 10, 10, ev[0], ev[1]))
     child.start()
@@ -133,7 +133,7 @@ def test_importable_lookup_applies_to_senders_in_other_processes(env):
     assert recv(a) == [] and recv(b) == []
     send(a, [frame(BCAST, mac(1))])
     assert recv(b) == []
-    s.set_lookup("netmap_emu.vale_lookup:flood_all")
+    s.set_lookup("netmap_emu.datapath.lookup:flood_all")
     u = frame(mac(77), mac(1))
     send(a, [u])
     assert recv(b) == [u]

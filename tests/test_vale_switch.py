@@ -11,7 +11,7 @@ import pytest
 import netmap_core
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NetmapOSError, OutOfMemoryError, PortBusyError
-from netmap_emu.vale_testing import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
 
 
 @pytest.fixture

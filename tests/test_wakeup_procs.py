@@ -11,7 +11,7 @@ import pytest
 
 import netmap_core
 from netmap_core import POLLIN, POLLOUT
-from netmap_emu.vale_testing import BCAST, frame, mac, recv, send, unique_switch
+from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
 
 from procs import BOUND, Child, port_pair
 
@@ -19,7 +19,7 @@ WAITER = """
     import asyncio, sys, time
     import netmap_core
     from netmap_core import POLLIN, POLLOUT
-    from netmap_emu.vale_testing import BCAST, frame, mac, recv
+    from netmap_emu.testing.vale import BCAST, frame, mac, recv
 
     name, backend, how, what = sys.argv[1:5]
     events = POLLIN if what == "in" else POLLOUT

@@ -1,4 +1,5 @@
-"""The ``emu`` backend object: probe, REGISTER (pipes for now) and the control interface.
+"""The ``emu`` backend object: probe, REGISTER (pipes, VALE ports, monitors) and the control
+interface.
 
 Ports live in a namespace chosen by ``$PYNETMAP_EMU_NS`` (default ``default``); processes in the
 same namespace see the same ports, other namespaces are invisible to them.
@@ -11,9 +12,15 @@ import os
 from netmap_core import abi
 from netmap_core.errors import (InvalidRequestError, NoSuchPortError, NotSupportedError)
 
-from . import kernel
-from .binding import EmuBinding
-from .namespace import namespace
+from collections.abc import Callable
+
+from netmap_core.portspec import PortSpec
+
+from .binding import EmuBinding, MonitorBinding, PipeBinding, ValeBinding
+from .kernel import monitors, pipes, vale
+from .kernel.core import Kernel, kernel_for
+from .kernel.pipes import Registered
+from .shm.namespace import namespace
 
 __all__ = ["EmuBackend", "BACKEND", "OPTIONS"]
 
@@ -80,32 +87,37 @@ class EmuBackend:
             raise InvalidRequestError(errno.EINVAL, f"port name {kname!r}: need 1..63 characters")
         if spec.share is not None:
             h["mem_id"] = self._shared_mem_id(spec, h["mem_id"])
-        ns = namespace()
-        pn = kernel.parse_pipe(kname)
-        from . import vale_binding   # VALE ports, persistent VALE interfaces and monitors
-
-        b = vale_binding.register(ns, spec, kname, pn, h, rules)
-        if b is not None:
-            return b
-        if pn is None:
-            if kname[:3] == "val":
-                raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: VALE ports are not emulated yet "
-                                        "(pipes on a VALE name, e.g. vale0:a{1, are)")
-            with ns.locked():
-                if kernel.port_exists(ns, kname):
-                    raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: registering a pipe parent itself "
-                                            "is not emulated yet")
-            raise NoSuchPortError(errno.ENXIO, f"{kname}: no such interface in emulator namespace "
-                                  f"{ns.name!r} (the emulator has pipes, no NICs)")
-        with ns.locked():
-            r = kernel.register_pipe(ns, kname, pn, spec.mode, spec.ringid, spec.flags, h, os.getpid())
+        k = kernel_for(namespace())
+        r, make = self._register(k, spec, h, rules)
         try:
-            return EmuBinding(ns, r, rules)
+            return make(r)
         except BaseException:
-            with ns.locked():
-                kernel.unregister(ns, r.bid)
-            ns.release_live(r.bid)
+            k.unregister(r.bid)
+            k.ns.release_live(r.bid)
             raise
+
+    @staticmethod
+    def _register(k: Kernel, spec: PortSpec, h: dict, rules: str) -> tuple[Registered, Callable]:
+        """REGISTER in the kernel; returns the registration and how to make its binding."""
+        ns, store = k.ns, k.store
+        kname = spec.name
+        with k.op() as reg:
+            if spec.is_monitor:
+                r = monitors.register(ns, store, spec, h)
+                return r, lambda r: MonitorBinding(k, r, rules)
+            if spec.is_pipe:
+                r = pipes.register(ns, store, spec, h)
+                return r, lambda r: PipeBinding(k, r, rules)
+            if kname[:3] == "val" or vale.is_persistent(reg, kname):
+                r = vale.register(ns, store, spec, h)
+                p = reg.parents[r.pname].vale
+                sw = None if p is None or p.switch is None else (p.switch, vale.segment_of(ns, reg, p.switch))
+                return r, lambda r: ValeBinding(k, r, rules, sw)
+            if kname in reg.parents:
+                raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: registering a pipe parent itself "
+                                        "is not emulated yet")
+        raise NoSuchPortError(errno.ENXIO, f"{kname}: no such interface in emulator namespace "
+                              f"{ns.name!r} (the emulator has pipes and VALE ports, no NICs)")
 
     def _shared_mem_id(self, spec, mem_id: int) -> int:
         """``@share=PORT``: the allocator of PORT (PORT_INFO_GET, as libnetmap asks the kernel),
@@ -121,7 +133,7 @@ class EmuBackend:
 
     def control(self):
         """PORT_INFO_GET, POOLS_INFO_GET, VALE_* and PORT_HDR_* on this namespace."""
-        from .control_emu import EmuControl
+        from .control import EmuControl
 
         return EmuControl()
 

@@ -11,17 +11,27 @@ import os
 import select
 import time
 import weakref
+from typing import Optional
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
 from netmap_core.errors import ClosedPortError
 
-from . import allocator as _alloc
-from . import kernel
-from .namespace import Namespace
-from .sync import RingCtl, fence
+from .datapath.monitor import MonitorRxRing, MonitorTxRing, gone_error
+from .datapath.pipe import PipeRing
+from .datapath.ring import RingController
+from .datapath.vale import SwitchRuntime, ValeRxRing, ValeTxRing, runtime_for
+from .kernel.core import Kernel
+from .kernel.pipes import Registered
+from .shm import allocator as shm_alloc
+from .shm import kring as K
+from .shm.allocator import Allocator
+from .shm.namespace import Namespace
+from .shm.switch import SwitchSeg
+from .shm.wake import fence
+from .views import monitors_of, switch_view
 
-__all__ = ["EmuBinding", "SLEEP_SLICE"]
+__all__ = ["EmuBinding", "PipeBinding", "ValeBinding", "MonitorBinding", "SLEEP_SLICE"]
 
 POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 #: longest uninterrupted sleep in poll: a lost wakeup costs at most this much latency
@@ -31,25 +41,11 @@ SLEEP_SLICE = 0.1
 SPIN_SECONDS = 200e-6
 
 
-def _published_word(c) -> int:
-    """Index of the kernel-state word a peer's sync writes for ring controller ``c``: a pipe
-    ring's ``pipe_tail``; rings without one (VALE: the switch writes hwtail directly) expose
-    only ``i_hwtail``."""
-    return getattr(c, "i_ptail", c.i_hwtail)
-
-
-def _idle(c) -> bool:
-    """Whether syncing ``c`` now would change nothing (controllers without ``idle()`` are
-    always synced, as netmap does)."""
-    idle = getattr(c, "idle", None)
-    return idle is not None and idle()
-
-
 class _Owner:
     """What must be undone when the binding goes away (also run at interpreter exit)."""
 
-    def __init__(self, ns: Namespace, bid: int, alloc: _alloc.Allocator, fd: int) -> None:
-        self.ns, self.bid, self.alloc, self.fd = ns, bid, alloc, fd
+    def __init__(self, kernel: Kernel, bid: int, alloc: Allocator, fd: int) -> None:
+        self.kernel, self.ns, self.bid, self.alloc, self.fd = kernel, kernel.ns, bid, alloc, fd
         self.pid = os.getpid()
 
     def __call__(self) -> None:
@@ -62,33 +58,40 @@ class _Owner:
             self.ns.deferred.append(self)
             return
         try:
-            with self.ns.locked():
-                kernel.unregister(self.ns, self.bid)
+            self.kernel.unregister(self.bid)
         finally:
             self.ns.release_live(self.bid)
             os.close(self.fd)
-            kernel._unlink(self.ns.fifo_path(self.bid))
+            try:
+                os.unlink(self.ns.fifo_path(self.bid))
+            except FileNotFoundError:
+                pass
             self.alloc.refs -= 1
             if self.alloc.refs <= 0:
-                _alloc.forget(self.alloc)
+                shm_alloc.forget(self.alloc)
 
 
 class EmuBinding:
-    """A registered pipe end. ``region`` is the allocator's mapping (a uint8 array shared by all
-    bindings of the mem_id in this process); the netmap_if is at ``info.offset``."""
+    """One registration. ``region`` is the allocator's mapping (a uint8 array shared by all
+    bindings of the mem_id in this process); the netmap_if is at ``info.offset``. Subclasses
+    give the ring controllers of their port kind (:meth:`_rings`)."""
 
-    def __init__(self, ns: Namespace, r: kernel.Registered, rules: str) -> None:
+    def __init__(self, kernel: Kernel, r: Registered, rules: str) -> None:
+        ns = kernel.ns
         self.info: RegisterInfo = r.info
         self.rules = rules
         self.bid = r.bid
         self._ns = ns
+        self._kernel = kernel
         a = r.alloc
-        a.refs += 1
         self.region = a.arr
         strict = rules == "strict"
         pfx = r.info.name
-        self._tx = tuple(RingCtl(a, o, f"{pfx}:tx{k}", strict, ns.fd, ns.dir) for o, k in zip(r.tx_objs, r.tx_ids))
-        self._rx = tuple(RingCtl(a, o, f"{pfx}:rx{k}", strict, ns.fd, ns.dir) for o, k in zip(r.rx_objs, r.rx_ids))
+        self._tx: tuple[RingController, ...] = tuple(
+            self._ring(a, o, f"{pfx}:tx{k}", strict) for o, k in zip(r.tx_objs, r.tx_ids))
+        self._rx: tuple[RingController, ...] = tuple(
+            self._ring(a, o, f"{pfx}:rx{k}", strict) for o, k in zip(r.rx_objs, r.rx_ids))
+        a.refs += 1
         self._no_tx_poll = bool(r.info.flags & abi.NR_NO_TX_POLL)
         fd = os.open(ns.fifo_path(r.bid), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self._fd = fd
@@ -96,7 +99,10 @@ class EmuBinding:
         self._poller.register(fd, select.POLLIN)
         self._closed = False
         self._armed = False
-        self._finalizer = weakref.finalize(self, _Owner(ns, r.bid, a, fd))
+        self._finalizer = weakref.finalize(self, _Owner(kernel, r.bid, a, fd))
+
+    def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
+        raise NotImplementedError
 
     # --- syncs -------------------------------------------------------------------------------
     def _check(self) -> None:
@@ -122,7 +128,7 @@ class EmuBinding:
         scanned a second time if POLLOUT is wanted and none was ready, and the RX rings a second
         time if none was ready (the kernel's retry after joining the wait queue), whatever
         POLLERR says: so a TX head that the first sync adopted (B8) is sent by the second. The
-        second scan skips rings whose sync would change nothing (``RingCtl.idle``).
+        second scan skips rings whose sync would change nothing (``RingController.idle``).
         Ring controllers: ``txsync()``/``rxsync()`` (1 if the prologue failed), ``pending()``,
         ``rw`` (the ring's u32 words: head 5, cur 6, tail 7), optionally ``idle()``."""
         revents = 0
@@ -132,7 +138,7 @@ class EmuBinding:
                 for c in self._tx:
                     if not want_tx and not c.pending():
                         continue
-                    if retry and _idle(c):
+                    if retry and c.idle():
                         continue
                     if c.txsync():
                         revents |= POLLERR
@@ -147,7 +153,7 @@ class EmuBinding:
             retry = False
             while True:
                 for c in self._rx:
-                    if retry and _idle(c):
+                    if retry and c.idle():
                         continue
                     if c.rxsync():
                         revents |= POLLERR
@@ -169,7 +175,7 @@ class EmuBinding:
     def _spin(self, want_tx: int, want_rx: int) -> bool:
         """Watch (without locks or syscalls) the pipe_tail words peers publish, for at most
         SPIN_SECONDS. True if one changed."""
-        words = [_published_word(c) for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
+        words = [c.published for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
         if not words:
             return False
         ks = self._tx[0].ks if self._tx else self._rx[0].ks
@@ -241,10 +247,9 @@ class EmuBinding:
     # --- beyond netmap ----------------------------------------------------------------------
     def peer_bound(self) -> bool:
         """Whether the other end of this pipe is registered by a live process (not a netmap
-        call: netmap has no way to ask). Reclaims bindings of dead processes on the way."""
+        call: netmap has no way to ask). False for ports that are not pipe ends."""
         self._check()
-        with self._ns.locked():
-            return kernel.peer_bound(self._ns, self.bid)
+        return False
 
     def kring(self, direction: str, i: int = 0):
         """The kernel-private state of bound ring ``i`` (``"tx"`` or ``"rx"``) as a
@@ -265,3 +270,63 @@ class EmuBinding:
 
     def __repr__(self) -> str:
         return f"<EmuBinding {self.info.name!r} bid={self.bid} mem_id={self.info.mem_id}>"
+
+
+class PipeBinding(EmuBinding):
+    """A registered pipe end."""
+
+    def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
+        return PipeRing(a, obj, name, strict, self._ns.fd, self._ns.dir, monitors_of(self._kernel))
+
+    def peer_bound(self) -> bool:
+        """Whether the other end of this pipe is registered by a live process (not a netmap
+        call: netmap has no way to ask). Reclaims bindings of dead processes on the way."""
+        self._check()
+        return self._kernel.peer_bound(self.bid)
+
+
+class ValeBinding(EmuBinding):
+    """A registered VALE port: txsync forwards through the switch, rxsync releases and shows
+    what senders published."""
+
+    def __init__(self, kernel: Kernel, r: Registered, rules: str, switch: Optional[tuple[str, SwitchSeg]]) -> None:
+        self.runtime: Optional[SwitchRuntime] = None
+        if switch is not None:
+            sw, seg = switch
+            ns = kernel.ns
+            self.runtime = runtime_for(ns.name, sw, seg, ns.fd, ns.dir, switch_view(kernel, sw))
+        self.port_name = r.pname
+        super().__init__(kernel, r, rules)
+
+    def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
+        ns = self._ns
+        cls = ValeTxRing if int(a.blocks[obj, K.DIR]) == abi.NR_TX else ValeRxRing
+        return cls(a, obj, name, strict, ns.fd, ns.dir, self.runtime, self.port_name)
+
+
+class MonitorBinding(EmuBinding):
+    """A registered monitor. Its RX rings are filled by the monitored port's syncs; its TX ring
+    refuses to send. Once the port leaves netmap mode (spec G5) rxsync does nothing:
+    ``rules="netmap"`` returns normally as NIOCRXSYNC does, ``rules="strict"`` raises EIO;
+    poll reports POLLERR either way."""
+
+    def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
+        ns = self._ns
+        if int(a.blocks[obj, K.DIR]) == abi.NR_TX:
+            return MonitorTxRing(a, obj, name, strict, ns.fd, ns.dir)
+        return MonitorRxRing(a, obj, name, strict, ns.fd, ns.dir, monitors_of(self._kernel).watches)
+
+    def rxsync(self) -> None:
+        """NIOCRXSYNC on every bound RX ring (see the class doc for a monitor whose port left)."""
+        self._check()
+        failed = False
+        for c in self._rx:
+            if c.rxsync() and isinstance(c, MonitorRxRing) and c.gone():
+                failed = True
+        if failed and self.rules == "strict":
+            raise gone_error(self.info.name)
+
+    def gone(self) -> bool:
+        """Whether the monitored port left netmap mode (not a netmap call)."""
+        return any(isinstance(c, MonitorRxRing) and c.gone() for c in self._rx)
+

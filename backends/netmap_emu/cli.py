@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-from . import kernel
-from .namespace import base_dir, namespace, namespace_name
+from .kernel.core import kernel_for
+from .shm.namespace import base_dir, namespace, namespace_name
 
 __all__ = ["main", "ls", "gc", "namespaces"]
 
@@ -29,10 +29,8 @@ def namespaces() -> list[str]:
 
 
 def ls(name: str | None = None) -> dict:
-    """A snapshot of namespace ``name`` (see :func:`netmap_emu.kernel.snapshot`)."""
-    ns = namespace(name)
-    with ns.locked():
-        return kernel.snapshot(ns)
+    """A snapshot of namespace ``name`` (see :meth:`netmap_emu.kernel.core.Kernel.snapshot`)."""
+    return kernel_for(namespace(name)).snapshot()
 
 
 def gc(name: str | None = None, *, remove_empty: bool = True) -> list[str]:
@@ -40,12 +38,7 @@ def gc(name: str | None = None, *, remove_empty: bool = True) -> list[str]:
     ns = namespace(name)
     if not os.path.isdir(ns.dir):
         return []
-    with ns.locked():
-        done = kernel.gc(ns)
-        if remove_empty and ns.remove_if_empty(ns.load()):
-            if done:
-                done.append(f"empty namespace {ns.name} removed")
-    return done
+    return kernel_for(ns).gc(remove_empty=remove_empty)
 
 
 def _print_ls(snap: dict, out) -> None:

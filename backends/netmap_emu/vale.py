@@ -14,7 +14,7 @@ learning bridge with any Python lookup, inspect its ports and learned table.
 A lookup runs inside each sender's txsync, in the sender's process, so it is named by
 ``"module:qualname"`` in shared memory and imported where needed; a lambda or closure can
 only be installed with ``local=True`` (this process's senders only). See
-:mod:`netmap_emu.vale_lookup` for the batch a lookup receives.
+:mod:`netmap_emu.datapath.lookup` for the batch a lookup receives.
 """
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ from typing import Callable, Union
 
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
 
-from . import kernel as _k
-from . import vale_kernel as _vk
-from .namespace import namespace
-from .vale_lookup import (NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, LookupBatch, drop_all,
-                          flood_all, int_to_mac, mac_to_int)
-from .vale_sync import local_lookups, runtime_for
+from .datapath.lookup import (NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, LookupBatch, drop_all,
+                              flood_all, int_to_mac, mac_to_int)
+from .datapath.vale import local_lookups, runtime_for
+from .kernel import vale as _vk
+from .kernel.core import kernel_for
+from .shm.namespace import namespace
+from .views import switch_view
 
 __all__ = ["switch", "Switch", "LookupBatch", "NM_BDG_BROADCAST", "NM_BDG_NOPORT", "flood_all",
            "drop_all", "mac_to_int", "int_to_mac", "LearningBridge", "lookup_name"]
@@ -56,14 +57,16 @@ class Switch:
     def __init__(self, name: str, ns_name: str | None = None) -> None:
         self.name = name
         self._ns = namespace(ns_name)
-        with self._ns.locked():
-            reg, _ = _k.prepare(self._ns)
-            rec = reg.get("switches", {}).get(name)
+        self._kernel = kernel_for(self._ns)
+        with self._kernel.op() as reg:
+            rec = reg.switches.get(name)
             if rec is None:
                 raise NoSuchPortError(errno.ENXIO, f"switch {name!r} does not exist (it lives while "
                                       "a port is on it)")
-        self._rt = runtime_for(self._ns, name, rec["idx"], rec["gen"])
-        self.bridge_idx = rec["idx"]
+            seg = _vk.segment_of(self._ns, reg, name)
+        ns = self._ns
+        self._rt = runtime_for(ns.name, name, seg, ns.fd, ns.dir, switch_view(self._kernel, name))
+        self.bridge_idx = rec.idx
 
     @property
     def seg(self):
@@ -71,18 +74,18 @@ class Switch:
 
     def ports(self) -> dict[int, str]:
         """{port index: name as VALE_LIST shows it}."""
-        with self._ns.locked():
-            reg, _ = _k.prepare(self._ns)
-            rec = reg.get("switches", {}).get(self.name) or {"ports": {}}
+        with self._kernel.op() as reg:
+            rec = reg.switches.get(self.name)
             out = {}
-            for k, pname in rec["ports"].items():
-                v = reg["parents"][pname]["vale"]
-                out[int(k)] = f"{self.name}:{pname}" if v["persistent"] else pname
+            for k, pname in (rec.ports if rec is not None else ()):
+                v = reg.parents[pname].vale
+                assert v is not None
+                out[k] = v.listed(pname) if v.persistent else pname
             return dict(sorted(out.items()))
 
     def learned(self) -> dict[str, int]:
         """The learning table as {"02:00:..": port}."""
-        return {":".join(f"{b:02x}" for b in int_to_mac(m)): p for m, p in self.seg.bridge.entries().items()}
+        return {":".join(f"{b:02x}" for b in int_to_mac(m)): p for m, p in self._rt.bridge.entries().items()}
 
     def set_lookup(self, fn: Union[Callable, str], *, local: bool = False) -> None:
         """Install ``fn`` (a callable or ``"module:qualname"``) as the switch's lookup.
@@ -111,7 +114,7 @@ class Switch:
     def reset_lookup(self) -> None:
         """Back to the learning bridge; the learned table is cleared (as netmap's regops(NULL))."""
         local_lookups.pop((self._ns.name, self.name), None)
-        self.seg.bridge.clear()
+        self.seg.clear_table()
         self.seg.set_lookup_name("")
 
     @property

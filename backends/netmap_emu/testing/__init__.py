@@ -12,9 +12,10 @@ import shutil
 
 from netmap_core import Port, parse_portspec
 
-from . import allocator as _alloc
-from .backend import BACKEND
-from .namespace import ENV_NS, namespace
+from ..backend import BACKEND
+from ..kernel.core import kernel_for
+from ..shm.namespace import ENV_NS, namespace
+from ..shm.segment import unlink_segments
 
 __all__ = ["isolated_namespace", "open_emu", "segments"]
 
@@ -36,7 +37,8 @@ def isolated_namespace(prefix: str = "t"):
         else:
             os.environ[ENV_NS] = old
         ns = namespace(name)
-        _alloc.destroy_segments(ns.list_segments())
+        kernel_for(ns).store.close()
+        unlink_segments(ns.list_segments())
         shutil.rmtree(ns.dir, ignore_errors=True)
 
 

@@ -1,4 +1,4 @@
-"""An emulator namespace: its private directory, lock file, registry and shm segment names.
+"""An emulator namespace: its private directory, lock file, byte-range locks and shm names.
 
 Everything the emulated kernel keeps outside the netmap-visible regions lives here, owned by the
 user (dirs 0700, files and segments 0600), and is guarded by fcntl byte-range locks on one lock
@@ -6,14 +6,17 @@ file, which the OS drops when a holder dies::
 
     byte 0                       namespace lock (open, close, reclaim, gc)
     LIVE_BASE + binding id       held by the process owning that binding for its lifetime
+    VALE_BASE + gen              a switch's forwarding lock (:mod:`.switch`)
     SYNC_BASE + gen*4096 + obj   per ring pair of allocator incarnation ``gen`` (txsync/rxsync)
+
+The registry (``registry.db``, see :mod:`netmap_emu.kernel.registry`) lives in the same
+directory; this module only names it.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import stat
@@ -23,14 +26,15 @@ from netmap_core.errors import InvalidRequestError, NetmapOSError
 
 __all__ = [
     "ENV_NS", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
-    "LIVE_BASE", "SYNC_BASE", "SHM_PREFIX",
+    "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "owner_id", "sync_lock_pos",
 ]
 
 ENV_NS = "PYNETMAP_EMU_NS"
 LIVE_BASE = 1 << 20
 SYNC_BASE = 1 << 40
+VALE_BASE = 1 << 36
+REGISTRY = "registry.db"
 _NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_REGISTRY = "registry.json"
 _LOCK = "lock"
 
 
@@ -42,6 +46,21 @@ class NamespaceError(NetmapOSError):
 def SHM_PREFIX(ns: str) -> str:  # noqa: N802 - a derived constant
     """Name prefix (without the leading '/') of every POSIX shm segment of namespace ``ns``."""
     return f"pnm.{os.getuid()}.{ns}."
+
+
+_OWNER: list = [None, ""]
+
+
+def owner_id() -> str:
+    """This process as a binding's owner: its pid and a nonce (a pid can be reused)."""
+    if _OWNER[0] != os.getpid():
+        _OWNER[0], _OWNER[1] = os.getpid(), f"{os.getpid()}.{os.urandom(4).hex()}"
+    return _OWNER[1]
+
+
+def sync_lock_pos(gen: int, obj: int) -> int:
+    """The lock byte of ring object ``obj`` of allocator incarnation ``gen``."""
+    return SYNC_BASE + gen * 4096 + obj
 
 
 def namespace_name(name: str | None = None) -> str:
@@ -173,11 +192,9 @@ class Namespace:
         """True inside a ``locked()`` section of the calling thread."""
         return self._depth > 0 and self._holder == threading.get_ident()
 
-    def remove_if_empty(self, reg: dict) -> bool:
-        """Delete this namespace's directory when nothing lives in it (lock held, no local
-        bindings). Processes waiting on the old lock file notice and start afresh."""
-        if reg["mems"] or reg["parents"] or reg["bindings"] or self.list_segments() or self.local_bids:
-            return False
+    def remove(self) -> None:
+        """Delete this namespace's directory (lock held, nothing alive in it, the registry's
+        connection closed). Processes waiting on the old lock file notice and start afresh."""
         for leaf in os.listdir(self.dir):
             if leaf != _LOCK:
                 os.unlink(self.path(leaf))
@@ -186,33 +203,6 @@ class Namespace:
             os.rmdir(self.dir)
         except OSError:
             pass
-        return True
-
-    # --- registry (only under the lock) ---------------------------------------------------
-    def load(self) -> dict:
-        try:
-            with open(self.path(_REGISTRY), "rb") as f:
-                reg = json.load(f)
-        except FileNotFoundError:
-            reg = {}
-        except ValueError:  # a torn file cannot happen (atomic rename); treat garbage as empty
-            reg = {}
-        reg.setdefault("gen", 0)
-        reg.setdefault("seq", 0)
-        reg.setdefault("next_bid", 1)
-        reg.setdefault("mems", {})
-        reg.setdefault("parents", {})
-        reg.setdefault("bindings", {})
-        reg.setdefault("txn", None)
-        return reg
-
-    def save(self, reg: dict) -> None:
-        """Commit ``reg`` atomically: write a temp file, then rename it over the registry."""
-        tmp = self.path(f".{_REGISTRY}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(reg, separators=(",", ":"), sort_keys=True))  # C encoder: ~20x dump()
-        os.replace(tmp, self.path(_REGISTRY))
 
     # --- liveness of bindings -------------------------------------------------------------
     def hold_live(self, bid: int) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from netmap_core import abi
 
-from .vale_lookup import (
+from .lookup import (
     HEAD_BYTES, NM_BDG_BROADCAST, NM_BDG_NOPORT, Lookup, LookupBatch, mac_to_int,
 )
 

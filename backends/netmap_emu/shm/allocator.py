@@ -1,20 +1,10 @@
-"""One emulated allocator: the netmap region and its kernel-private state, as mapped here.
+"""One emulated allocator as mapped in this process: the netmap region and its kernel-private
+state (kring records, see :mod:`.kring`, and the buffer bitmap).
 
 The region (POSIX shm ``m``) holds exactly what netmap's mmap shows; the kernel state (POSIX shm
 ``k``) holds what the kernel keeps to itself and applications never map::
 
-    kernel state:  header (64 B) | kring block per ring object (64 B each) | buffer bitmap (1 B/buf)
-
-    kring block, u32 words (X = the ring of this ring object, P = its pipe peer, or X itself):
-      0 X.hwcur   1 P.pipe_tail  -- one u64: a txsync/rxsync publishes both with one store
-      2 X.rhead   3 X.rcur    4 X.rtail   5 P's ring object + 1   6 num_slots   7 dir
-      8 X.hwtail (netmap's kring hwtail: X.pipe_tail as X's own last sync took it)
-      9, 10 monitors: X's monitored port left netmap mode / what X delivers to (monitor_sync)
-      12..15 binding ids sleeping in poll on X (0 = free)
-
-    ``pipe_tail`` is what the peer's syncs publish for a ring; the ring's ``hwtail`` takes it
-    only inside its own sync, after the prologue (netmap_pipe.c), so the prologue and a reinit
-    see the tail the application was last shown.
+    kernel state:  header (64 B) | one kring record per ring object (64 B) | bitmap (1 B/buffer)
 
 Bitmap, ring/if objects and kring initialisation change only under the namespace lock.
 """
@@ -22,47 +12,26 @@ from __future__ import annotations
 
 import errno
 import mmap
-import os
 import threading
 
 import numpy as np
-import posix_ipc
 
 from netmap_core import abi
 from netmap_core.errors import OutOfMemoryError
 
-from .layout import Geometry, geometry
+from . import kring as K
+from .geometry import Geometry, geometry
+from .segment import map_private_shm, unlink_segments
 
-__all__ = ["Allocator", "attach", "create", "destroy_segments", "KS_HDR", "KS_BLOCK",
-           "W_HWCUR", "W_PEER_HWTAIL", "W_RHEAD", "W_RCUR", "W_RTAIL", "W_PEER", "W_NSLOTS",
-           "W_DIR", "W_HWTAIL", "W_WAIT", "N_WAIT"]
+__all__ = ["Allocator", "attach", "create", "destroy", "forget"]
 
-KS_HDR = 64
-KS_BLOCK = 64
-_KS_MAGIC = 0x4B4D4E50  # "PNMK"
-W_HWCUR, W_PEER_HWTAIL, W_RHEAD, W_RCUR, W_RTAIL, W_PEER, W_NSLOTS, W_DIR, W_HWTAIL = range(9)
-W_WAIT, N_WAIT = 12, 4
+
+_BUFS_HEAD = abi.netmap_if.fields["ni_bufs_head"][1]
 
 
 def _kstate_size(g: Geometry) -> int:
-    size = KS_HDR + KS_BLOCK * g.ring_pool.objtotal + g.buf_pool.objtotal
-    return -(-size // 4096) * 4096
-
-
-def map_private_shm(name: str, size: int, create: bool) -> mmap.mmap:
-    """Map POSIX shm segment ``name`` (creating it, 0600, if asked), refusing one that is not a
-    private segment of this user or is smaller than ``size``."""
-    flags = posix_ipc.O_CREX if create else 0
-    shm = posix_ipc.SharedMemory(name, flags=flags, mode=0o600, size=size if create else 0)
-    try:
-        st = os.fstat(shm.fd)
-        if st.st_uid != os.getuid() or st.st_mode & 0o077:
-            raise PermissionError(errno.EPERM, f"shm {name}: not a private segment of uid {os.getuid()}")
-        if st.st_size < size:
-            raise OSError(errno.EINVAL, f"shm {name}: {st.st_size} bytes, expected {size}")
-        return mmap.mmap(shm.fd, size)
-    finally:
-        shm.close_fd()
+    size = K.HEADER_SIZE + K.KRING.itemsize * g.ring_pool.objtotal + g.buf_pool.objtotal
+    return -(-size // abi.PAGE_SIZE) * abi.PAGE_SIZE
 
 
 class Allocator:
@@ -82,10 +51,13 @@ class Allocator:
         self.kmap = kmap
         self.ks = memoryview(kmap).cast("I")
         self.ks64 = memoryview(kmap).cast("Q")
-        self.ksw = np.frombuffer(kmap, dtype=np.uint32)
         nr = geom.ring_pool.objtotal
-        self.blocks = self.ksw[KS_HDR // 4: (KS_HDR + KS_BLOCK * nr) // 4].reshape(nr, KS_BLOCK // 4)
-        self.bitmap = np.frombuffer(kmap, dtype=np.uint8, count=geom.nbufs, offset=KS_HDR + KS_BLOCK * nr)
+        self.header = np.ndarray((), dtype=K.HEADER, buffer=kmap)
+        #: kring records as u32 words, (ring objects, KRING_WORDS); ``krings`` the same by field
+        self.blocks = np.ndarray((nr, K.KRING_WORDS), dtype=np.uint32, buffer=kmap, offset=K.HEADER_SIZE)
+        self.krings = np.ndarray((nr,), dtype=K.KRING, buffer=kmap, offset=K.HEADER_SIZE)
+        self.bitmap = np.frombuffer(kmap, dtype=np.uint8, count=geom.nbufs,
+                                    offset=K.HEADER_SIZE + K.KRING.itemsize * nr)
         bp = geom.buf_pool
         self.buffers = self.arr[bp.offset: bp.offset + bp.objtotal * bp.objsize].reshape(bp.objtotal, bp.objsize)
         self.refs = 0  # local bindings using this mapping
@@ -100,13 +72,13 @@ class Allocator:
 
     def block_word(self, obj: int, w: int) -> int:
         """Index into ``ks`` of word ``w`` of ring object ``obj``'s kring block."""
-        return (KS_HDR + KS_BLOCK * obj) // 4 + w
+        return (K.HEADER_SIZE + K.KRING.itemsize * obj) // 4 + w
 
     def slots(self, obj: int) -> np.ndarray:
         """The slot array of ring object ``obj``, sized from the kernel state: the ring header's
         ``num_slots`` is application-writable and never trusted."""
         off = self.ring_offset(obj)
-        n = int(self.blocks[obj, W_NSLOTS])
+        n = int(self.blocks[obj, K.NUM_SLOTS])
         if not 0 < n <= self.geom.max_slots():
             raise OSError(errno.EINVAL, f"mem_id {self.mem_id}: ring object {obj} has no valid kring")
         return np.ndarray((n,), dtype=abi.netmap_slot, buffer=self.region, offset=off + abi.NETMAP_RING_SLOTS_OFFSET)
@@ -162,8 +134,8 @@ class Allocator:
         hdr["cur"] = 0
         hdr["tail"] = n - 1 if direction == abi.NR_TX else 0
         hdr["buf_align"] = 0
-        self.blocks[obj, W_NSLOTS] = n
-        self.blocks[obj, W_DIR] = direction
+        self.blocks[obj, K.NUM_SLOTS] = n
+        self.blocks[obj, K.DIR] = direction
         s = self.slots(obj)
         s["buf_idx"] = bufs
         s["len"] = self.geom.buf_size
@@ -174,19 +146,29 @@ class Allocator:
         """Kring state of a fresh TX ring ``tobj`` whose slots feed RX ring ``robj`` (a pipe
         pair; ``robj == tobj`` for an unpaired TX ring): TX 0/0/n-1, RX 0/0/0 (spec A10)."""
         b = self.blocks
-        b[tobj, :12] = 0
-        b[robj, :12] = 0
-        b[tobj, W_RTAIL] = n - 1
-        b[robj, W_PEER_HWTAIL] = n - 1  # TX pipe_tail lives in the peer's block
-        b[tobj, W_HWTAIL] = n - 1
-        b[tobj, W_PEER] = robj + 1
-        b[robj, W_PEER] = tobj + 1
-        b[tobj, W_NSLOTS] = n
-        b[robj, W_NSLOTS] = n
-        b[tobj, W_DIR] = abi.NR_TX
-        b[robj, W_DIR] = abi.NR_RX
-        b[tobj, W_WAIT:] = 0
-        b[robj, W_WAIT:] = 0
+        b[tobj, :] = 0
+        b[robj, :] = 0
+        b[tobj, K.RTAIL] = n - 1
+        b[robj, K.PEER_TAIL] = n - 1  # TX pipe_tail lives in the peer's record
+        b[tobj, K.HWTAIL] = n - 1
+        b[tobj, K.PEER] = robj + 1
+        b[robj, K.PEER] = tobj + 1
+        b[tobj, K.NUM_SLOTS] = n
+        b[robj, K.NUM_SLOTS] = n
+        b[tobj, K.DIR] = abi.NR_TX
+        b[robj, K.DIR] = abi.NR_RX
+
+    def init_single(self, obj: int, n: int, direction: int) -> None:
+        """Kring state of a fresh unpaired ring (VALE, monitors; its own peer): TX hwcur 0,
+        hwtail n-1, rhead/rcur 0, rtail n-1; RX all 0 (spec A10)."""
+        b = self.blocks
+        b[obj, :] = 0
+        if direction == abi.NR_TX:
+            b[obj, K.PEER_TAIL] = n - 1
+            b[obj, K.RTAIL] = n - 1
+        b[obj, K.PEER] = obj + 1
+        b[obj, K.NUM_SLOTS] = n
+        b[obj, K.DIR] = direction
 
     def clear_block(self, obj: int) -> None:
         self.blocks[obj, :] = 0
@@ -208,7 +190,7 @@ class Allocator:
         return off
 
     def bufs_head(self, if_obj: int) -> int:
-        off = self.if_offset(if_obj) + 32
+        off = self.if_offset(if_obj) + _BUFS_HEAD
         return int(self.arr[off: off + 4].view("<u4")[0])
 
     def push_extra(self, bufs: np.ndarray) -> int:
@@ -236,28 +218,29 @@ def create(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
     region = map_private_shm(rname, g.memsize, True)
     kmap = map_private_shm(kname, _kstate_size(g), True)
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
-    a.ks[0] = _KS_MAGIC
-    a.ks[1] = 1
-    a.ks[2] = g.ring_pool.objtotal
-    a.ks[3] = g.nbufs
-    a.bitmap[:2] = 1  # buffers 0 and 1 are reserved (spec A6)
+    a.header["magic"] = K.MAGIC
+    a.header["version"] = K.VERSION
+    a.header["nrings"] = g.ring_pool.objtotal
+    a.header["nbufs"] = g.nbufs
+    a.bitmap[list(abi.NETMAP_RESERVED_BUFS)] = 1  # buffers 0 and 1 are reserved (spec A6)
     with _MAPS_LOCK:
         _MAPS[rname] = a
     return a
 
 
-def attach(ns, mem_id: int, rec: dict) -> Allocator:
-    """The process's mapping of the allocator described by registry record ``rec``."""
-    rname, kname = _names(ns, mem_id, rec["gen"])
+def attach(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
+    """The process's mapping of allocator ``mem_id`` incarnation ``gen`` (cached)."""
+    rname, kname = _names(ns, mem_id, gen)
     with _MAPS_LOCK:
         a = _MAPS.get(rname)
         if a is not None:
             return a
-    g = geometry(rec["params"])
+    g = geometry(params)
     region = map_private_shm(rname, g.memsize, False)
     kmap = map_private_shm(kname, _kstate_size(g), False)
-    a = Allocator(mem_id, rec["gen"], g, rec["priv"], rname, kname, region, kmap)
-    if a.ks[0] != _KS_MAGIC or a.ks[2] != g.ring_pool.objtotal or a.ks[3] != g.nbufs:
+    a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
+    h = a.header
+    if h["magic"] != K.MAGIC or h["nrings"] != g.ring_pool.objtotal or h["nbufs"] != g.nbufs:
         raise OSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry")
     with _MAPS_LOCK:
         return _MAPS.setdefault(rname, a)
@@ -270,16 +253,10 @@ def forget(a: Allocator) -> None:
             del _MAPS[a.rname]
 
 
-def destroy_segments(names) -> list[str]:
-    """Unlink shm segments by name; returns those that existed."""
-    gone = []
-    for name in names:
-        try:
-            posix_ipc.unlink_shared_memory(name)
-            gone.append(name)
-        except posix_ipc.ExistentialError:
-            pass
+def destroy(ns, mem_id: int, gen: int) -> list[str]:
+    """Unlink both segments of allocator (mem_id, gen) and drop the process's cached mapping;
+    returns the segments that existed."""
+    names = _names(ns, mem_id, gen)
     with _MAPS_LOCK:
-        for name in names:
-            _MAPS.pop(name, None)
-    return gone
+        _MAPS.pop(names[0], None)
+    return unlink_segments(names)

@@ -154,7 +154,7 @@ class ValeEnv:
 
     def __enter__(self) -> "ValeEnv":
         if self.backend == "emu":
-            from .testing import isolated_namespace
+            from . import isolated_namespace
 
             self._stack.enter_context(isolated_namespace("v"))
         from netmap_core.control import control_for

@@ -8,7 +8,7 @@ Segment layout (``/<prefix>v<bridge_idx>.<gen>``, 16 KiB)::
     64  lookup name (utf-8, NUL padded, 256 B): "" = learning bridge, else "module:qualname"
     512 learning table (LearningBridge: 1024 + 256 u64 words)
 
-Locking (on the namespace lock file, see :mod:`netmap_emu.namespace`): byte
+Locking (on the namespace lock file, see :mod:`.namespace`): byte
 ``VALE_BASE + gen`` is held shared by every forwarding pass and exclusive while ports are
 added or removed, so a sender never writes into a ring that is being freed; a dead holder's
 lock is dropped by the OS. Forwarding never waits for the namespace lock while holding it.
@@ -22,21 +22,26 @@ import mmap
 import threading
 
 import numpy as np
-import posix_ipc
 
-from . import allocator as _alloc
-from .vale_lookup import LearningBridge
+from netmap_core import abi
 
-__all__ = ["SwitchSeg", "VALE_BASE", "SEG_SIZE", "create_seg", "attach_seg", "destroy_seg", "seg_name"]
+from .namespace import VALE_BASE
+from .segment import map_private_shm, unlink_segments
 
-VALE_BASE = 1 << 36
+__all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES", "create_seg", "attach_seg", "destroy_seg", "segment_name"]
+
 SEG_SIZE = 16384
 _MAGIC = 0x564D4E50  # "PNMV"
 _LOOKUP_OFS, _LOOKUP_LEN = 64, 256
 _TABLE_OFS = 512
+#: the learning table: ``TABLE_BUCKETS`` MAC entries then ``TABLE_PORTS`` last-source words,
+#: u64 each (the learning bridge of :mod:`netmap_emu.datapath.lookup` gives them meaning)
+TABLE_BUCKETS = abi.NM_BDG_HASH
+TABLE_PORTS = 256
+TABLE_BYTES = (TABLE_BUCKETS + TABLE_PORTS) * 8
 
 
-def seg_name(ns, idx: int, gen: int) -> str:
+def segment_name(ns, idx: int, gen: int) -> str:
     return f"/{ns.shm_prefix}v{idx}.{gen}"
 
 
@@ -49,9 +54,19 @@ class SwitchSeg:
         self.gen = gen
         self.mm = mm
         self.words = np.frombuffer(mm, dtype=np.uint64, count=4)
-        self.bridge = LearningBridge(memoryview(mm)[_TABLE_OFS:_TABLE_OFS + LearningBridge.NBYTES])
+        self.table = memoryview(mm)[_TABLE_OFS:_TABLE_OFS + TABLE_BYTES]
+        self._table_words = np.frombuffer(self.table, dtype=np.uint64)
         self.lockpos = VALE_BASE + gen
         self.mutex = threading.Lock()   # fcntl locks do not exclude threads of one process
+
+    def forget_port(self, port: int) -> None:
+        """Reset port ``port``'s last learned source (its index is being reused by a new port).
+        Table entries pointing at the port stay, as in netmap (no ageing)."""
+        self._table_words[TABLE_BUCKETS + port] = 0
+
+    def clear_table(self) -> None:
+        """Forget everything learned (netmap clears it when the default lookup is restored)."""
+        self._table_words[:] = 0
 
     @property
     def ports_gen(self) -> int:
@@ -104,12 +119,12 @@ _SEGS_LOCK = threading.Lock()
 
 
 def _open(name: str, create: bool) -> mmap.mmap:
-    return _alloc.map_private_shm(name, SEG_SIZE, create)
+    return map_private_shm(name, SEG_SIZE, create)
 
 
 def create_seg(ns, idx: int, gen: int) -> SwitchSeg:
     """Create the segment of a new switch (namespace lock held)."""
-    name = seg_name(ns, idx, gen)
+    name = segment_name(ns, idx, gen)
     mm = _open(name, True)
     words = np.frombuffer(mm, dtype=np.uint32, count=2)
     words[0], words[1] = _MAGIC, 1
@@ -121,7 +136,7 @@ def create_seg(ns, idx: int, gen: int) -> SwitchSeg:
 
 def attach_seg(ns, idx: int, gen: int) -> SwitchSeg:
     """This process's mapping of an existing switch segment (cached)."""
-    name = seg_name(ns, idx, gen)
+    name = segment_name(ns, idx, gen)
     with _SEGS_LOCK:
         seg = _SEGS.get(name)
         if seg is not None:
@@ -136,11 +151,7 @@ def attach_seg(ns, idx: int, gen: int) -> SwitchSeg:
 
 def destroy_seg(ns, idx: int, gen: int) -> list[str]:
     """Unlink a switch segment (mappings stay valid until dropped); returns what was removed."""
-    name = seg_name(ns, idx, gen)
+    name = segment_name(ns, idx, gen)
     with _SEGS_LOCK:
         _SEGS.pop(name, None)
-    try:
-        posix_ipc.unlink_shared_memory(name)
-        return [name]
-    except posix_ipc.ExistentialError:
-        return []
+    return unlink_segments([name])

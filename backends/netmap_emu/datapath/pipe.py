@@ -7,165 +7,62 @@ peer's ``pipe_tail``; a ring's own ``hwtail`` takes its ``pipe_tail`` only insid
 after the prologue. Crash safety: the ``hwtail`` copy and the slot copies are written first and
 are idempotent, then one aligned 8-byte store publishes (hwcur, peer pipe_tail) together; a
 process killed at any instruction leaves either the old or the new state, and the next sync
-redoes the copies.
+redoes the copies. A watched ring (kring ``mon`` word non-zero) calls its
+:class:`~netmap_emu.datapath.monitor.PipeMonitors` at the points netmap's monitors intercept.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import threading
-import time
+from typing import Optional
 
 import numpy as np
 
 from netmap_core import abi
 
-from .allocator import (W_DIR, W_HWCUR, W_HWTAIL, W_NSLOTS, W_PEER, W_PEER_HWTAIL, W_RCUR, W_RHEAD,
-                        W_RTAIL, W_WAIT, Allocator)
-from .prologue import KernelPrologue
-from .namespace import SYNC_BASE
+from ..shm import kring as K
+from ..shm.allocator import Allocator
+from ..shm.wake import fence, wake_binding
+from .monitor import PipeMonitors
+from .ring import NOT_CHANGED, RingController
 
-__all__ = ["RingCtl", "fence", "wake_fds", "MONITOR_HOOKS", "W_MON"]
+__all__ = ["PipeRing"]
 
 _MOREFRAG = abi.NS_MOREFRAG
 _CHANGED = abi.NS_BUF_CHANGED
-_NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
+_NOT_CHANGED = NOT_CHANGED
 _OR = np.bitwise_or.reduce
-_FENCE = threading.Lock()
-_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _yield = os.sched_yield
 
 
-#: Monitors of pipe rings (netmap_emu.monitor_sync registers its one call-out here). A ring whose
-#: kring word W_MON is non-zero is watched: its syncs call ``prepare(ctl)`` before taking the
-#: pair lock and, under it, ``before(ctl, a, b)`` on the slots [a, b) a txsync hands over or an
-#: rxsync releases (before they move) and ``after(ctl, old_hwtail)`` at the end of a txsync.
-MONITOR_HOOKS: list = []
-W_MON = 10
-
-
-def fence() -> None:
-    """A full memory barrier. Acquiring a lock executes a locked instruction, which x86 never
-    reorders with later loads; without it a store ("I sleep" / "ring published") could be
-    overtaken by the following load of the other side's word and both sides miss the wakeup."""
-    _FENCE.acquire()
-    _FENCE.release()
-
-
-#: per-process cache of write ends of other bindings' wake FIFOs: path -> fd
-wake_fds: dict[str, int] = {}
-
-
-def arm_waiter(ks, w: int, bid: int) -> None:
-    """Enter ``bid`` in a ring's four sleeper words starting at ``ks[w]`` (no-op if present).
-    With all four taken the sleeper relies on its bounded sleep slices."""
-    free = -1
-    for i in range(w, w + 4):
-        v = ks[i]
-        if v == bid:
-            return
-        if v == 0 and free < 0:
-            free = i
-    if free >= 0:
-        ks[free] = bid
-
-
-def disarm_waiter(ks, w: int, bid: int) -> None:
-    """Remove ``bid`` from a ring's sleeper words."""
-    for i in range(w, w + 4):
-        if ks[i] == bid:
-            ks[i] = 0
-
-
-def _wake(ns_dir: str, bid: int) -> None:
-    """Write one wake byte into binding ``bid``'s FIFO (never blocks)."""
-    path = f"{ns_dir}/wake.{bid}"
-    for _ in range(2):  # a cached fd may point to an older FIFO of that name: reopen once
-        fd = wake_fds.get(path)
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:  # gone, or no reader: its owner closed or died
-                return
-            wake_fds[path] = fd
-        try:
-            os.write(fd, b"\x01")
-            return
-        except BlockingIOError:  # FIFO full: plenty of wake bytes already pending
-            return
-        except OSError:  # EPIPE: that reader is gone
-            del wake_fds[path]
-            os.close(fd)
-
-
-class RingCtl(KernelPrologue):
+class PipeRing(RingController):
     """One bound ring of a pipe end: its netmap_ring words, its kring words (its ``pipe_tail``
-    lives in the peer's block, see :mod:`netmap_emu.allocator`) and both rings' slots."""
+    lives in the peer's record, see :mod:`netmap_emu.shm.kring`) and both rings' slots."""
 
-    __slots__ = (
-        "name", "alloc", "obj", "peer", "n", "tx", "strict", "rw", "ts64", "ks", "ks64",
-        "i_hwcur", "i_hwtail", "i_ptail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "i_peer_ptail",
-        "peer_wait", "own_wait", "slots", "s64", "p64", "f16", "pf16", "fmv", "lockfd", "lockpos",
-        "mutex", "nbufs", "buf_size", "ns_dir", "i_mon",
-    )
+    __slots__ = ("peer", "tx", "i_ptail", "i_peer_ptail", "peer_wait", "s64", "p64", "pf16", "fmv",
+                 "i_mon", "monitors")
 
-    def __init__(self, alloc: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str) -> None:
-        ks = alloc.ks
-        bw = alloc.block_word
-        peer = ks[bw(obj, W_PEER)] - 1
-        off = alloc.ring_offset(obj)
-        hdr = memoryview(alloc.region)[off: off + abi.NETMAP_RING_SLOTS_OFFSET]
-        n = ks[bw(obj, W_NSLOTS)]  # from the kernel state: the ring header is the app's to scribble on
-        self.name = name
-        self.alloc = alloc
-        self.obj = obj
+    def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
+                 monitors: Optional[PipeMonitors]) -> None:
+        peer = int(a.blocks[obj, K.PEER]) - 1
+        tx = int(a.blocks[obj, K.DIR]) == abi.NR_TX
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=K.HWTAIL,
+                         lock_obj=obj if tx else peer)
+        bw = a.block_word
+        n = self.n
         self.peer = peer
-        self.n = n
-        self.tx = ks[bw(obj, W_DIR)] == abi.NR_TX
-        self.strict = strict
-        self.rw = hdr[:40].cast("I")           # head 5, cur 6, tail 7
-        self.ts64 = hdr[40:56].cast("q")       # struct timeval
-        self.ks = ks
-        self.ks64 = alloc.ks64
-        self.i_hwcur = bw(obj, W_HWCUR)
-        self.i_hwtail = bw(obj, W_HWTAIL)        # what our own last sync took from pipe_tail
-        self.i_ptail = bw(peer, W_PEER_HWTAIL)   # our pipe_tail: the peer's syncs publish it
-        self.i_rhead = bw(obj, W_RHEAD)
-        self.i_rcur = bw(obj, W_RCUR)
-        self.i_rtail = bw(obj, W_RTAIL)
-        self.i_pub = bw(obj, W_HWCUR) // 2      # u64: (own hwcur, peer's pipe_tail)
-        self.i_peer_ptail = bw(obj, W_PEER_HWTAIL)
-        self.peer_wait = (bw(peer, W_WAIT) // 2, bw(peer, W_WAIT + 2) // 2)
-        self.own_wait = bw(obj, W_WAIT)
-        self.slots = alloc.slots(obj)
+        self.tx = tx
+        self.i_ptail = bw(peer, K.PEER_TAIL)     # our pipe_tail: the peer's syncs publish it
+        self.i_peer_ptail = bw(obj, K.PEER_TAIL)
+        self.peer_wait = (bw(peer, K.WAITERS) // 2, bw(peer, K.WAITERS + 2) // 2)
         self.s64 = self.slots.view(np.uint64).reshape(n, 2)
-        self.p64 = alloc.slots(peer).view(np.uint64).reshape(n, 2)
-        self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
-        self.pf16 = alloc.slots(peer).view(np.uint16).reshape(n, 8)[:, 3]
-        soff = off + abi.NETMAP_RING_SLOTS_OFFSET
-        self.fmv = memoryview(alloc.region)[soff: soff + 16 * n].cast("H")  # flags of slot i: 8*i+3
-        tobj = obj if self.tx else peer
-        self.lockfd = lockfd
-        self.lockpos = SYNC_BASE + alloc.gen * 4096 + tobj
-        self.mutex = alloc.mutex(tobj)
-        self.nbufs = alloc.geom.nbufs
-        self.buf_size = alloc.geom.buf_size
-        self.ns_dir = ns_dir
-        self.i_mon = bw(obj, W_MON)
+        self.p64 = a.slots(peer).view(np.uint64).reshape(n, 2)
+        self.pf16 = a.slots(peer).view(np.uint16).reshape(n, 8)[:, 3]
+        off = a.ring_offset(obj) + abi.NETMAP_RING_SLOTS_OFFSET
+        self.fmv = memoryview(a.region)[off: off + 16 * n].cast("H")  # flags of slot i: 8*i+3
+        self.i_mon = bw(obj, K.MON)
+        self.monitors = monitors
+        self.published = self.i_ptail
 
-    def _lock(self) -> None:
-        """Take the ring pair's fcntl lock. A holder keeps it a few µs, while a blocked
-        F_SETLKW sleeps and costs a context switch: try a few times (yielding) first."""
-        fd, pos = self.lockfd, self.lockpos
-        for _ in range(8):
-            try:
-                fcntl.lockf(fd, _EX_NB, 1, pos)
-                return
-            except OSError:
-                os.sched_yield()
-        fcntl.lockf(fd, fcntl.LOCK_EX, 1, pos)
-
-    # --- state as the rules module sees it ---------------------------------------------------
     # --- txsync ----------------------------------------------------------------------------
     def txsync(self) -> int:
         """Prologue, pipe txsync, finalize (spec B6, B8, B9, F5). Returns 1 if the prologue
@@ -192,14 +89,10 @@ class RingCtl(KernelPrologue):
     def _locked(self, step) -> int:
         """Run the kernel side ``step`` under the ring pair's lock (monitors prepared first),
         then wake the peer if slots moved. Returns the prologue verdict (1 = failed)."""
-        if self.ks[self.i_mon] and MONITOR_HOOKS:
-            MONITOR_HOOKS[0].prepare(self)
-        with self.mutex:
-            self._lock()
-            try:
-                moved, err = step()
-            finally:
-                fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
+        mon = self.monitors
+        if mon is not None and self.ks[self.i_mon]:
+            mon.prepare(self)
+        moved, err = self.locked(step)
         if moved:
             self.wake_peer()
         return err
@@ -208,7 +101,7 @@ class RingCtl(KernelPrologue):
         rw, ks, n = self.rw, self.ks, self.n
         head = rw[5]
         cur = rw[6]
-        mon = MONITOR_HOOKS[0] if ks[self.i_mon] and MONITOR_HOOKS else None
+        mon = self.monitors if ks[self.i_mon] else None
         old_hwtail = ks[self.i_hwtail]
         if self.tx_prologue(head, cur):
             return False, 1
@@ -267,8 +160,7 @@ class RingCtl(KernelPrologue):
                 ks[self.i_hwtail] = t
                 ks[self.i_rtail] = t
                 rw[7] = t
-            ts = self.ts64
-            ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
+            self.timestamp()
             return 0
         return self._locked(self._rx)
 
@@ -283,8 +175,8 @@ class RingCtl(KernelPrologue):
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
         if moved:
-            if ks[self.i_mon] and MONITOR_HOOKS:
-                MONITOR_HOOKS[0].before(self, hwcur, rhead)
+            if ks[self.i_mon] and self.monitors is not None:
+                self.monitors.before(self, hwcur, rhead)
             f, s64, p64 = self.f16, self.s64, self.p64
             spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
             for a, b in spans:  # every released slot goes back to the sender, as it is now (F5)
@@ -295,8 +187,7 @@ class RingCtl(KernelPrologue):
                     np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
         ks[self.i_rtail] = hwtail
         rw[7] = hwtail
-        ts = self.ts64
-        ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
+        self.timestamp()
         return moved, err
 
     # --- poll support --------------------------------------------------------------------------
@@ -313,15 +204,7 @@ class RingCtl(KernelPrologue):
         bid = self.ks[w]
         if bid:
             self.ks[w] = 0
-            _wake(self.ns_dir, bid)
-
-    def arm(self, bid: int) -> None:
-        """Publish "binding ``bid`` is about to sleep on this ring" (the caller then fences and
-        re-checks the ring before blocking)."""
-        arm_waiter(self.ks, self.own_wait, bid)
-
-    def disarm(self, bid: int) -> None:
-        disarm_waiter(self.ks, self.own_wait, bid)
+            wake_binding(self.ns_dir, bid)
 
     def idle(self) -> bool:
         """Whether a sync now would change nothing: nothing to hand over, the prologue passes

@@ -11,64 +11,68 @@ from netmap_core import abi
 from netmap_core.control import ListEntry, NewIf, PoolsInfo, PortInfo
 from netmap_core.errors import InvalidRequestError, NetmapOSError, NoSuchPortError
 
-from . import kernel as _k
-from . import vale_kernel as _vk
-from .layout import GLOBAL_PARAMS, Geometry, geometry, private_params
-from .namespace import namespace
+from netmap_core.portspec import kernel_spec
+
+from .kernel import memory
+from .kernel import vale as _vk
+from .kernel.core import Kernel, kernel_for
+from .kernel.registry import Registry
+from .shm.geometry import GLOBAL_PARAMS, Geometry, geometry, private_params
+from .shm.namespace import namespace
 
 __all__ = ["EmuControl"]
 
 _GLOBAL = geometry(GLOBAL_PARAMS)
 
 
-def _mem_geometry(reg: dict, mem_id: int) -> Geometry:
-    if str(mem_id) in reg["mems"]:
-        return geometry(reg["mems"][str(mem_id)]["params"])
-    if mem_id == _k.GLOBAL_MEM_ID:
+def _mem_geometry(reg: Registry, mem_id: int) -> Geometry:
+    if mem_id in reg.mems:
+        return geometry(reg.mems[mem_id].params)
+    if mem_id == memory.GLOBAL_MEM_ID:
         return _GLOBAL
     raise InvalidRequestError(errno.EINVAL, f"nr_mem_id={mem_id} names no allocator; existing: "
-                              f"{sorted([1] + [int(k) for k in reg['mems']])}")
+                              f"{sorted({memory.GLOBAL_MEM_ID, *reg.mems})}")
 
 
-def _resolve(reg: dict, name: str, mem_hint: int):
+def _resolve(reg: Registry, name: str, mem_hint: int):
     """(mem_id, geometry, (tx_rings, rx_rings, tx_slots, rx_slots)) of the port ``name`` as
     PORT_INFO_GET sees it: an existing VALE port, pipe or pipe parent, or the port a VALE or
     pipe name would create (a temporary port in netmap, nothing is created here)."""
     hints = {"mem_id": mem_hint}
-    pn = _k.parse_pipe(name)
-    if pn is None:
-        p = reg["parents"].get(name)
+    spec = kernel_spec(name)
+    if not spec.is_pipe:
+        p = reg.parents.get(name)
         if p is None and name[:3] == "val":
             pname = _vk.find_port(reg, name)
-            p = reg["parents"].get(pname) if pname else None
+            p = reg.parents.get(pname) if pname else None
             if p is None:
                 return _vk.would_be_port(reg, hints)
         if p is None:
             raise NoSuchPortError(errno.ENXIO, f"{name!r}: no such interface")
-        v = p.get("vale")
-        counts = ((v["ntx"], v["nrx"], v["txs"], v["rxs"]) if v else (1, 1, p["tx_slots"], p["rx_slots"]))
-        return p["mem_id"], _mem_geometry(reg, p["mem_id"]), counts
-    if not pn.parent or not pn.pipe_id:
+        v = p.vale
+        counts = ((v.ntx, v.nrx, v.txs, v.rxs) if v else (1, 1, p.tx_slots, p.rx_slots))
+        return p.mem_id, _mem_geometry(reg, p.mem_id), counts
+    if not spec.parent or not spec.pipe_id:
         raise InvalidRequestError(errno.EINVAL, f"{name!r}: a pipe name needs PARENT{{ID or PARENT}}ID")
-    parent = reg["parents"].get(pn.parent)
-    if parent is None and pn.parent[:3] == "val":
-        pname = _vk.find_port(reg, pn.parent)
-        parent = reg["parents"].get(pname) if pname else None
+    parent = reg.parents.get(spec.parent)
+    if parent is None and spec.parent[:3] == "val":
+        pname = _vk.find_port(reg, spec.parent)
+        parent = reg.parents.get(pname) if pname else None
     if parent is None:
-        if pn.parent[:3] == "val":
+        if spec.parent[:3] == "val":
             mem_id, g, c = _vk.would_be_port(reg, hints)
             return mem_id, g, (1, 1, c[2], c[3])
         if mem_hint:
             return mem_hint, _mem_geometry(reg, mem_hint), (1, 1, abi.NM_BRIDGE_RINGSIZE, abi.NM_BRIDGE_RINGSIZE)
         n = abi.NM_BRIDGE_RINGSIZE
-        return _k._new_mem_id(reg), geometry(private_params(1, n, 1, n, 0, abi.NM_BDG_PRIV_NPIPES)), (1, 1, n, n)
-    pipe = parent["pipes"].get(pn.pipe_id)
+        return memory.new_mem_id(reg), geometry(private_params(1, n, 1, n, 0, abi.NM_BDG_PRIV_NPIPES)), (1, 1, n, n)
+    pipe = reg.pipes.get(f"{spec.parent}{{{spec.pipe_id}")
     if pipe is None:
-        counts = (1, 1, parent["tx_slots"], parent["rx_slots"])
+        counts = (1, 1, parent.tx_slots, parent.rx_slots)
     else:
-        e = pn.end
-        counts = (pipe["ntx"][e], pipe["nrx"][e], pipe["txs"][e], pipe["rxs"][e])
-    return parent["mem_id"], _mem_geometry(reg, parent["mem_id"]), counts
+        e = 0 if spec.pipe == "{" else 1
+        counts = (pipe.ntx[e], pipe.nrx[e], pipe.txs[e], pipe.rxs[e])
+    return parent.mem_id, _mem_geometry(reg, parent.mem_id), counts
 
 
 class EmuControl:
@@ -78,22 +82,16 @@ class EmuControl:
         self._ns_name = ns_name
 
     @property
-    def _ns(self):
-        return namespace(self._ns_name)
-
-    def _locked(self):
-        ns = self._ns
-        return ns, ns.locked()
+    def _kernel(self) -> Kernel:
+        return kernel_for(namespace(self._ns_name))
 
     def port_info(self, name: str = "", *, mem_id: int = 0) -> PortInfo:
         """PORT_INFO_GET. Empty name: ``memsize``/``mem_id`` of allocator ``mem_id`` (default
         1). A name: the port's geometry; a VALE name that does not exist reports what a new
         default port would get (netmap creates it for the call and destroys it)."""
-        ns, lock = self._locked()
-        with lock:
-            reg, _ = _k.prepare(ns)
+        with self._kernel.op() as reg:
             if not name:
-                mid = mem_id or _k.GLOBAL_MEM_ID
+                mid = mem_id or memory.GLOBAL_MEM_ID
                 return PortInfo(memsize=_mem_geometry(reg, mid).memsize, mem_id=mid)
             mid, g, (txr, rxr, txs, rxs) = _resolve(reg, name, mem_id)
             return PortInfo(memsize=g.memsize, mem_id=mid, tx_rings=txr, rx_rings=rxr, tx_slots=txs,
@@ -103,9 +101,7 @@ class EmuControl:
         """POOLS_INFO_GET: the pools of the named port's allocator (ENXIO for an empty name)."""
         if not name:
             raise NoSuchPortError(errno.ENXIO, "POOLS_INFO_GET needs a port name")
-        ns, lock = self._locked()
-        with lock:
-            reg, _ = _k.prepare(ns)
+        with self._kernel.op() as reg:
             mid, g, _c = _resolve(reg, name, 0)
         i, r, b = g.if_pool, g.ring_pool, g.buf_pool
         return PoolsInfo(memsize=g.memsize, mem_id=mid, if_pool_offset=i.offset, if_pool_objtotal=i.objtotal,
@@ -115,23 +111,21 @@ class EmuControl:
 
     def vale_attach(self, name: str, *, mode: int = abi.NR_REG_ALL_NIC, mem_id: int = 0) -> int:
         """VALE_ATTACH ``valeSW:IFNAME`` of a persistent VALE interface; returns the port index."""
-        ns, lock = self._locked()
-        with lock:
-            return _vk.attach(ns, name, mode, mem_id)
+        k = self._kernel
+        with k.op():
+            return _vk.attach(k.ns, k.store, name, mode, mem_id)
 
     def vale_detach(self, name: str) -> int:
         """VALE_DETACH; returns the former port index."""
-        ns, lock = self._locked()
-        with lock:
-            return _vk.detach(ns, name)
+        k = self._kernel
+        with k.op():
+            return _vk.detach(k.ns, k.store, name)
 
     def vale_list(self, name: str = "", *, bridge_idx: int = 0, port_idx: int = 0) -> ListEntry:
         """VALE_LIST: with an empty name the first port at or after (bridge_idx, port_idx)
         (ENOENT when none is left); with a name its bridge and port index (255: no such port
         on an existing switch)."""
-        ns, lock = self._locked()
-        with lock:
-            reg, _ = _k.prepare(ns)
+        with self._kernel.op() as reg:
             if not name:
                 hit = _vk.list_next(reg, bridge_idx, port_idx)
                 if hit is None:
@@ -144,28 +138,26 @@ class EmuControl:
     def vale_newif(self, name: str, *, tx_rings: int = 0, rx_rings: int = 0, tx_slots: int = 0,
                    rx_slots: int = 0, mem_id: int = 0) -> NewIf:
         """VALE_NEWIF: create the persistent VALE interface ``name``."""
-        ns, lock = self._locked()
-        with lock:
-            r = _vk.newif(ns, name, tx_rings, rx_rings, tx_slots, rx_slots, mem_id)
+        k = self._kernel
+        with k.op():
+            r = _vk.newif(k.ns, k.store, name, tx_rings, rx_rings, tx_slots, rx_slots, mem_id)
         return NewIf(**r)
 
     def vale_delif(self, name: str) -> None:
         """VALE_DELIF: delete a persistent VALE interface (EBUSY while attached or open)."""
-        ns, lock = self._locked()
-        with lock:
-            _vk.delif(ns, name)
+        k = self._kernel
+        with k.op():
+            _vk.delif(k.ns, k.store, name)
 
     def port_hdr_set(self, name: str, hdr_len: int) -> None:
         """PORT_HDR_SET: the virtio-net header length (0, 10, 12) of a VALE port."""
-        ns, lock = self._locked()
-        with lock:
-            _vk.set_hdr_len(ns, name, hdr_len)
+        k = self._kernel
+        with k.op():
+            _vk.set_hdr_len(k.ns, k.store, name, hdr_len)
 
     def port_hdr_get(self, name: str) -> int:
         """PORT_HDR_GET."""
-        ns, lock = self._locked()
-        with lock:
-            reg, _ = _k.prepare(ns)
+        with self._kernel.op() as reg:
             return _vk.hdr_len_of(reg, name)
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 
 from netmap_core import abi
 
+from ..shm.switch import TABLE_BUCKETS, TABLE_PORTS
+
 __all__ = [
     "NM_BDG_BROADCAST", "NM_BDG_NOPORT", "HEAD_BYTES", "ETH_HLEN", "LookupBatch", "Lookup",
     "LookupResult", "mac_to_int", "int_to_mac", "mac_hash", "is_multicast", "LearningBridge",
@@ -155,8 +157,8 @@ class LearningBridge:
     (one destination, sources already learned), the common case of a bulk sender.
     """
 
-    NBUCKETS = abi.NM_BDG_HASH
-    NPORTS = 256
+    NBUCKETS = TABLE_BUCKETS
+    NPORTS = TABLE_PORTS
     WORDS = NBUCKETS + NPORTS
     NBYTES = WORDS * 8
 

@@ -10,19 +10,21 @@ from dataclasses import dataclass
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError
 
-__all__ = [
-    "PAGE_SIZE", "Pool", "Geometry", "geometry", "private_params", "GLOBAL_PARAMS",
-    "PRIV_MIN_PARAMS", "MAX_CLUSTSIZE",
-]
+__all__ = ["Pool", "Geometry", "geometry", "private_params", "GLOBAL_PARAMS", "PRIV_MIN_PARAMS"]
 
-PAGE_SIZE = 4096
-MAX_CLUSTSIZE = 4 * 1024 * 1024
-_OBJ_ALIGN = 64
+PAGE_SIZE = abi.PAGE_SIZE
+MAX_CLUSTSIZE = abi.MAX_CLUSTSIZE
+_OBJ_ALIGN = abi.NM_BUF_ALIGN
 
-#: dev.netmap.{if,ring,buf}_{size,num} (mem_id 1)
-GLOBAL_PARAMS = ((1024, 100), (9 * PAGE_SIZE, 200), (2048, 163840))
+
+def _params(pools) -> tuple:
+    return tuple((pools[k].size, pools[k].num) for k in ("if", "ring", "buf"))
+
+
+#: dev.netmap.{if,ring,buf}_{size,num} (mem_id 1) as ((size, num) per pool)
+GLOBAL_PARAMS = _params(abi.NETMAP_GLOBAL_PARAMS)
 #: dev.netmap.priv_* (netmap_min_priv_params)
-PRIV_MIN_PARAMS = ((1024, 2), (5 * PAGE_SIZE, 4), (2048, 4098))
+PRIV_MIN_PARAMS = _params(abi.NETMAP_MIN_PRIV_PARAMS)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""Delivering slots into another ring: :class:`RxTarget` (a VALE or monitor RX ring as a
+destination, leased and committed under its lock), copies into copy monitors and buffer swaps
+with zero-copy monitors (spec G3, G4).
+"""
+from __future__ import annotations
+
+import fcntl
+
+import numpy as np
+
+from netmap_core import abi
+
+from ..shm import kring as K
+from ..shm.allocator import Allocator
+from ..shm.namespace import sync_lock_pos
+from ..shm.wake import wake_ring
+from .ring import span
+
+__all__ = ["RxTarget", "copy_to_monitors", "swap_with_monitor"]
+
+_TXMON = np.uint16(abi.NS_TXMON)
+_NOT_TXMON = np.uint16(0xFFFF ^ abi.NS_TXMON)
+_CHANGED = np.uint16(abi.NS_BUF_CHANGED)
+
+
+class RxTarget:
+    """A VALE or monitor RX ring as a destination (see :class:`netmap_emu.datapath.forward.RxTarget`):
+    ``lease`` takes the ring's locks and returns (hwtail, free slots), ``commit`` publishes the
+    new hwtail with one store, unlocks and wakes receivers sleeping in poll on the ring."""
+
+    __slots__ = ("slots", "buffers", "ks", "n", "i_hwcur", "i_hwtail", "wait", "mutex", "lockfd",
+                 "lockpos", "ns_dir", "_tail", "monitors")
+
+    def __init__(self, a: Allocator, obj: int, lockfd: int, ns_dir: str) -> None:
+        self.slots = a.slots(obj)
+        self.buffers = a.buffers
+        self.ks = a.ks
+        self.n = self.slots.shape[0]
+        self.i_hwcur = a.block_word(obj, K.HWCUR)
+        self.i_hwtail = a.block_word(obj, K.PEER_TAIL)   # an unpaired ring is its own peer
+        self.wait = a.block_word(obj, K.WAITERS)
+        self.mutex = a.mutex(obj)
+        self.lockfd = lockfd
+        self.lockpos = sync_lock_pos(a.gen, obj)
+        self.ns_dir = ns_dir
+        self._tail = 0
+        self.monitors = None   # copy monitors of this ring (set by the switch snapshot)
+
+    def lease(self) -> tuple[int, int]:
+        self.mutex.acquire()
+        try:
+            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+        except BaseException:
+            self.mutex.release()
+            raise
+        n, ks = self.n, self.ks
+        hwcur, hwtail = ks[self.i_hwcur], ks[self.i_hwtail]
+        if hwcur >= n or hwtail >= n:   # corrupted kernel state: deliver nothing
+            self._tail = 0
+            return 0, 0
+        self._tail = hwtail
+        return hwtail, n - 1 - (hwtail - hwcur) % n
+
+    def commit(self, filled: int) -> None:
+        try:
+            if filled:
+                t = self._tail + filled
+                mons = self.monitors
+                if mons:   # netmap's notify runs the ring's copy monitors on delivery (spec G3)
+                    copy_to_monitors(mons, self.slots[span(self._tail, t % self.n, self.n)],
+                                     self.buffers, tx=False)
+                self.ks[self.i_hwtail] = t - self.n if t >= self.n else t
+        finally:
+            fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
+            self.mutex.release()
+        if filled:
+            wake_ring(self.ks, self.wait, self.ns_dir)
+
+
+def copy_to_monitors(mons, slots: np.ndarray, buffers: np.ndarray, *, tx: bool) -> None:
+    """Copy ``slots`` (a netmap_slot array, in order) with their payload into each copy monitor
+    ring of ``mons``: the most recent ones that fit, ``len`` truncated to the monitor's buffer
+    size, flags copied (NS_TXMON set for TX traffic, cleared otherwise). Costs one lease/commit
+    (two fcntl calls) per monitor and one row copy per slot."""
+    nb = buffers.shape[0]
+    for t in mons:
+        first, space = t.lease()
+        m = 0
+        try:
+            k = slots.shape[0]
+            m = min(k, space)
+            if m == 0:
+                continue
+            s = slots[k - m:]
+            src = s["buf_idx"].astype(np.int64)
+            src[(src >= nb) | (src < 0)] = 0
+            lens = np.minimum(s["len"].astype(np.int64), t.buffers.shape[1])
+            n = t.slots.shape[0]
+            d = np.arange(first, first + m, dtype=np.int64)
+            d[d >= n] -= n
+            dbuf = t.slots["buf_idx"][d].astype(np.int64)
+            dbuf[(dbuf >= t.buffers.shape[0]) | (dbuf < 0)] = 0
+            w = int(min(lens.max(), buffers.shape[1], t.buffers.shape[1]))
+            t.buffers[dbuf, :w] = buffers[src, :w]
+            t.slots["len"][d] = lens
+            t.slots["flags"][d] = (s["flags"] & _NOT_TXMON) | (_TXMON if tx else 0)
+        finally:
+            t.commit(m)
+
+
+def swap_with_monitor(t: RxTarget, slots: np.ndarray, idx: np.ndarray, *, tx: bool) -> int:
+    """Zero-copy delivery (spec G4): swap the parent slots ``slots[idx]`` (completed TX slots or
+    released RX slots, in ring order) with the free slots of monitor ring ``t`` - the most
+    recent ones that fit. The monitor slot gets the parent's ``buf_idx``, ``len`` and flags
+    (NS_TXMON set for TX traffic, cleared otherwise); the parent slot gets the monitor's
+    ``buf_idx`` and ``len`` and NS_BUF_CHANGED. No payload moves. The caller holds the parent
+    ring's lock; buffer indexes are moved, never used, so garbage an application wrote travels
+    as it would in netmap. Returns the number of slots swapped."""
+    first, space = t.lease()
+    m = 0
+    try:
+        k = int(idx.size)
+        m = min(k, space)
+        if m:
+            src = idx[k - m:]
+            n = t.n
+            d = np.arange(first, first + m, dtype=np.int64)
+            d[d >= n] -= n
+            pb, pl, pf = slots["buf_idx"], slots["len"], slots["flags"]
+            mb, ml, mf = t.slots["buf_idx"], t.slots["len"], t.slots["flags"]
+            b_in, l_in, f_in = pb[src], pl[src], pf[src]
+            # the monitor's free slots first: until commit() publishes them nobody reads them
+            b_out, l_out = mb[d], ml[d]
+            mb[d] = b_in
+            ml[d] = l_in
+            mf[d] = (f_in & _NOT_TXMON) | (_TXMON if tx else 0)
+            pb[src] = b_out
+            pl[src] = l_out
+            pf[src] = f_in | _CHANGED
+    finally:
+        t.commit(m)
+    return m

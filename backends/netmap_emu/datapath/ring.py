@@ -1,0 +1,196 @@
+"""One bound ring as the emulated kernel drives it inside a sync: its words, its lock, the sync
+prologue (spec B6-B8, through netmap_core.rules), sleeping and waking. Every ring kind (pipe,
+VALE, monitor) is a :class:`RingController`.
+
+A controller precomputes everything a sync touches when the ring is bound: the ring header's
+u32 words (``rw``: head 5, cur 6, tail 7), the kring word indexes into the kernel state
+(``ks[i_hwcur]`` ...), numpy views of the slots, and the lock byte. The lock of a ring is a
+thread mutex (fcntl locks do not exclude threads) plus an fcntl byte on the namespace lock
+file, which the OS drops if the holder dies.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from netmap_core import abi
+from netmap_core import rules as _rules
+from netmap_core.rules import KRing
+
+from ..shm import kring as K
+from ..shm import wake
+from ..shm.allocator import Allocator
+from ..shm.namespace import sync_lock_pos
+
+__all__ = ["RingController", "span", "NOT_CHANGED"]
+
+NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
+_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
+
+
+def span(a: int, b: int, n: int) -> np.ndarray:
+    """Slot indexes from ``a`` up to (not including) ``b`` on a ring of ``n`` slots."""
+    return np.arange(a, b) if b >= a else np.concatenate((np.arange(a, n), np.arange(0, b)))
+
+
+class RingController:
+    """A bound ring of one binding. Subclasses implement ``txsync``/``rxsync`` (returning 1 when
+    the prologue failed, else 0) and may refine ``pending`` and ``idle`` (poll's second scan
+    skips idle rings). ``lock_obj`` is the ring object whose lock byte the ring's syncs take
+    (a pipe's RX ring shares its peer TX ring's); ``published`` is the kring word a peer's sync
+    changes when this ring gets something new (poll watches it before sleeping)."""
+
+    __slots__ = ("name", "alloc", "obj", "n", "strict", "rw", "ts64", "ks", "ks64", "i_hwcur",
+                 "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "wait", "slots", "f16",
+                 "lockfd", "lockpos", "mutex", "nbufs", "buf_size", "ns_dir", "published", "ringid")
+
+    def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
+                 *, hwtail_word: int, lock_obj: Optional[int] = None) -> None:
+        off = a.ring_offset(obj)
+        hdr = memoryview(a.region)[off: off + abi.NETMAP_RING_SLOTS_OFFSET]
+        n = int(a.blocks[obj, K.NUM_SLOTS])  # the kernel's copy: the ring header is the app's to scribble on
+        bw = a.block_word
+        self.name = name
+        self.alloc = a
+        self.obj = obj
+        self.n = n
+        self.ringid = hdr.cast("H")[8]
+        self.strict = strict
+        self.rw = hdr[:40].cast("I")           # head 5, cur 6, tail 7
+        self.ts64 = hdr[40:56].cast("q")       # struct timeval
+        self.ks = a.ks
+        self.ks64 = a.ks64
+        self.i_hwcur = bw(obj, K.HWCUR)
+        self.i_hwtail = bw(obj, hwtail_word)
+        self.i_rhead = bw(obj, K.RHEAD)
+        self.i_rcur = bw(obj, K.RCUR)
+        self.i_rtail = bw(obj, K.RTAIL)
+        self.i_pub = bw(obj, K.HWCUR) // 2      # u64: (hwcur, peer_tail) published at once
+        self.wait = bw(obj, K.WAITERS)
+        self.slots = a.slots(obj)
+        self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
+        lock_obj = obj if lock_obj is None else lock_obj
+        self.lockfd = lockfd
+        self.lockpos = sync_lock_pos(a.gen, lock_obj)
+        self.mutex = a.mutex(lock_obj)
+        self.nbufs = a.geom.nbufs
+        self.buf_size = a.geom.buf_size
+        self.ns_dir = ns_dir
+        self.published = self.i_hwtail
+
+    # --- what poll asks ---------------------------------------------------------------------
+    def txsync(self) -> int:
+        return 0
+
+    def rxsync(self) -> int:
+        return 0
+
+    def pending(self) -> bool:
+        """TX: filled slots not yet handed over (``head != hwcur``)."""
+        return False
+
+    def idle(self) -> bool:
+        """Whether a sync now would certainly change nothing (False: sync it)."""
+        return False
+
+    def kring(self) -> KRing:
+        """This ring's kernel state as the pure rules see it."""
+        ks = self.ks
+        return KRing(self.n, ks[self.i_hwcur], ks[self.i_hwtail], ks[self.i_rhead], ks[self.i_rcur],
+                     ks[self.i_rtail])
+
+    # --- lock ---------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the ring's lock. A holder keeps it a few µs, while a blocked F_SETLKW sleeps
+        and costs a context switch: try a few times (yielding) first."""
+        self.mutex.acquire()
+        fd, pos = self.lockfd, self.lockpos
+        try:
+            for _ in range(8):
+                try:
+                    fcntl.lockf(fd, _EX_NB, 1, pos)
+                    return
+                except OSError:
+                    os.sched_yield()
+            fcntl.lockf(fd, fcntl.LOCK_EX, 1, pos)
+        except BaseException:
+            self.mutex.release()
+            raise
+
+    def unlock(self) -> None:
+        try:
+            fcntl.lockf(self.lockfd, fcntl.LOCK_UN, 1, self.lockpos)
+        finally:
+            self.mutex.release()
+
+    def locked(self, step: Callable[[], tuple[bool, int]]) -> tuple[bool, int]:
+        self.lock()
+        try:
+            return step()
+        finally:
+            self.unlock()
+
+    # --- prologue (spec B6-B8) ------------------------------------------------------------------
+    def _fail(self, head: int, cur: int, check, prologue) -> bool:
+        """Slow path of a prologue the fast test did not accept: strict -> raise; netmap ->
+        reinit (spec B8). Returns True when the sync failed, False when netmap accepts after all."""
+        k = self.kring()
+        if self.strict:
+            v = check(k, head, cur)
+            if v is not None:
+                raise v.error(self.name)
+            return False
+        if prologue(k, head, cur) is None:
+            return False
+        rw, ks = self.rw, self.ks
+        r = _rules.reinit(k, head, cur, rw[7])
+        ks[self.i_rhead], ks[self.i_rcur], ks[self.i_rtail] = r.kring.rhead, r.kring.rcur, r.kring.rtail
+        if r.reset:
+            rw[5], rw[6], rw[7] = r.head, r.cur, r.tail
+        _rules.sanitize_slots(self.slots, self.nbufs, self.buf_size)
+        return True
+
+    def tx_prologue(self, head: int, cur: int) -> int:
+        """TX prologue (B6): adopt head/cur as rhead/rcur; 1 if the sync failed, else 0."""
+        ks = self.ks
+        if not _rules.walk_ok(head, cur, ks[self.i_rhead], ks[self.i_rtail], self.n):
+            if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
+                return 1
+        ks[self.i_rhead] = head
+        ks[self.i_rcur] = cur
+        return 0
+
+    def rx_prologue(self, head: int, cur: int) -> int:
+        """RX prologue (B7): netmap adopts head/cur before checking them; 1 if it failed."""
+        ks = self.ks
+        if not _rules.walk_ok(head, cur, ks[self.i_hwcur], ks[self.i_hwtail], self.n):
+            if not self.strict:
+                ks[self.i_rhead] = head
+                ks[self.i_rcur] = cur
+            if self._fail(head, cur, _rules.strict_rx_check, _rules.rxsync_prologue):
+                return 1
+        ks[self.i_rhead] = head
+        ks[self.i_rcur] = cur
+        return 0
+
+    # --- finalize helpers --------------------------------------------------------------------
+    def clear_changed(self, idx: np.ndarray) -> None:
+        f = self.f16
+        f[idx] &= NOT_CHANGED
+
+    def timestamp(self) -> None:
+        ts = self.ts64
+        ts[0], ts[1] = divmod(time.time_ns() // 1000, 1_000_000)
+
+    # --- sleeping (see netmap_emu.shm.wake) ------------------------------------------------------
+    def arm(self, bid: int) -> None:
+        """Publish "binding ``bid`` is about to sleep on this ring" (the caller then fences and
+        re-checks the ring before blocking)."""
+        wake.arm(self.ks, self.wait, bid)
+
+    def disarm(self, bid: int) -> None:
+        wake.disarm(self.ks, self.wait, bid)

@@ -1,0 +1,212 @@
+"""The emulated kernel of one namespace: the operations every registration goes through -
+prepare (recovery and reclaim of dead processes), unregister in one stated order, gc, ls.
+
+Every method runs under the namespace lock (:meth:`Kernel.op` takes it). Closing a binding
+(:meth:`Kernel.drop`) undoes, in this order, what its REGISTER did:
+
+    1. the binding's record goes, with its netmap_if and its extra-buffer list
+    2. its pipe, when no binding of either end is left (rings freed)
+    3. VALE: rings of the port nobody binds any more; the port itself, if ephemeral and
+       unused; the switch, if that was its last port                  (:mod:`.vale`)
+    4. monitors: a monitor stops receiving (zero-copy rings freed); the last binding of a
+       monitored port orphans its monitors (spec G5)                  (:mod:`.monitors`)
+    5. the allocator, when nothing names it any more; else the freed buffers nobody else
+       references go back to its bitmap
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..shm import allocator as shm_alloc
+from ..shm.namespace import REGISTRY, Namespace, owner_id
+from . import memory, monitors, vale
+from .registry import Registry, Store
+from .state import Binding
+
+__all__ = ["Kernel", "kernel_for", "END_NAMES"]
+
+END_NAMES = ("master", "slave")
+
+
+class Kernel:
+    """One namespace's emulated kernel as this process drives it."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.store = Store(ns.path(REGISTRY))
+
+    @contextlib.contextmanager
+    def op(self) -> Iterator[Registry]:
+        """Hold the namespace lock with the registry prepared (see :meth:`prepare`)."""
+        with self.ns.locked():
+            reg, _ = self.prepare()
+            yield reg
+
+    # --- recovery and reclaim --------------------------------------------------------------
+    def prepare(self) -> tuple[Registry, list[str]]:
+        """Load the registry, finish an interrupted operation and reclaim the bindings of dead
+        processes, as their close would have. Returns the registry and what was done.
+        Liveness is checked once per owning process (all of a dead process's bindings go
+        together), so the cost grows with the number of processes, not of ports."""
+        reg = self.store.begin()
+        done = memory.recover(self.ns, self.store) if reg.meta.txn is not None else []
+        me = owner_id()
+        for owner in reg.bindings.values_of("owner"):
+            if owner == me:
+                continue
+            first = reg.bindings.by("owner", owner)[0]
+            if self.ns.is_alive(first.bid, first.pid):
+                continue
+            for b in reg.bindings.by("owner", owner):
+                done.append(f"binding {b.bid} ({b.name}, pid {b.pid}, dead) reclaimed")
+                done += self.drop(b.bid)
+                _unlink(self.ns.fifo_path(b.bid))
+        return reg, done
+
+    # --- unregister ------------------------------------------------------------------------
+    def drop(self, bid: int) -> list[str]:
+        """Unregister binding ``bid`` (close or reclaim) in the order of the module doc;
+        commits. Returns what was destroyed."""
+        reg, store, ns = self.store.reg, self.store, self.ns
+        b = reg.bindings[bid]
+        mem_id = b.mem_id
+        a = memory.mapped(ns, reg, mem_id)
+        memory.mark(store, mem_id)
+        out: list[str] = []
+        try:
+            # 1. the binding, its netmap_if and extra buffers
+            cand = [a.walk_list(a.bufs_head(b.if_obj))]
+            del reg.bindings[bid]
+            memory.release_objs(reg, mem_id, "if", (b.if_obj,))
+            # 2. its pipe, once both ends are unbound
+            if b.kind == "pipe":
+                out += self._drop_pipe(reg, a, b, cand)
+            # 3. VALE ports and switches, 4. monitors
+            out += vale.drop_binding(ns, reg, b, a, cand)
+            out += monitors.drop_binding(ns, reg, b, a, cand)
+            # 5. the allocator, or the buffers nobody references any more
+            if not memory.in_use(reg, mem_id):
+                shm_alloc.forget(a)
+                out += [f"segment {s}" for s in memory.destroy_mem(ns, reg, mem_id)]
+            else:
+                memory.free_unreferenced(a, reg, mem_id, cand)
+            memory.finish(store)
+        except BaseException:
+            memory.undo(ns, store)
+            raise
+        return out
+
+    @staticmethod
+    def _drop_pipe(reg: Registry, a, b: Binding, cand: list[np.ndarray]) -> list[str]:
+        assert b.parent is not None and b.pipe is not None
+        key = f"{b.parent}{{{b.pipe}"
+        pipe = reg.pipes.get(key)
+        if pipe is None:
+            return []
+        if any(o.pipe == b.pipe for o in reg.bindings.by("parent", b.parent)):
+            return []
+        del reg.pipes[key]
+        objs = pipe.objs()
+        cand.append(memory.slot_bufs(a, objs))
+        memory.release_rings(reg, a.mem_id, objs)
+        parent = reg.parents.get(b.parent)
+        if parent is not None and parent.auto and not reg.pipes.any("parent", b.parent):
+            del reg.parents[b.parent]
+        return [f"pipe {key} destroyed"]
+
+    def unregister(self, bid: int) -> None:
+        """Close binding ``bid``. Idempotent."""
+        with self.op() as reg:
+            if bid in reg.bindings:
+                self.drop(bid)
+
+    def peer_bound(self, bid: int) -> bool:
+        """Whether the other end of binding ``bid``'s pipe has a live binding."""
+        with self.op() as reg:
+            me = reg.bindings.get(bid)
+            if me is None or me.kind != "pipe":
+                return False
+            return any(o.kind == "pipe" and o.pipe == me.pipe and o.end != me.end
+                       for o in reg.bindings.by("parent", me.parent))
+
+    # --- inspection and cleanup --------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """What ``ls`` shows: allocators, pipes and bindings (with liveness), changing nothing:
+        dead processes' bindings are shown, not reclaimed."""
+        ns = self.ns
+        with ns.locked():
+            reg = self.store.begin()
+            segs = set(ns.list_segments())
+            mems = []
+            for k in sorted(reg.mems):
+                m = reg.mems[k]
+                names = [ns.shm_name(x, k, m.gen) for x in "mk"]
+                mems.append({"mem_id": k, "memsize": m.memsize, "segments": names,
+                             "present": [s in segs for s in names], "rings": len(m.ring_used),
+                             "ifs": len(m.if_used)})
+            pipes = []
+            for key in sorted(reg.pipes):
+                p = reg.pipes[key]
+                pipes.append({"parent": p.parent, "pipe": p.pipe_id, "mem_id": reg.parents[p.parent].mem_id,
+                              "tx_rings": list(p.ntx), "rx_rings": list(p.nrx),
+                              "slots": [list(p.txs), list(p.rxs)]})
+            binds = []
+            for bid in sorted(reg.bindings):
+                b = reg.bindings[bid]
+                binds.append({"bid": bid, "name": b.name, "pid": b.pid, "mem_id": b.mem_id,
+                              "alive": ns.is_alive(bid, b.pid), "end": END_NAMES[b.end], "kind": b.kind,
+                              "tx": list(b.tx), "rx": list(b.rx), "extra_bufs": b.extra})
+            known = memory.known_segments(ns, reg)
+            return {"namespace": ns.name, "dir": ns.dir, "mems": mems, "pipes": pipes, "bindings": binds,
+                    "orphan_segments": sorted(segs - known), "interrupted": reg.meta.txn is not None}
+
+    def gc(self, *, remove_empty: bool = True) -> list[str]:
+        """Remove what dead processes left: reclaim their bindings, finish an interrupted
+        update, destroy unused allocators, unlink orphan segments and stale wake FIFOs, and
+        (``remove_empty``) delete the namespace when nothing lives in it."""
+        ns = self.ns
+        with ns.locked():
+            reg, done = self.prepare()
+            unused = [k for k in reg.mems if not memory.in_use(reg, k)]
+            for mem_id in unused:   # e.g. left by a process that died between creating and binding it
+                done += [f"unused allocator mem_id {mem_id}: segment {s}"
+                         for s in memory.destroy_mem(ns, reg, mem_id)]
+            self.store.commit()
+            done += [f"orphan segment {s}" for s in memory.sweep_orphans(ns, reg)]
+            for leaf in os.listdir(ns.dir):
+                if leaf.startswith("wake.") and leaf[5:].isdigit() and int(leaf[5:]) not in reg.bindings:
+                    if _unlink(ns.path(leaf)):
+                        done.append(f"stale wake FIFO {leaf}")
+            if remove_empty and reg.empty() and not ns.local_bids and not ns.list_segments():
+                self.store.close()
+                ns.remove()
+                if done:
+                    done.append(f"empty namespace {ns.name} removed")
+        return done
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+_KERNELS: dict[str, Kernel] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def kernel_for(ns: Namespace) -> Kernel:
+    """The process-wide :class:`Kernel` of namespace ``ns``."""
+    with _KERNELS_LOCK:
+        k = _KERNELS.get(ns.name)
+        if k is None or k.ns is not ns:
+            k = _KERNELS[ns.name] = Kernel(ns)
+        return k
+

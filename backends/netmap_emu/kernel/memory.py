@@ -1,0 +1,210 @@
+"""Allocators as the kernel keeps them: create (mem_id choice, spec A18), map, hand out netmap_if
+and ring objects, destroy; the buffers the registry says are in use; and crash recovery.
+
+An operation that changes an allocator's memory first commits ``meta.txn`` naming it
+(:func:`mark`); if its process dies before the operation's final commit, the next lock holder
+rebuilds that allocator's buffer bitmap from what the committed registry says is alive (ring
+slots, live extra-buffer lists) and unlinks segments the registry does not know
+(:func:`recover`). All of it runs under the namespace lock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+from collections.abc import Iterable
+
+import numpy as np
+
+from netmap_core import abi
+from netmap_core.errors import OutOfMemoryError
+
+from ..shm import allocator as shm_alloc
+from ..shm.allocator import Allocator
+from ..shm.namespace import Namespace
+from ..shm.segment import unlink_segments
+from ..shm.switch import segment_name
+from .registry import Registry, Store
+from .state import Mem
+
+__all__ = ["GLOBAL_MEM_ID", "mapped", "new_mem_id", "create_mem", "take_obj", "release_objs",
+           "release_rings", "destroy_mem", "in_use", "ring_objs", "slot_bufs", "referenced",
+           "free_unreferenced", "mark", "finish", "undo", "recover", "known_segments",
+           "sweep_orphans", "clamp"]
+
+GLOBAL_MEM_ID = abi.NETMAP_GLOBAL_MEM_ID
+
+
+def clamp(v: int, dflt: int, lo: int, hi: int) -> int:
+    """netmap's ``nm_bound_var``: below ``lo`` (0 = unset) -> default, above ``hi`` -> hi."""
+    if v < lo:
+        return dflt
+    return min(v, hi)
+
+
+def mapped(ns: Namespace, reg: Registry, mem_id: int) -> Allocator:
+    """This process's mapping of allocator ``mem_id``."""
+    m = reg.mems[mem_id]
+    return shm_alloc.attach(ns, mem_id, m.gen, m.params, m.priv)
+
+
+def new_mem_id(reg: Registry) -> int:
+    """Spec A18: one above the most recently created live allocator, skipping ids in use."""
+    live = [(m.seq, k) for k, m in reg.mems.items() if k != GLOBAL_MEM_ID]
+    cand = max(live)[1] if live else GLOBAL_MEM_ID
+    for _ in range(0x10000):
+        cand = cand + 1 if cand < 0xFFFF else 2
+        if cand not in reg.mems and cand != GLOBAL_MEM_ID:
+            return cand
+    raise OutOfMemoryError(errno.ENOMEM, "every 16-bit mem_id is in use")
+
+
+def create_mem(ns: Namespace, reg: Registry, mem_id: int, params, priv: bool) -> Allocator:
+    """Create allocator ``mem_id`` (its segments and its record)."""
+    meta = reg.meta
+    gen, seq = meta.gen + 1, meta.seq + 1
+    reg.meta = dataclasses.replace(meta, gen=gen, seq=seq)
+    a = shm_alloc.create(ns, mem_id, gen, params, priv)
+    reg.mems[mem_id] = Mem(mem_id, gen, seq, tuple(tuple(p) for p in params), priv, a.geom.memsize)
+    return a
+
+
+def take_obj(reg: Registry, mem_id: int, what: str, total: int) -> int:
+    """The lowest free ``what`` ("if" or "ring") object of allocator ``mem_id``, marked used."""
+    m = reg.mems[mem_id]
+    used = m.if_used if what == "if" else m.ring_used
+    taken = set(used)
+    for k in range(total):
+        if k not in taken:
+            new = tuple(sorted((*used, k)))
+            reg.mems[mem_id] = (dataclasses.replace(m, if_used=new) if what == "if"
+                                else dataclasses.replace(m, ring_used=new))
+            return k
+    label = "netmap_if" if what == "if" else "ring"
+    raise OutOfMemoryError(errno.ENOMEM, f"mem_id {mem_id}: all {total} {label} objects are in use")
+
+
+def release_objs(reg: Registry, mem_id: int, what: str, objs: Iterable[int]) -> None:
+    m = reg.mems.get(mem_id)
+    if m is None:
+        return
+    gone = set(objs)
+    if what == "if":
+        reg.mems[mem_id] = dataclasses.replace(m, if_used=tuple(o for o in m.if_used if o not in gone))
+    else:
+        reg.mems[mem_id] = dataclasses.replace(m, ring_used=tuple(o for o in m.ring_used if o not in gone))
+
+
+def release_rings(reg: Registry, mem_id: int, objs: Iterable[int]) -> None:
+    """Ring objects back to the pool. Their kring records stay as they are until reused: the
+    committed registry may still name these rings if we die before the next commit."""
+    release_objs(reg, mem_id, "ring", objs)
+
+
+def destroy_mem(ns: Namespace, reg: Registry, mem_id: int) -> list[str]:
+    m = reg.mems.pop(mem_id)
+    return shm_alloc.destroy(ns, mem_id, m.gen)
+
+
+def in_use(reg: Registry, mem_id: int) -> bool:
+    """An allocator is in use while a binding or an interface (pipe parent, VALE port) names it."""
+    return reg.bindings.any("mem", mem_id) or reg.parents.any("mem", mem_id)
+
+
+def ring_objs(reg: Registry, mem_id: int) -> list[int]:
+    """Every ring object of ``mem_id`` the registry names: rings bindings own (monitors),
+    rings interfaces own (VALE ports) and the rings of their pipes."""
+    out: list[int] = []
+    for b in reg.bindings.by("mem", mem_id):
+        out.extend(b.rings)
+    for p in reg.parents.by("mem", mem_id):
+        out.extend(p.rings)
+        for pipe in reg.pipes.by("parent", p.name):
+            out.extend(pipe.objs())
+    return out
+
+
+def slot_bufs(a: Allocator, objs: Iterable[int]) -> np.ndarray:
+    """The buffer indexes in the slots of ring objects ``objs``."""
+    out = [np.zeros(0, dtype=np.int64)]
+    for o in objs:
+        try:
+            out.append(a.slots(o)["buf_idx"].astype(np.int64))
+        except OSError:  # never initialised (cannot happen for a committed ring): nothing to count
+            pass
+    return np.concatenate(out)
+
+
+def referenced(a: Allocator, reg: Registry, mem_id: int) -> np.ndarray:
+    """Buffers the registry says are in use: every slot of every ring and every extra-buffer
+    list of every binding of ``mem_id`` (as a bool mask over the buffer pool)."""
+    mask = np.zeros(a.geom.nbufs, dtype=bool)
+    mask[list(abi.NETMAP_RESERVED_BUFS)] = True
+    refs = slot_bufs(a, ring_objs(reg, mem_id))
+    mask[refs[(refs >= 0) & (refs < a.geom.nbufs)]] = True
+    for b in reg.bindings.by("mem", mem_id):
+        mask[a.walk_list(a.bufs_head(b.if_obj))] = True
+    return mask
+
+
+def free_unreferenced(a: Allocator, reg: Registry, mem_id: int, cand: list[np.ndarray]) -> None:
+    """Free the candidate buffers ``cand`` that nothing in the registry references any more."""
+    c = np.concatenate(cand) if cand else np.zeros(0, dtype=np.int64)
+    c = c[(c >= 2) & (c < a.geom.nbufs)]
+    if c.size:
+        keep = referenced(a, reg, mem_id)
+        a.free_bufs(c[~keep[c]])
+
+
+# --- transactions -------------------------------------------------------------------------
+
+def mark(store: Store, *mem_ids: int) -> None:
+    """Commit "an operation is changing these allocators" before touching their memory."""
+    reg = store.reg
+    txn = tuple(sorted(set(reg.meta.txn or ()) | set(mem_ids)))
+    reg.meta = dataclasses.replace(reg.meta, txn=txn)
+    store.commit()
+
+
+def finish(store: Store) -> None:
+    """The operation's final commit: its changes and "no operation in progress"."""
+    reg = store.reg
+    if reg.meta.txn is not None:
+        reg.meta = dataclasses.replace(reg.meta, txn=None)
+    store.commit()
+
+
+def undo(ns: Namespace, store: Store) -> list[str]:
+    """After a failed operation: forget its uncommitted changes, then repair what it did to
+    memory from the committed registry (bitmaps rebuilt, unknown segments unlinked)."""
+    store.rollback()
+    return recover(ns, store)
+
+
+def recover(ns: Namespace, store: Store) -> list[str]:
+    """Finish after an operation that did not reach its final commit (see the module doc)."""
+    reg = store.reg
+    done = []
+    for mem_id in reg.meta.txn or ():
+        if mem_id in reg.mems:
+            a = mapped(ns, reg, mem_id)
+            a.bitmap[:] = referenced(a, reg, mem_id)
+            done.append(f"mem_id {mem_id}: buffer bitmap rebuilt after an interrupted update")
+    done += [f"orphan segment {s}" for s in sweep_orphans(ns, reg)]
+    if reg.meta.txn is not None:
+        reg.meta = dataclasses.replace(reg.meta, txn=None)
+        store.commit()
+    return done
+
+
+def known_segments(ns: Namespace, reg: Registry) -> set[str]:
+    keep = {segment_name(ns, s.idx, s.gen) for s in reg.switches.values()}
+    for k, m in reg.mems.items():
+        keep.add(ns.shm_name("m", k, m.gen))
+        keep.add(ns.shm_name("k", k, m.gen))
+    return keep
+
+
+def sweep_orphans(ns: Namespace, reg: Registry) -> list[str]:
+    """Unlink segments of this namespace that no allocator or switch of the registry owns."""
+    keep = known_segments(ns, reg)
+    return unlink_segments([s for s in ns.list_segments() if s not in keep])

@@ -1,0 +1,342 @@
+"""The namespace registry: typed tables with secondary indexes, cached in each process and kept
+in SQLite, where a commit writes only the records it changed.
+
+Every operation runs under the namespace lock::
+
+    reg = store.begin()     # catch up: rows committed by others since our last look
+    reg.bindings[7] = b     # tables record what changed (and the old value, for rollback)
+    store.commit()          # one SQLite transaction: the changed rows, a new version
+
+Each row carries the version of the commit that wrote it; a deleted record leaves a tombstone
+row for a while, so ``begin`` reads only the rows newer than what this process has seen - the
+cost of an open or close does not grow with the number of ports in the namespace. A process
+killed inside a commit leaves SQLite's journal, which the next connection rolls back: a
+commit is whole or absent (allocator memory has its own recovery, see :mod:`.core`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Optional, TypeVar
+
+from netmap_core.errors import NetmapOSError
+
+from .state import Binding, Mem, Meta, Parent, Pipe, Switch, from_json, port_key
+
+__all__ = ["Table", "Registry", "Store"]
+
+K = TypeVar("K")
+R = TypeVar("R")
+_MISSING: Any = object()
+#: tombstones older than this many commits are purged; a process further behind reloads all
+_TOMBSTONE_SPAN = 4096
+
+
+class Table(Generic[K, R]):
+    """Records by key, with indexes ``by(index, value)`` (keys in ascending order). Writes go
+    through ``t[key] = record`` and ``del t[key]``, which note the change for the commit."""
+
+    def __init__(self, name: str, kind: type, int_keys: bool,
+                 indexes: dict[str, Callable[[Any], Any]]) -> None:
+        self.name = name
+        self.kind = kind
+        self.int_keys = int_keys
+        self._rows: dict[K, R] = {}
+        self._ixf = indexes
+        self._idx: dict[str, dict[Any, set[K]]] = {n: {} for n in indexes}
+        self.dirty: dict[K, None] = {}
+        self._orig: dict[K, Any] = {}
+
+    # --- reading ----------------------------------------------------------------------------
+    def __getitem__(self, key: K) -> R:
+        return self._rows[key]
+
+    def get(self, key: K, default: Any = None) -> Any:
+        return self._rows.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._rows)
+
+    def keys(self):
+        return self._rows.keys()
+
+    def values(self):
+        return self._rows.values()
+
+    def items(self):
+        return self._rows.items()
+
+    def by(self, index: str, value: Any) -> list[R]:
+        """Records whose ``index`` value is ``value``, in key order."""
+        keys = self._idx[index].get(value)
+        return [self._rows[k] for k in sorted(keys)] if keys else []
+
+    def any(self, index: str, value: Any) -> bool:
+        return bool(self._idx[index].get(value))
+
+    def values_of(self, index: str) -> list[Any]:
+        """The distinct values of ``index`` (e.g. every owner with a binding)."""
+        return list(self._idx[index])
+
+    # --- writing ----------------------------------------------------------------------------
+    def __setitem__(self, key: K, rec: R) -> None:
+        self._touch(key)
+        self._put(key, rec)
+
+    def __delitem__(self, key: K) -> None:
+        self._touch(key)
+        self._drop(key)
+
+    def pop(self, key: K) -> R:
+        rec = self._rows[key]
+        del self[key]
+        return rec
+
+    def _touch(self, key: K) -> None:
+        if key not in self.dirty:
+            self.dirty[key] = None
+            self._orig[key] = self._rows.get(key, _MISSING)
+
+    def _put(self, key: K, rec: R) -> None:
+        old = self._rows.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self._rows[key] = rec
+        for n, f in self._ixf.items():
+            v = f(rec)
+            if v is not None:
+                self._idx[n].setdefault(v, set()).add(key)
+
+    def _drop(self, key: K) -> None:
+        old = self._rows.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+
+    def _unindex(self, key: K, rec: R) -> None:
+        for n, f in self._ixf.items():
+            v = f(rec)
+            if v is not None:
+                s = self._idx[n].get(v)
+                if s is not None:
+                    s.discard(key)
+                    if not s:
+                        del self._idx[n][v]
+
+    # --- commit support ----------------------------------------------------------------------
+    def rollback(self) -> None:
+        """Undo every change since the last commit (in memory)."""
+        for key, old in self._orig.items():
+            if old is _MISSING:
+                self._drop(key)
+            else:
+                self._put(key, old)
+        self.clean()
+
+    def clean(self) -> None:
+        self.dirty.clear()
+        self._orig.clear()
+
+    def load(self, key: K, rec: Optional[R]) -> None:
+        """Apply a committed row (None = deleted) without marking it changed."""
+        if rec is None:
+            self._drop(key)
+        else:
+            self._put(key, rec)
+
+    def clear(self) -> None:
+        self._rows.clear()
+        for d in self._idx.values():
+            d.clear()
+        self.clean()
+
+
+def _monitor_key(b: Binding) -> Any:
+    return b.mon.key if b.mon is not None else None
+
+
+class Registry:
+    """Every table of a namespace and its counters (:class:`Meta`)."""
+
+    def __init__(self) -> None:
+        self.mems: Table[int, Mem] = Table("mems", Mem, True, {})
+        self.parents: Table[str, Parent] = Table("parents", Parent, False, {"mem": lambda p: p.mem_id})
+        self.pipes: Table[str, Pipe] = Table("pipes", Pipe, False, {"parent": lambda p: p.parent})
+        self.switches: Table[str, Switch] = Table("switches", Switch, False, {})
+        self.bindings: Table[int, Binding] = Table("bindings", Binding, True, {
+            "parent": lambda b: b.parent, "mem": lambda b: b.mem_id, "owner": lambda b: b.owner,
+            "monitors": _monitor_key, "port": port_key,
+        })
+        self.tables: tuple[Table, ...] = (self.mems, self.parents, self.pipes, self.switches, self.bindings)
+        self._by_name = {t.name: t for t in self.tables}
+        self._meta = Meta()
+        self._meta_orig: Optional[Meta] = None
+
+    @property
+    def meta(self) -> Meta:
+        return self._meta
+
+    @meta.setter
+    def meta(self, m: Meta) -> None:
+        if self._meta_orig is None:
+            self._meta_orig = self._meta
+        self._meta = m
+
+    def changed(self) -> bool:
+        return self._meta_orig is not None or any(t.dirty for t in self.tables)
+
+    def rollback(self) -> None:
+        for t in self.tables:
+            t.rollback()
+        if self._meta_orig is not None:
+            self._meta = self._meta_orig
+            self._meta_orig = None
+
+    def clean(self) -> None:
+        for t in self.tables:
+            t.clean()
+        self._meta_orig = None
+
+    def clear(self) -> None:
+        for t in self.tables:
+            t.clear()
+        self._meta = Meta()
+        self._meta_orig = None
+
+    def empty(self) -> bool:
+        return not any(len(t) for t in self.tables)
+
+    def table(self, name: str) -> Table:
+        return self._by_name[name]
+
+
+def _dump(rec: Any) -> str:
+    return json.dumps(dataclasses.asdict(rec), separators=(",", ":"))
+
+
+class Store:
+    """This process's connection to a namespace's ``registry.db`` and its cached
+    :class:`Registry`. Used only under the namespace lock (and re-opened after a fork)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.reg = Registry()
+        self._conn: Optional[sqlite3.Connection] = None
+        self._pid = -1
+        self._ino = -1
+        self.ver = -1
+        self._epoch = ""
+
+    # --- connection ------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            st = os.lstat(self.path)
+            ino = st.st_ino
+        except FileNotFoundError:
+            ino = -2
+        if self._conn is not None and self._pid == os.getpid() and ino == self._ino:
+            return self._conn
+        self.close()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != os.getuid() or st.st_mode & 0o077:
+                raise NetmapOSError(errno.EPERM, f"{self.path}: not a private (0600) file of uid {os.getuid()}")
+        finally:
+            os.close(fd)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # a process killed mid-commit is rolled back by the next connection; synchronous=OFF
+        # gives up only durability across a machine crash, which loses /dev/shm anyway
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("CREATE TABLE IF NOT EXISTS rec (tbl TEXT NOT NULL, key TEXT NOT NULL, "
+                     "ver INTEGER NOT NULL, data TEXT, PRIMARY KEY (tbl, key))")
+        conn.execute("CREATE INDEX IF NOT EXISTS rec_ver ON rec (ver)")
+        conn.execute("CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 0), "
+                     "ver INTEGER NOT NULL, epoch TEXT NOT NULL, purged INTEGER NOT NULL)")
+        conn.execute("INSERT OR IGNORE INTO head VALUES (0, 0, ?, 0)", (os.urandom(8).hex(),))
+        self._conn, self._pid, self._ino = conn, os.getpid(), os.stat(self.path).st_ino
+        self.ver = -1
+        return conn
+
+    def close(self) -> None:
+        """Drop the connection (before the namespace directory is removed, or after a fork)."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+        self.ver = -1
+
+    # --- reading -----------------------------------------------------------------------------
+    def begin(self) -> Registry:
+        """The registry as last committed by anyone (namespace lock held)."""
+        conn = self._connect()
+        reg = self.reg
+        if reg.changed():   # an operation of ours failed without rollback: start clean
+            reg.rollback()
+        ver, epoch, purged = conn.execute("SELECT ver, epoch, purged FROM head").fetchone()
+        if ver == self.ver and epoch == self._epoch:
+            return reg
+        if epoch != self._epoch or self.ver < purged or self.ver > ver:
+            reg.clear()
+            rows = conn.execute("SELECT tbl, key, data FROM rec").fetchall()
+        else:
+            rows = conn.execute("SELECT tbl, key, data FROM rec WHERE ver > ?", (self.ver,)).fetchall()
+        for tbl, key, data in rows:
+            self._apply(reg, tbl, key, data)
+        self.ver, self._epoch = ver, epoch
+        return reg
+
+    @staticmethod
+    def _apply(reg: Registry, tbl: str, key: str, data: Optional[str]) -> None:
+        if tbl == "meta":
+            reg._meta = from_json(Meta, json.loads(data)) if data else Meta()
+            return
+        t = reg.table(tbl)
+        k: Any = int(key) if t.int_keys else key
+        t.load(k, None if data is None else from_json(t.kind, json.loads(data)))
+
+    # --- writing -----------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Write every changed record in one transaction (namespace lock held)."""
+        reg = self.reg
+        if not reg.changed():
+            return
+        conn = self._connect() if self._conn is None else self._conn
+        nv = self.ver + 1
+        rows = []
+        for t in reg.tables:
+            for key in t.dirty:
+                rec = t.get(key)
+                rows.append((t.name, str(key), nv, None if rec is None else _dump(rec)))
+        if reg._meta_orig is not None:
+            rows.append(("meta", "", nv, _dump(reg.meta)))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO rec VALUES (?, ?, ?, ?)", rows)
+            if nv % _TOMBSTONE_SPAN == 0:
+                old = nv - _TOMBSTONE_SPAN
+                conn.execute("DELETE FROM rec WHERE data IS NULL AND ver <= ?", (old,))
+                conn.execute("UPDATE head SET ver = ?, purged = ?", (nv, old))
+            else:
+                conn.execute("UPDATE head SET ver = ?", (nv,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            reg.rollback()
+            raise
+        reg.clean()
+        self.ver = nv
+
+    def rollback(self) -> None:
+        """Forget uncommitted changes (in memory; nothing was written)."""
+        self.reg.rollback()
