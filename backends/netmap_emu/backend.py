@@ -17,6 +17,7 @@ from collections.abc import Callable
 from netmap_core.portspec import PortSpec
 
 from .binding import EmuBinding, MonitorBinding, PipeBinding, ValeBinding
+from .control import EmuControl
 from .kernel import monitors, pipes, vale
 from .kernel.core import Kernel, kernel_for
 from .kernel.pipes import Registered
@@ -133,8 +134,6 @@ class EmuBackend:
 
     def control(self):
         """PORT_INFO_GET, POOLS_INFO_GET, VALE_* and PORT_HDR_* on this namespace."""
-        from .control import EmuControl
-
         return EmuControl()
 
 

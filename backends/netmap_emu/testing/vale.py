@@ -18,6 +18,8 @@ import numpy as np
 import netmap_core
 from netmap_core import abi
 
+from . import isolated_namespace
+
 __all__ = ["BCAST", "mac", "frame", "send", "recv", "recv_slots", "ValeEnv", "unique_switch",
            "PERSISTENT_RENAMED"]
 
@@ -154,7 +156,6 @@ class ValeEnv:
 
     def __enter__(self) -> "ValeEnv":
         if self.backend == "emu":
-            from . import isolated_namespace
 
             self._stack.enter_context(isolated_namespace("v"))
         from netmap_core.control import control_for
