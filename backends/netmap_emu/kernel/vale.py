@@ -21,7 +21,7 @@ from netmap_core import abi
 from netmap_core.backend import RegisterInfo
 from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
                                 PortBusyError)
-from netmap_core.portspec import PortSpec
+from netmap_core.portspec import PortSpec, kernel_spec
 from netmap_core.regmodes import bound_rings
 
 from ..shm.allocator import Allocator
@@ -38,7 +38,6 @@ __all__ = ["split_vale_name", "is_persistent", "find_port", "would_be_port", "se
            "register", "drop_binding", "newif", "delif", "attach", "detach", "list_port",
            "list_next", "set_hdr_len", "hdr_len_of", "vale_config"]
 
-_IDENT = re.compile(r"^[A-Za-z0-9_]*$")
 _MODES = (abi.NR_REG_ALL_NIC, abi.NR_REG_ONE_NIC)
 #: tunables (netmap's sysctl dev.netmap.max_bridges); ``$PYNETMAP_EMU_MAX_BRIDGES`` sets it for
 #: every process of a namespace (give all of them the same value)
@@ -51,11 +50,14 @@ def split_vale_name(name: str) -> tuple[str, str]:
     """``valeSW:PORT`` -> (``valeSW``, ``PORT``) with netmap's limits (spec E1): the switch name
     is ``[A-Za-z0-9_]`` within 16 characters and ``:PORT`` at most 16 characters (ENOMEM, as
     the kernel's create path reports); a name without ':' is no VALE name (ENXIO)."""
-    i = name.find(":")
-    if i < 0:
-        raise NoSuchPortError(errno.ENXIO, f"{name}: a VALE port name needs 'valeSW:PORT'")
-    sw, port = name[:i], name[i + 1:]
-    if i > abi.IFNAMSIZ or not _IDENT.match(sw):
+    spec = kernel_spec(name)
+    if spec.switch is None:
+        if ":" not in name:
+            raise NoSuchPortError(errno.ENXIO, f"{name}: a VALE port name needs 'valeSW:PORT'")
+        raise OutOfMemoryError(errno.ENOMEM, f"{name}: switch name {name.split(':', 1)[0]!r} must be "
+                               f"[A-Za-z0-9_] and at most {abi.IFNAMSIZ} characters")
+    sw, port = spec.switch, spec.port
+    if len(sw) > abi.IFNAMSIZ:
         raise OutOfMemoryError(errno.ENOMEM, f"{name}: switch name {sw!r} must be [A-Za-z0-9_] "
                                f"and at most {abi.IFNAMSIZ} characters")
     if not port:
