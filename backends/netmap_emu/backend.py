@@ -111,8 +111,9 @@ class EmuBackend:
                 return r, lambda r: PipeBinding(k, r, rules)
             if kname[:3] == "val" or vale.is_persistent(reg, kname):
                 r = vale.register(ns, store, spec, h)
-                p = reg.parents[r.pname].vale
-                sw = None if p is None or p.switch is None else (p.switch, vale.segment_of(ns, reg, p.switch))
+                v = reg.parents[r.pname].vale
+                seg = None if v is None or v.switch is None else vale.segment_of(ns, reg, v.switch)
+                sw = None if v is None or v.switch is None or seg is None else (v.switch, seg)
                 return r, lambda r: ValeBinding(k, r, rules, sw)
             if kname in reg.parents:
                 raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: registering a pipe parent itself "

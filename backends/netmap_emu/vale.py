@@ -64,6 +64,7 @@ class Switch:
                 raise NoSuchPortError(errno.ENXIO, f"switch {name!r} does not exist (it lives while "
                                       "a port is on it)")
             seg = _vk.segment_of(self._ns, reg, name)
+            assert seg is not None   # the switch exists: so does its segment
         ns = self._ns
         self._rt = runtime_for(ns.name, name, seg, ns.fd, ns.dir, switch_view(self._kernel, name))
         self.bridge_idx = rec.idx

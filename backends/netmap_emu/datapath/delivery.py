@@ -5,6 +5,7 @@ with zero-copy monitors (spec G3, G4).
 from __future__ import annotations
 
 import fcntl
+from typing import Optional
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class RxTarget:
         self.lockpos = sync_lock_pos(a.gen, obj)
         self.ns_dir = ns_dir
         self._tail = 0
-        self.monitors = None   # copy monitors of this ring (set by the switch snapshot)
+        self.monitors: Optional[list[RxTarget]] = None   # copy monitors (set by the switch snapshot)
 
     def lease(self) -> tuple[int, int]:
         self.mutex.acquire()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
 import numpy as np
 
@@ -241,7 +241,7 @@ def _batches(nfr: np.ndarray, limit: int):
 
 def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
             batch_slots: int = abi.NM_BDG_BATCH, dup_broadcast: bool = False,
-            read_indirect: Optional[Callable[[int, int], Optional[np.ndarray]]] = None,
+            read_indirect: Optional[Callable[[int, int], Optional[bytes]]] = None,
             stats: Optional[ForwardStats] = None) -> ForwardStats:
     """Forward every packet of ``src`` through ``lookup`` into ``dests``; returns the stats.
 
@@ -350,6 +350,7 @@ class _Pool:
         sr = self.srow[slots]
         m = sr >= 0
         out[~m] = self.main[self.idx[slots[~m]], start:stop]
+        assert self.scratch is not None   # set together with srow
         out[m] = self.scratch[sr[m], start:stop]
         return out
 
@@ -363,6 +364,7 @@ class _Pool:
         sr = self.srow[slots]
         m = sr >= 0
         _copy_rows(dst_bufs, dbuf[~m], self.main, self.idx[slots[~m]], lens[~m])
+        assert self.scratch is not None
         _copy_rows(dst_bufs, dbuf[m], self.scratch, sr[m], lens[m])
 
 
@@ -396,6 +398,7 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
         if hdr:
             total = np.maximum(total - hdr, 0)
         head_len = np.minimum(total, HEAD_BYTES)
+        head: Union[np.ndarray, Callable[[], np.ndarray]]
         if int(head_len.min()) >= 12:
             dst, srcm = pool.macs(starts, hdr)
             head = lambda: _head(pool, starts, hdr, head_len)   # noqa: E731 - deferred gather
@@ -500,16 +503,16 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
     else:
         u_ring = np.mod(rings[u_pkt], nr[u_port])
     if b_pkt.size and others.size:
-        d_pkt = [u_pkt, np.tile(b_pkt, others.size)]
-        d_port = [u_port, np.repeat(others, b_pkt.size)]
-        d_ring = [u_ring, np.zeros(b_pkt.size * others.size, dtype=np.int64)]
+        l_pkt = [u_pkt, np.tile(b_pkt, others.size)]
+        l_port = [u_port, np.repeat(others, b_pkt.size)]
+        l_ring = [u_ring, np.zeros(b_pkt.size * others.size, dtype=np.int64)]
         if dup_broadcast and u_pkt.size:
             pairs = np.unique(np.stack([u_port, u_ring], axis=1)[u_ring != 0], axis=0)
             for q, r in pairs:
-                d_pkt.append(b_pkt)
-                d_port.append(np.full(b_pkt.size, q, dtype=np.int64))
-                d_ring.append(np.full(b_pkt.size, r, dtype=np.int64))
-        d_pkt, d_port, d_ring = np.concatenate(d_pkt), np.concatenate(d_port), np.concatenate(d_ring)
+                l_pkt.append(b_pkt)
+                l_port.append(np.full(b_pkt.size, q, dtype=np.int64))
+                l_ring.append(np.full(b_pkt.size, r, dtype=np.int64))
+        d_pkt, d_port, d_ring = np.concatenate(l_pkt), np.concatenate(l_port), np.concatenate(l_ring)
     else:
         d_pkt, d_port, d_ring = u_pkt, u_port, u_ring
     if d_pkt.size == 0:

@@ -20,7 +20,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -162,7 +162,7 @@ class SwitchRuntime:
             return self.bridge
         try:
             mod, _, qual = name.partition(":")
-            obj = importlib.import_module(mod)
+            obj: Any = importlib.import_module(mod)
             for part in qual.split("."):
                 obj = getattr(obj, part)
             self.lookup_error = None
@@ -219,11 +219,11 @@ class ValeTxRing(_ValeRing):
             if head != hwcur and hwcur < n:
                 idx = span(hwcur, head, n)
                 old_tail = ks[self.i_hwtail]
-                if rt is not None:
+                if rt is not None and snap is not None:
                     snap = self._forward(rt, snap, idx)
                 self.clear_changed(idx)
                 self.ks64[self.i_pub] = head | ((head - 1 if head else n - 1) << 32)
-                if snap is not None and snap.zmon_tx and old_tail < n:
+                if rt is not None and snap is not None and snap.zmon_tx and old_tail < n:
                     self._zmon_tx(rt, snap, old_tail)
             hwtail = ks[self.i_hwtail]
             ks[self.i_rtail] = hwtail
@@ -292,7 +292,7 @@ class ValeRxRing(_ValeRing):
             rhead = ks[self.i_rhead]
             if rhead != hwcur and rhead < n and hwcur < n:
                 idx = span(hwcur, rhead, n)
-                if snap is not None and snap.zmon_rx:
+                if rt is not None and snap is not None and snap.zmon_rx:
                     self._zmon_rx(rt, snap, idx)
                 self.clear_changed(idx)
                 ks[self.i_hwcur] = rhead

@@ -231,12 +231,12 @@ def drop_binding(ns: Namespace, reg: Registry, b: Binding, a: Allocator, cand: l
             cand.append(memory.slot_bufs(a, b.rings))
             memory.release_rings(reg, b.mem_id, b.rings)
         return []
-    key = port_key(b)
-    if key is None or in_netmap_mode(reg, key) or not live_monitors(reg, key):
+    port = port_key(b)
+    if port is None or in_netmap_mode(reg, port) or not live_monitors(reg, port):
         return []
-    out = _orphan(ns, reg, key)
-    _bump(ns, reg, key)
-    retopo(ns, reg, key)
+    out = _orphan(ns, reg, port)
+    _bump(ns, reg, port)
+    retopo(ns, reg, port)
     return out
 
 
@@ -274,7 +274,7 @@ def _parent(reg: Registry, kname: str, spec: PortSpec) -> _Parent:
     if spec.is_pipe:
         e = pipe_end(spec)
         pipe = reg.pipes.get(pipe_key(spec.parent, spec.pipe_id or ""))
-        key = ("pipe", spec.parent, spec.pipe_id, e)
+        key: PortKey = ("pipe", spec.parent, spec.pipe_id, e)
         if pipe is None or not in_netmap_mode(reg, key):
             raise InvalidRequestError(errno.EINVAL, f"{kname}: the pipe end is not in netmap mode "
                                       "(open it before its monitor)")

@@ -29,7 +29,7 @@ from .state import Binding, Mem, Meta, Parent, Pipe, Switch, from_json, port_key
 
 __all__ = ["Table", "Registry", "Store"]
 
-K = TypeVar("K")
+K = TypeVar("K", int, str)
 R = TypeVar("R")
 _MISSING: Any = object()
 #: tombstones older than this many commits are purged; a process further behind reloads all

@@ -57,7 +57,9 @@ KRING_WORDS = KRING.itemsize // 4
 
 
 def _word(name: str) -> int:
-    return KRING.fields[name][1] // 4
+    fields = KRING.fields
+    assert fields is not None
+    return int(fields[name][1]) // 4
 
 
 HWCUR = _word("hwcur")

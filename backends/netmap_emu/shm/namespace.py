@@ -113,10 +113,10 @@ class Namespace:
         self.dir = os.path.join(self.base, name)
         self.shm_prefix = SHM_PREFIX(name)
         self._fd = -1
-        self._ino = None
+        self._ino: int | None = None
         self._mutex = threading.RLock()   # fcntl locks do not exclude threads of one process
         self._depth = 0
-        self._holder = None
+        self._holder: int | None = None
         self.deferred: list = []  # closes requested (by the GC) inside a locked section
         self.local_bids: set[int] = set()  # bindings opened (and not closed) by this process
 
