@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     share_after = noise.cpu_share(0.2)
     ts = report.targets(rows)
-    print(f"per-packet work: " + "; ".join(f"{k} = {v}" for k, v in WORKS.items()))
+    print("per-packet work: " + "; ".join(f"{k} = {v}" for k, v in WORKS.items()))
     print(f"machine: {len(share_after)} CPUs; share of each CPU a pinned busy loop got before / after: "
           f"{noise.describe(share_before)} / {noise.describe(share_after)}; load average "
           f"{load_before[0]:.2f} / {os.getloadavg()[0]:.2f} (below 100% = other processes compete)")

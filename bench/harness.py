@@ -13,8 +13,9 @@ import os
 import statistics
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
     "WORKS", "Config", "Params", "Role", "Scenario", "Sample", "RowResult", "BenchError", "Skip",

@@ -109,7 +109,7 @@ def _receiver(p, ctx, ready):
             t_last = now()
             if c == 0:
                 s.settimeout(quiet)
-    except socket.timeout:
+    except TimeoutError:
         got += i  # frames of the unfinished chunk (timed to the last full chunk)
     finally:
         s.close()

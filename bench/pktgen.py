@@ -36,8 +36,7 @@ import time
 from dataclasses import dataclass
 
 from .harness import Role, Scenario
-from .peer_pynetmap import OPEN_TRIES, batch_receiver, batch_sender, pipe_end
-from .peer_pynetmap import available as pnm_available
+from .peer_pynetmap import OPEN_TRIES, available as pnm_available, batch_receiver, batch_sender, pipe_end
 
 __all__ = ["PktgenResult", "parse_summary", "find_pktgen", "scenarios", "comparison",
            "comparison_text", "comparison_markdown", "tx_targets", "main"]

@@ -9,9 +9,18 @@ from __future__ import annotations
 from . import abi, batch, rules
 from .backend import BACKENDS, Backend, Binding, RegisterInfo, default_backend_name, get_backend, probe
 from .errors import (
-    BackendUnavailable, ClosedPortError, InvalidRequestError, NetmapError, NetmapOSError,
-    NoSuchPortError, NotSupportedError, OutOfMemoryError, PortBusyError, PortSpecError,
-    RingProtocolError, error_from_errno,
+    BackendUnavailable,
+    ClosedPortError,
+    InvalidRequestError,
+    NetmapError,
+    NetmapOSError,
+    NoSuchPortError,
+    NotSupportedError,
+    OutOfMemoryError,
+    PortBusyError,
+    PortSpecError,
+    RingProtocolError,
+    error_from_errno,
 )
 from .port import POLLERR, POLLIN, POLLOUT, Port, open_port
 from .portspec import Conf, ExtMem, Offset, PortSpec, parse_portspec

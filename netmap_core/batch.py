@@ -5,8 +5,9 @@ Costs are per call plus per slot; nothing here loops in Python per packet.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["move_slots", "dispatch", "Dispatched", "flow_hash"]
 
 
-def move_slots(src: "Ring", spos, dst: "Ring", dpos, *, copy: bool) -> None:
+def move_slots(src: Ring, spos, dst: Ring, dpos, *, copy: bool) -> None:
     """Move the frames in ``src`` slots ``spos`` into ``dst`` slots ``dpos`` (same length).
 
     Zero copy (``copy=False``): the two slots exchange ``buf_idx``; both get NS_BUF_CHANGED
@@ -60,7 +61,7 @@ class Dispatched:
     dropped: int
 
 
-def dispatch(src: "Ring", dsts: Sequence["Ring"], choice, *, copy: bool | None = None) -> Dispatched:
+def dispatch(src: Ring, dsts: Sequence[Ring], choice, *, copy: bool | None = None) -> Dispatched:
     """Send the first ``len(choice)`` ready slots of ``src`` to ``dsts[choice[i]]``.
 
     ``choice[i] < 0`` drops slot i. A destination without room drops the frames that do not

@@ -157,7 +157,7 @@ class Port:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "Port":
+    def __enter__(self) -> Port:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,8 +6,8 @@ character. ``str(spec)`` renders the canonical form, which parses back to an equ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import abi
 from .errors import PortSpecError
@@ -451,7 +451,7 @@ class _Parser:
             pos = oend
         return out
 
-    def keys(self, oname: str, opt: "_Option", start: int, end: int) -> dict:
+    def keys(self, oname: str, opt: _Option, start: int, end: int) -> dict:
         text = self.text
         if start == end:
             self.fail(start, f"key list of option {oname!r} is empty; write {opt.usage}")

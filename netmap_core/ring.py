@@ -47,7 +47,7 @@ class Batch:
     bytes are reached through ``ring.buffers`` (zero copy) or :meth:`gather` (one copy).
     """
 
-    ring: "Ring"
+    ring: Ring
     slot_idx: np.ndarray
     buf_idx: np.ndarray
     len: np.ndarray
@@ -331,11 +331,11 @@ class Ring:
             self.advance(k)
         return k
 
-    def same_pool(self, other: "Ring") -> bool:
+    def same_pool(self, other: Ring) -> bool:
         """True when both rings address one buffer pool, so buffers can be swapped between them."""
         return self._pool_addr == other._pool_addr and self.buf_size == other.buf_size
 
-    def forward(self, dst: "Ring", limit: int | None = None, *, copy: bool | None = None) -> int:
+    def forward(self, dst: Ring, limit: int | None = None, *, copy: bool | None = None) -> int:
         """Move ready slots of this ring into free slots of ``dst`` and advance both heads.
 
         Zero copy when both rings share a buffer pool: ``buf_idx`` is swapped, ``len`` copied

@@ -52,12 +52,12 @@ class KRing:
     rtail: int
 
     @classmethod
-    def fresh_tx(cls, n: int) -> "KRing":
+    def fresh_tx(cls, n: int) -> KRing:
         """A TX kring right after binding: head/cur 0, tail n-1 (spec A10)."""
         return cls(n, 0, n - 1, 0, 0, n - 1)
 
     @classmethod
-    def fresh_rx(cls, n: int) -> "KRing":
+    def fresh_rx(cls, n: int) -> KRing:
         """An RX kring right after binding: head/cur/tail 0."""
         return cls(n, 0, 0, 0, 0, 0)
 

@@ -14,7 +14,6 @@ import netmap_core
 
 from .conformance import DEFAULTS, INVARIANT_NAMES, THOROUGH, run_conformance
 
-
 _INVARIANTS = re.compile(r"^state\.(" + "|".join(INVARIANT_NAMES) + r")\(\)$")
 
 

@@ -8,8 +8,24 @@ from __future__ import annotations
 import pytest
 
 from spec.model import (
-    BUF, FLAGS, MASTER, NETMAP, NS_BUF_CHANGED, NS_MOREFRAG, POLLERR, POLLIN, POLLOUT, RX, SLAVE,
-    STRICT, TX, PipeModel, StrictViolation, circ_between, parse_payload, payload,
+    BUF,
+    FLAGS,
+    MASTER,
+    NETMAP,
+    NS_BUF_CHANGED,
+    NS_MOREFRAG,
+    POLLERR,
+    POLLIN,
+    POLLOUT,
+    RX,
+    SLAVE,
+    STRICT,
+    TX,
+    PipeModel,
+    StrictViolation,
+    circ_between,
+    parse_payload,
+    payload,
 )
 
 

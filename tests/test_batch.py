@@ -5,12 +5,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from layout import build
 from netmap_core import abi
 from netmap_core.batch import dispatch, flow_hash
 from netmap_core.errors import InvalidRequestError
 from netmap_core.ring import Ring
-
-from layout import build
 
 
 def rings(rx_n=16, tx=(8, 8, 8)):

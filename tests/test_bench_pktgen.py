@@ -218,7 +218,6 @@ cat "{DATA}/pipe-rx-N.txt"
 
 def test_python_open_tries_again_on_enomem(monkeypatch):
     import netmap_core
-
     from bench import peer_pynetmap
 
     calls = []

@@ -10,10 +10,13 @@ import pytest
 
 import netmap_core
 from netmap_core import abi
-from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
-                                PortBusyError)
-from netmap_emu.testing.vale import (BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send,
-                                     unique_switch)
+from netmap_core.errors import (
+    InvalidRequestError,
+    NetmapOSError,
+    NoSuchPortError,
+    PortBusyError,
+)
+from netmap_emu.testing.vale import BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send, unique_switch
 from netmap_tools import valectl
 
 

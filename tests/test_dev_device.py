@@ -18,8 +18,14 @@ import pytest
 from layout import build
 from netmap_core import abi
 from netmap_core.control import ListEntry
-from netmap_core.errors import (ClosedPortError, InvalidRequestError, NetmapOSError,
-                                NoSuchPortError, NotSupportedError, RingProtocolError)
+from netmap_core.errors import (
+    ClosedPortError,
+    InvalidRequestError,
+    NetmapOSError,
+    NoSuchPortError,
+    NotSupportedError,
+    RingProtocolError,
+)
 from netmap_core.port import Port
 from netmap_core.portspec import Conf, ExtMem, Offset, PortSpec
 from netmap_dev import Device, Mapping, MemoryRegistry, NetmapBackend, requests as rq

@@ -17,9 +17,15 @@ import pytest
 
 import netmap_core
 from netmap_core import abi
-from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError,
-                                NotSupportedError, OutOfMemoryError, PortBusyError,
-                                RingProtocolError)
+from netmap_core.errors import (
+    InvalidRequestError,
+    NetmapOSError,
+    NoSuchPortError,
+    NotSupportedError,
+    OutOfMemoryError,
+    PortBusyError,
+    RingProtocolError,
+)
 from netmap_core.portspec import Conf, PortSpec
 from netmap_dev import BACKEND, Device, Mapping, requests as rq
 
@@ -542,9 +548,8 @@ def test_port_name_length_limit():
     s = sw("M")
     with contextlib.ExitStack() as st:
         open_port(st, f"{s}:" + "n" * 15)   # E1: 15 characters after the colon work
-    with pytest.raises(OutOfMemoryError):
-        with contextlib.ExitStack() as st:
-            open_port(st, f"{s}:" + "n" * 16)   # Live check 7 / E1: 16 -> ENOMEM
+    with pytest.raises(OutOfMemoryError), contextlib.ExitStack() as st:
+        open_port(st, f"{s}:" + "n" * 16)   # Live check 7 / E1: 16 -> ENOMEM
 
 
 def test_legacy_regif_matches_nioctrl():

@@ -16,8 +16,13 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.control import ListEntry, NewIf
-from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError,
-                                NotSupportedError, PortBusyError)
+from netmap_core.errors import (
+    InvalidRequestError,
+    NetmapOSError,
+    NoSuchPortError,
+    NotSupportedError,
+    PortBusyError,
+)
 from netmap_core.portspec import Conf, ExtMem, Offset, PortSpec, parse_portspec
 from netmap_dev import requests as rq
 

@@ -11,7 +11,6 @@ import pytest
 
 import netmap_core
 from netmap_core.errors import PortBusyError
-
 from procs import Child, port_pair
 
 HOLDER = """

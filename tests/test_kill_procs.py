@@ -11,11 +11,9 @@ import contextlib
 import signal
 import time
 
-
 import netmap_core
 from netmap_core.control import control_for
 from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
-
 from procs import BOUND, Child
 
 FLOODER = """

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 import netmap_core
+from layout import FakeBinding, build
 from netmap_core import abi
 from netmap_core.errors import BackendUnavailable, ClosedPortError, InvalidRequestError
 from netmap_core.port import Port
 from netmap_core.portspec import PortSpec
-
-from layout import FakeBinding, build
 
 SPEC = PortSpec(text="netmap:test", name="test", mode=abi.NR_REG_ALL_NIC)
 

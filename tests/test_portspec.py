@@ -10,7 +10,13 @@ from hypothesis import given, settings, strategies as st
 from netmap_core import abi
 from netmap_core.errors import NetmapError, PortSpecError
 from netmap_core.portspec import (
-    Conf, ExtMem, NETMAP_RING_MASK, Offset, PortSpec, parse_legacy, parse_portspec,
+    NETMAP_RING_MASK,
+    Conf,
+    ExtMem,
+    Offset,
+    PortSpec,
+    parse_legacy,
+    parse_portspec,
 )
 
 ALL_NIC, SW, NIC_SW, ONE_NIC, ONE_SW = (abi.NR_REG_ALL_NIC, abi.NR_REG_SW, abi.NR_REG_NIC_SW,

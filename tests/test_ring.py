@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from layout import build
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, RingProtocolError
 from netmap_core.ring import Ring
-
-from layout import build
 
 
 def ring_of(n: int, *, tx=True, extra=16) -> tuple[Ring, Ring]:

@@ -12,7 +12,6 @@ import pytest
 import netmap_core
 from netmap_core import POLLIN, POLLOUT
 from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
-
 from procs import BOUND, Child, port_pair
 
 WAITER = """

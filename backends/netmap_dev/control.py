@@ -66,7 +66,7 @@ class DevControl:
             self._device.close()
             self._device = None
 
-    def __enter__(self) -> "DevControl":
+    def __enter__(self) -> DevControl:
         return self
 
     def __exit__(self, *exc) -> None:

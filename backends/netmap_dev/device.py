@@ -72,17 +72,17 @@ class Mapping:
         self.array: np.ndarray | None = np.frombuffer(buf, dtype=np.uint8)
 
     @classmethod
-    def of_fd(cls, fd: int, length: int, what: str) -> "Mapping":
+    def of_fd(cls, fd: int, length: int, what: str) -> Mapping:
         """Map ``length`` bytes of a registered /dev/netmap descriptor at offset 0 (shared)."""
         return cls(_sys_mmap(None, length, _mmap.MAP_SHARED, fd, what), length, fd, what)
 
     @classmethod
-    def anonymous(cls, length: int, what: str = "anonymous") -> "Mapping":
+    def anonymous(cls, length: int, what: str = "anonymous") -> Mapping:
         return cls(_sys_mmap(None, length, _mmap.MAP_SHARED | _mmap.MAP_ANONYMOUS, -1, what),
                    length, None, what)
 
     @classmethod
-    def of_file(cls, path: str) -> "Mapping":
+    def of_file(cls, path: str) -> Mapping:
         """Map a whole file shared, read-write (``@extmem:file=``); the descriptor is closed."""
         what = f"@extmem file {path!r}"
         try:
@@ -171,7 +171,7 @@ class MemoryRegistry:
         self._by_id: dict[int, Mapping] = {}
         self._lock = threading.Lock()
 
-    def acquire(self, mem_id: int, length: int, device: "Device") -> Mapping:
+    def acquire(self, mem_id: int, length: int, device: Device) -> Mapping:
         """The mapping of ``mem_id`` (mapping it through ``device`` if there is none yet)."""
         with self._lock:
             m = self._by_id.get(mem_id)
@@ -181,14 +181,14 @@ class MemoryRegistry:
             m.users.append(device)
             return m
 
-    def adopt(self, mem_id: int, mapping: Mapping, device: "Device") -> Mapping:
+    def adopt(self, mem_id: int, mapping: Mapping, device: Device) -> Mapping:
         """Make an ``@extmem`` mapping the region of ``mem_id``."""
         with self._lock:
             self._by_id[mem_id] = mapping
             mapping.users.append(device)
             return mapping
 
-    def release(self, mem_id: int, mapping: Mapping, device: "Device") -> None:
+    def release(self, mem_id: int, mapping: Mapping, device: Device) -> None:
         with self._lock:
             mapping.users.remove(device)
             if not mapping.users:
