@@ -121,21 +121,21 @@ class Port:
         by_events = getattr(self._binding, "fileno_reports_events", False)
         read = not by_events or bool(events & POLLIN)
         write = by_events and bool(events & POLLOUT)
+
+        def fire(fut: asyncio.Future[None]) -> None:
+            if not fut.done():
+                fut.set_result(None)
+
         while True:
             revents = self.poll(events, 0)
             if revents:
                 return revents
-            fut = loop.create_future()
+            fut: asyncio.Future[None] = loop.create_future()
             fd = self.fileno()
-
-            def fire() -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
             if read:
-                loop.add_reader(fd, fire)
+                loop.add_reader(fd, fire, fut)
             if write:
-                loop.add_writer(fd, fire)
+                loop.add_writer(fd, fire, fut)
             try:
                 revents = self.poll(events, 0)  # re-check: the event may predate add_reader
                 if revents:
