@@ -24,7 +24,7 @@ def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected comma-separated integers")
+        raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected comma-separated integers") from None
     bad = [s for s in sizes if not 22 <= s <= 1514]
     if not sizes or bad:
         raise argparse.ArgumentTypeError(f"--sizes {text!r}: each size must lie in 22..1514")
@@ -35,7 +35,7 @@ def _counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers") from None
     if not counts or any(not 1 <= c <= 253 for c in counts):
         raise argparse.ArgumentTypeError(f"{text!r}: each count must lie in 1..253")
     return counts
@@ -108,7 +108,7 @@ def _meta(argv: list[str], cfg: Config) -> dict:
     cpu = ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
     except OSError:
         pass
     return {
@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                         reason = r.reason  # the same cause skips the scenario's other rows
                     log(f"{scn.id} {size} B {work}: " + (
                         f"{r.packets_per_run} packets per run" if r.status == "ok" and scn.kind != "pingpong"
-                        else r.status if r.status == "ok" else f"{r.status}: {r.reason.splitlines()[0]}") + "\n")
+                        else r.status if r.status == "ok"
+                        else f"{r.status}: {r.reason.splitlines()[0]}") + "\n")
         # 2. the repeats, interleaved: round k runs every row once
         live = [r for r in rows if r.status == "ok"]
         for k in range(cfg.repeat):

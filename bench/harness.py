@@ -309,7 +309,8 @@ def run_once(scn: Scenario, params: Params, state=None, *, pin: bool = True,
             raise Skip(r["skip"])
     if failed or len(results) < len(scn.roles):
         name, r = next(iter(failed.items())) if failed else ("?", {"error": "missing report"})
-        raise BenchError(f"{scn.id}: role {name}: {r['error']}" + (f"\n{r['trace']}" if r.get("trace") else ""))
+        raise BenchError(f"{scn.id}: role {name}: {r['error']}"
+                         + (f"\n{r['trace']}" if r.get("trace") else ""))
     return _sample(scn, params, results)
 
 

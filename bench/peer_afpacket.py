@@ -96,14 +96,14 @@ def _receiver(p, ctx, ready):
         for c in range(chunks + 1):
             m = CHUNK if c < chunks else tail
             if seq:
-                for i in range(m):
+                for i in range(m):  # noqa: B007 -- i is read after a timeout, below
                     recv_into(buf)
                     v = unpack_from(buf, SEQ_OFFSET)[0]
                     if v < expect:  # reordered or duplicated (gaps are losses, counted apart)
                         bad += 1
                     expect = v + 1
             else:
-                for i in range(m):
+                for i in range(m):  # noqa: B007 -- i is read after a timeout, below
                     recv_into(buf)
             got += m
             t_last = now()

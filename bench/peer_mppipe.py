@@ -31,7 +31,7 @@ def _scenario(per: int) -> Scenario:
 
     suffix = "" if per == 1 else f"-x{per}"
     return Scenario(
-        id=f"mp-pipe{suffix}", title=f"multiprocessing.Pipe{' x%d' % per if per > 1 else ''}",
+        id=f"mp-pipe{suffix}", title=f"multiprocessing.Pipe{f' x{per}' if per > 1 else ''}",
         family="peer", kind="per-message" if per == 1 else "batched", batch=str(per),
         roles=(Role("sender", sender), Role("receiver", receiver)), quantum=per,
         prepare=_prepare, finish=_finish)

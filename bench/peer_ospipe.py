@@ -32,17 +32,17 @@ def _finish(ctx):
 
 def _scenario(per: int) -> Scenario:
     def sender(p, ctx, ready):
-        f = open(ctx[1], "wb", buffering=0, closefd=False)
+        f = open(ctx[1], "wb", buffering=0, closefd=False)  # noqa: SIM115 -- a view of the pipe's fd
         return send_loop(f.write, p, per, ready)
 
     def receiver(p, ctx, ready):
-        f = open(ctx[0], "rb", buffering=0, closefd=False)
+        f = open(ctx[0], "rb", buffering=0, closefd=False)  # noqa: SIM115 -- a view of the pipe's fd
         recv = f.readinto if per == 1 else exact_reader(f.readinto)
         return recv_loop(recv, p, per, ready)
 
     suffix = "" if per == 1 else f"-x{per}"
     return Scenario(
-        id=f"os-pipe{suffix}", title=f"os.pipe{' x%d' % per if per > 1 else ''}",
+        id=f"os-pipe{suffix}", title=f"os.pipe{f' x{per}' if per > 1 else ''}",
         family="peer", kind="per-message" if per == 1 else "batched", batch=str(per),
         roles=(Role("sender", sender), Role("receiver", receiver)), quantum=per,
         prepare=_prepare, finish=_finish)

@@ -55,6 +55,9 @@ def pipe_end(end: str):
     return lambda p: f"netmap:{p.run}{end}@conf:slots={p.extra['slots']}"
 
 
+_TX_END, _RX_END = pipe_end("{0"), pipe_end("}0")   # the roles' default ports
+
+
 def open_end(p, end: str):
     return open_spec(p, pipe_end(end)(p))
 
@@ -123,7 +126,7 @@ def send_batches(port, ring, p, wait, limit: int) -> None:
 
 
 # --- batch API: numpy over Ring.ready() / buffers / advance ---------------------------------
-def batch_sender(blocking: bool, port_name=pipe_end("{0")):
+def batch_sender(blocking: bool, port_name=_TX_END):
     """Sender role: fills every free slot (at most ``batch``), publishes with one txsync."""
     def run(p, ctx, ready):
         from netmap_core import POLLOUT
@@ -150,7 +153,7 @@ def _linger(port, ring) -> None:
         port.poll(POLLOUT, 0.05)
 
 
-def batch_receiver(blocking: bool, port_name=pipe_end("}0"), lossy: bool = False):
+def batch_receiver(blocking: bool, port_name=_RX_END, lossy: bool = False):
     """Receiver role: takes every received slot, checks sequence numbers with numpy.
 
     ``lossy`` (a switch may drop): stop after ``quiet`` seconds without a packet (FIRST_WAIT

@@ -51,7 +51,7 @@ def _scenario(kind: int, label: str, per: int) -> Scenario:
     suffix = "" if per == 1 else f"-x{per}"
     return Scenario(
         id=f"unix-{label}{suffix}",
-        title=f"AF_UNIX {label.upper()} socketpair{' x%d' % per if per > 1 else ''}",
+        title=f"AF_UNIX {label.upper()} socketpair{f' x{per}' if per > 1 else ''}",
         family="peer", kind="per-message" if per == 1 else "batched", batch=str(per),
         roles=(Role("sender", sender), Role("receiver", receiver)), quantum=per,
         prepare=prepare, finish=finish)

@@ -33,6 +33,9 @@ def _port(name: str, slots_key: str = "slots"):
     return lambda p: f"vale{p.run}:{name}@conf:slots={p.extra[slots_key]}"
 
 
+_SENDER = _port("s")   # unicast_sender's default port
+
+
 def _touch(port) -> None:
     """Write every buffer of the port's RX rings once (set-up, untimed): the emulator's shared
     memory gets its pages on first touch, which netmap's kernel allocator does at creation."""
@@ -66,7 +69,7 @@ def _scenario(backend: str, tag: str, receivers: int, blocking: bool, slots: int
 
 
 # --- learned unicast on a switch of N ports ------------------------------------------------
-def unicast_sender(blocking: bool, port_name=_port("s")):
+def unicast_sender(blocking: bool, port_name=_SENDER):
     """Sender role: like ``batch_sender``, but every frame is addressed to RECEIVER_MAC, and
     one empty txsync after the start barrier (when every port is open) and before the clock
     starts: the emulator's sender then builds its view of the switch (one shared-memory map

@@ -81,7 +81,7 @@ def _scenario(per: int) -> Scenario:
 
     suffix = "" if per == 1 else f"-x{per}"
     return Scenario(
-        id=f"zmq-ipc{suffix}", title=f"pyzmq PUSH/PULL ipc://{' x%d' % per if per > 1 else ''}",
+        id=f"zmq-ipc{suffix}", title=f"pyzmq PUSH/PULL ipc://{f' x{per}' if per > 1 else ''}",
         family="peer", kind="per-message" if per == 1 else "batched", batch=str(per),
         roles=(Role("sender", sender), Role("receiver", receiver)), quantum=per,
         available=_available, prepare=lambda p, state: mp.get_context("fork").Event())

@@ -39,7 +39,7 @@ def _pnm_roles(blocking: bool):
             tx, rx = port.tx_rings[0], port.rx_rings[0]
             prefill(tx, SIZE)
             ready()
-            for r in range(WARMUP + p.rounds):
+            for _ in range(WARMUP + p.rounds):
                 t0 = now()
                 bounce(port, tx)
                 wait_rx(port, rx)
@@ -52,7 +52,7 @@ def _pnm_roles(blocking: bool):
             tx, rx = port.tx_rings[0], port.rx_rings[0]
             prefill(tx, SIZE)
             ready()
-            for r in range(WARMUP + p.rounds):
+            for _ in range(WARMUP + p.rounds):
                 wait_rx(port, rx)
                 rx.advance(1)
                 bounce(port, tx)
@@ -68,7 +68,7 @@ def _stream_roles():
         data, buf = frame(SIZE), bytearray(SIZE)
         rtts = []
         ready()
-        for r in range(WARMUP + p.rounds):
+        for _ in range(WARMUP + p.rounds):
             t0 = now()
             send(data)
             recv(buf)
@@ -79,7 +79,7 @@ def _stream_roles():
         send, recv = ctx.ends(1)
         buf = bytearray(SIZE)
         ready()
-        for r in range(WARMUP + p.rounds):
+        for _ in range(WARMUP + p.rounds):
             recv(buf)
             send(buf)
         return {}
@@ -97,8 +97,9 @@ class _Pipes:
     def ends(self, side: int):
         w = self.ab[1] if side == 0 else self.ba[1]
         r = self.ba[0] if side == 0 else self.ab[0]
-        fw = open(w, "wb", buffering=0, closefd=False)
-        fr = open(r, "rb", buffering=0, closefd=False)
+        # views of the pipes' fds (close() closes those), kept alive by the methods returned
+        fw = open(w, "wb", buffering=0, closefd=False)  # noqa: SIM115
+        fr = open(r, "rb", buffering=0, closefd=False)  # noqa: SIM115
         return fw.write, exact_reader(fr.readinto)
 
     def close(self) -> None:

@@ -110,7 +110,7 @@ class _Pktgen:
         if exe is None:
             raise RuntimeError("pkt-gen not found (PATH, $PKTGEN)")
         self.cmd = [exe, *args]
-        self.out = tempfile.TemporaryFile()
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as self, close() closes it
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.out,
                                      stderr=self.out, preexec_fn=_die_with_parent)
 
@@ -300,15 +300,16 @@ def comparison(rows: list[dict]) -> list[dict]:
                 r = pooled.get((rid, size, work))
                 pairs[key] = {"id": rid, "tx": _side(r, "tx"), "rx": _side(r, "rx"),
                               "runs": len(r["runs"]) if r else 0, "lost": _lost(r)}
-
-            def ratio(a, side_a, b, side_b):
-                x, y = pairs[a][side_a]["median"], pairs[b][side_b]["median"]
-                return x / y if x and y else None
             out.append({"setup": setup, "size": size, "work": work, "pairs": pairs,
-                        "tx_ratio": ratio("py->c", "tx", "c->c", "tx"),
-                        "rx_ratio": ratio("c->py", "rx", "c->c", "rx"),
-                        "both_ratio": ratio("py->py", "rx", "c->c", "rx")})
+                        "tx_ratio": _ratio(pairs, "py->c", "tx", "c->c", "tx"),
+                        "rx_ratio": _ratio(pairs, "c->py", "rx", "c->c", "rx"),
+                        "both_ratio": _ratio(pairs, "py->py", "rx", "c->c", "rx")})
     return out
+
+
+def _ratio(pairs: dict, a: str, side_a: str, b: str, side_b: str) -> float | None:
+    x, y = pairs[a][side_a]["median"], pairs[b][side_b]["median"]
+    return x / y if x and y else None
 
 
 def _f(x: float | None, fmt: str = "{:.3g}") -> str:

@@ -60,7 +60,7 @@ def _fmt_ratio(x: float | None) -> str:
 
 
 def _render(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
-    widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h)
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
               for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, lines)])
@@ -115,74 +115,82 @@ def targets(rows: list[RowResult]) -> list[Target]:
         if not any(r.id.startswith(f"pnm-{tag}-") or r.id.startswith(f"pingpong-pnm-{tag}")
                    for r in rows if r.status == "ok"):
             continue
-
-        def check(text: str, rid: str, pred, fmt) -> None:
-            for work in works:
-                got = [(s, _get(rows, rid, s, work)) for s in sizes]
-                got = [(s, r) for s, r in got if r is not None]
-                if not got:
-                    continue
-                vals = [(s, pred(r)) for s, r in got]
-                measured = ", ".join(f"{s} B: {fmt(v)}" for s, v in vals)
-                met = None if any(v is None for _, v in vals) else all(ok for _, (_, ok) in vals)
-                out.append(Target(f"{text} [{tag}, work {work}]", measured, met))
-
-        def at_least(limit):
-            return lambda r: (r.median, r.median >= limit)
-
-        mp = lambda v: "-" if v is None else f"{v[0]:.2f} Mpps"  # noqa: E731
-        rx = lambda v: "-" if v is None else f"{v[0]:.1f}x"  # noqa: E731
-        check("batch API >= 50 Mpps at every frame size", f"pnm-{tag}-batch-spin", at_least(50), mp)
-        check("batch API >= 30 Mpps blocking in poll", f"pnm-{tag}-batch-poll", at_least(30), mp)
-
-        def vs(kind, limit, only_size=None):
-            def pred(r):
-                if only_size is not None and r.size != only_size:
-                    return (0.0, True)
-                best = _best(rows, r.size, r.work, kind)
-                if best is None or best.median <= 0:
-                    return None
-                x = r.median / best.median
-                return (x, x >= limit)
-            return pred
-
-        for rid in (f"pnm-{tag}-batch-spin",):
-            for work in works:
-                r = _get(rows, rid, 1514, work)
-                if r is None:
-                    continue
-                best = _best(rows, 1514, work, "batched")
-                if best is None:
-                    out.append(Target(f">= 5x the best batched peer at 1514 B [{tag}, work {work}]",
-                                      "no batched peer measured", None))
-                    continue
-                x = r.median / best.median
-                out.append(Target(f">= 5x the best batched peer at 1514 B [{tag}, work {work}]",
-                                  f"{x:.1f}x ({r.median:.2f} vs {best.id} {best.median:.3f} Mpps)",
-                                  x >= 5))
-        check(">= 30x every one-message-per-packet peer (batch API vs best)", f"pnm-{tag}-batch-spin",
-              vs("per-message", 30), rx)
-
-        def vs_bare(r):
-            bare = _get(rows, "pnm-emu-bare-loop" if tag == "emu" else "pnm-dev-bare-loop", r.size, r.work)
-            if bare is None or r.median <= 0:
-                return None
-            x = bare.median / r.median
-            return (x, x <= 2)
-        check("per-packet API within 2x of a bare Python loop (bare / API)", f"pnm-{tag}-per-packet",
-              vs_bare, lambda v: "-" if v is None else f"{v[0]:.2f}x")
-        pp = next((r for r in rows if r.id == f"pingpong-pnm-{tag}-poll" and r.status == "ok"
-                   and r.samples), None)
-        if pp is not None:
-            out.append(Target(f"ping-pong round trip <= 60 us blocking in poll [{tag}]",
-                              f"median {pp.rtt_median_us:.1f} us", pp.rtt_median_us <= 60))
+        out += _backend_targets(rows, tag, sizes, works)
     out += [Target(*t) for t in tx_targets([r.as_dict() for r in rows])]
+    return out
+
+
+def _backend_targets(rows: list[RowResult], tag: str, sizes: list[int], works: list[str]) -> list[Target]:
+    """The targets one backend's rows meet or miss (``tag``: emu or dev)."""
+    out: list[Target] = []
+
+    def check(text: str, rid: str, pred, fmt) -> None:
+        for work in works:
+            got = [(s, _get(rows, rid, s, work)) for s in sizes]
+            got = [(s, r) for s, r in got if r is not None]
+            if not got:
+                continue
+            vals = [(s, pred(r)) for s, r in got]
+            measured = ", ".join(f"{s} B: {fmt(v)}" for s, v in vals)
+            met = None if any(v is None for _, v in vals) else all(ok for _, (_, ok) in vals)
+            out.append(Target(f"{text} [{tag}, work {work}]", measured, met))
+
+    def at_least(limit):
+        return lambda r: (r.median, r.median >= limit)
+
+    mp = lambda v: "-" if v is None else f"{v[0]:.2f} Mpps"  # noqa: E731
+    rx = lambda v: "-" if v is None else f"{v[0]:.1f}x"  # noqa: E731
+    check("batch API >= 50 Mpps at every frame size", f"pnm-{tag}-batch-spin", at_least(50), mp)
+    check("batch API >= 30 Mpps blocking in poll", f"pnm-{tag}-batch-poll", at_least(30), mp)
+
+    def vs(kind, limit, only_size=None):
+        def pred(r):
+            if only_size is not None and r.size != only_size:
+                return (0.0, True)
+            best = _best(rows, r.size, r.work, kind)
+            if best is None or best.median <= 0:
+                return None
+            x = r.median / best.median
+            return (x, x >= limit)
+        return pred
+
+    for rid in (f"pnm-{tag}-batch-spin",):
+        for work in works:
+            r = _get(rows, rid, 1514, work)
+            if r is None:
+                continue
+            best = _best(rows, 1514, work, "batched")
+            if best is None:
+                out.append(Target(f">= 5x the best batched peer at 1514 B [{tag}, work {work}]",
+                                  "no batched peer measured", None))
+                continue
+            x = r.median / best.median
+            out.append(Target(f">= 5x the best batched peer at 1514 B [{tag}, work {work}]",
+                              f"{x:.1f}x ({r.median:.2f} vs {best.id} {best.median:.3f} Mpps)",
+                              x >= 5))
+    check(">= 30x every one-message-per-packet peer (batch API vs best)", f"pnm-{tag}-batch-spin",
+          vs("per-message", 30), rx)
+
+    def vs_bare(r):
+        bare = _get(rows, "pnm-emu-bare-loop" if tag == "emu" else "pnm-dev-bare-loop", r.size, r.work)
+        if bare is None or r.median <= 0:
+            return None
+        x = bare.median / r.median
+        return (x, x <= 2)
+    check("per-packet API within 2x of a bare Python loop (bare / API)", f"pnm-{tag}-per-packet",
+          vs_bare, lambda v: "-" if v is None else f"{v[0]:.2f}x")
+    pp = next((r for r in rows if r.id == f"pingpong-pnm-{tag}-poll" and r.status == "ok"
+               and r.samples), None)
+    if pp is not None:
+        out.append(Target(f"ping-pong round trip <= 60 us blocking in poll [{tag}]",
+                          f"median {pp.rtt_median_us:.1f} us", pp.rtt_median_us <= 60))
     return out
 
 
 def targets_text(ts: list[Target]) -> str:
     mark = {True: "met    ", False: "NOT met", None: "n/a    "}
-    return "\n".join(f"  [{mark[t.met]}] {t.text}: {t.measured}" for t in ts) or "  (no pynetmap rows measured)"
+    return ("\n".join(f"  [{mark[t.met]}] {t.text}: {t.measured}" for t in ts)
+            or "  (no pynetmap rows measured)")
 
 
 # --- files ---------------------------------------------------------------------------------
