@@ -86,7 +86,8 @@ def dispatch(src: Ring, dsts: Sequence[Ring], choice, *, copy: bool | None = Non
             dpos = (dst.head + np.arange(m)) % dst.num_slots
             same = src.same_pool(dst)
             if copy is False and not same:
-                raise InvalidRequestError(22, f"dispatch: {src.name} and {dst.name} do not share a buffer pool")
+                raise InvalidRequestError(
+                    22, f"dispatch: {src.name} and {dst.name} do not share a buffer pool")
             move_slots(src, spos[:m], dst, dpos, copy=bool(copy) or not same)
             dst.advance(m)
         forwarded.append(m)

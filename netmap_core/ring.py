@@ -87,7 +87,8 @@ class Ring:
 
     __slots__ = (
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
-        "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords", "_shalves", "__weakref__",
+        "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords",
+        "_shalves", "__weakref__",
     )
 
     def __init__(self, region, offset: int, *, name: str = "ring") -> None:

@@ -162,10 +162,10 @@ class PipeMachine(RuleBasedStateMachine):
             got = port.poll(events, 0) if op == "poll" else getattr(port, op)()
         except RingProtocolError as exc:
             if expected_error is None:
-                raise _fail(f"{op}({events:#x}) on {h}: unexpected {exc!r}")
+                raise _fail(f"{op}({events:#x}) on {h}: unexpected {exc!r}") from exc
             if (exc.field, exc.value) != (expected_error.field, expected_error.value):
                 raise _fail(f"{op} on {h}: RingProtocolError names {exc.field}={exc.value}, "
-                            f"the model says {expected_error.field}={expected_error.value}")
+                            f"the model says {expected_error.field}={expected_error.value}") from exc
             return
         if expected_error is not None:
             raise _fail(f"{op}({events:#x}) on {h}: returned {got!r}, rules=strict requires "
@@ -354,7 +354,7 @@ class PipeMachine(RuleBasedStateMachine):
         fl = [flags[j] if j < len(flags) else 0 for j in range(k)]
         ptrs = [(ptr + j) % 2**64 for j in range(k)]
         ring = self._ring(h, TX)
-        for i, buf, frame in self.model.fill(h.role, lengths, fl, ptrs):
+        for i, _buf, frame in self.model.fill(h.role, lengths, fl, ptrs):
             self._write_slot(ring, i, mr.slots[i])
             ring.buf(i)[:len(frame)] = memoryview(frame)  # buf(i) follows the slot's buf_idx
         ring.head = mr.head
@@ -583,7 +583,7 @@ class PipeMachine(RuleBasedStateMachine):
     def indexes_in_range(self):
         """tail is always < n (only the kernel writes it and it validates everything); a ring's
         space never exceeds n-1."""
-        for ident, port in self.ports.items():
+        for port in self.ports.values():
             for ring in (port.tx_rings[0], port.rx_rings[0]):
                 n = ring.num_slots
                 if not ring.tail < n:

@@ -242,7 +242,8 @@ def test_kernel_constants(key, value):
 def test_private_limits_leave_unstated_minimums_open():
     # the table gives no object minimum for the private if/ring pools; abi must not invent one
     for pool in ("if", "ring"):
-        assert "objminsize" not in KERNEL["memory (sys/dev/netmap/netmap_mem2.c)"]["private_pool_limits"][pool]
+        limits = KERNEL["memory (sys/dev/netmap/netmap_mem2.c)"]["private_pool_limits"]
+        assert "objminsize" not in limits[pool]
         assert abi.NETMAP_PRIV_LIMITS[pool].objminsize is None
 
 

@@ -32,20 +32,20 @@ def _run(tmp_path, *only: str) -> tuple[str, dict]:
 
 def test_peers_and_pingpong(tmp_path):
     stdout, doc = _run(tmp_path, "os-pipe", "unix-dgram-x256", "pingpong-os-pipe")
-    header = next(l for l in stdout.splitlines() if l.startswith("scenario") and "Mpps" in l)
+    header = next(ln for ln in stdout.splitlines() if ln.startswith("scenario") and "Mpps" in ln)
     for col in ("size", "work", "batch", "Mpps", "min", "max", "vs best 1/msg", "vs best batched"):
         assert col in header
     assert "median us" in stdout and "targets:" in stdout
     rows = {(r["id"], r["size"], r["work"]): r for r in doc["rows"]}
     assert set(rows) == {("os-pipe", 60, "seq"), ("os-pipe-x256", 60, "seq"),
                          ("unix-dgram-x256", 60, "seq"), ("pingpong-os-pipe", 60, "none")}
-    for key, r in rows.items():
+    for r in rows.values():
         assert r["status"] == "ok", r
         assert r["mpps_median"] > 0
         assert all(run["bad"] == 0 and run["lost"] == 0 for run in r["runs"])
     assert rows[("pingpong-os-pipe", 60, "none")]["rtt_median_us"] > 0
     # the printed row carries the same median the JSON holds
-    line = next(l for l in stdout.splitlines() if l.startswith("os-pipe-x256 "))
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("os-pipe-x256 "))
     assert float(line.split()[4]) == pytest.approx(rows[("os-pipe-x256", 60, "seq")]["mpps_median"], abs=1e-3)
     # ratios are relative to the best peer of the kind: the best batched row scores exactly 1
     batched = [rows[("os-pipe-x256", 60, "seq")], rows[("unix-dgram-x256", 60, "seq")]]

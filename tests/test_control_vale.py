@@ -57,7 +57,8 @@ def test_port_info_existing_port_and_unknown(env):
     sw = unique_switch()
     p = env.open(f"{sw}:a@conf:rings=2,slots=256")
     i = env.ctl.port_info(f"{sw}:a")
-    assert (i.mem_id, i.memsize, i.tx_rings, i.rx_rings, i.tx_slots) == (p.info.mem_id, p.info.memsize, 2, 2, 256)
+    assert ((i.mem_id, i.memsize, i.tx_rings, i.rx_rings, i.tx_slots)
+            == (p.info.mem_id, p.info.memsize, 2, 2, 256))
     with pytest.raises(NoSuchPortError):
         env.ctl.port_info("nosuch_if0")
 
@@ -198,8 +199,9 @@ def test_valectl_over_the_backend(env, backend_name):
     out, err = io.StringIO(), io.StringIO()
     assert valectl.main([], control=env.ctl, stdout=out, stderr=err) == 0
     lines = out.getvalue().splitlines()
-    assert f"{sw}:a bridge_idx 0 port_idx 0" in lines or any(l.startswith(f"{sw}:a bridge_idx") for l in lines)
-    assert any(l.startswith(f"{sw}:b bridge_idx") and l.endswith("port_idx 1") for l in lines)
+    assert (f"{sw}:a bridge_idx 0 port_idx 0" in lines
+            or any(ln.startswith(f"{sw}:a bridge_idx") for ln in lines))
+    assert any(ln.startswith(f"{sw}:b bridge_idx") and ln.endswith("port_idx 1") for ln in lines)
     out = io.StringIO()
     assert valectl.main(["-l", f"{sw}:b"], control=env.ctl, stdout=out, stderr=err) == 0
     assert out.getvalue().endswith("port_idx:   1\n")

@@ -354,4 +354,5 @@ def test_legacy_decode():
                                   nr_memsize=42389504, nr_tx_slots=1024, nr_rx_slots=1024,
                                   nr_tx_rings=1, nr_rx_rings=1, nr_flags=1, nr_arg2=2, nr_arg3=5))
     info = rq.decode_legacy_register(req)
-    assert (info.mode, info.mem_id, info.extra_bufs, info.memsize, info.host_tx_rings) == (1, 2, 5, 42389504, 0)
+    assert ((info.mode, info.mem_id, info.extra_bufs, info.memsize, info.host_tx_rings)
+            == (1, 2, 5, 42389504, 0))

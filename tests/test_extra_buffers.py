@@ -163,7 +163,8 @@ def test_vale_extra_buffers_travel_and_come_back(opener):
     a.txsync()
     assert int(atx.slots["buf_idx"][0]) == x and not atx.slots["flags"][0] & CHANGED, "B11"
     b.rxsync()
-    assert brx.space() == 2 and [payload(brx, k) for k in range(2)] == out, "Live check 4: broadcast delivered"
+    assert brx.space() == 2 and [payload(brx, k) for k in range(2)] == out, \
+        "Live check 4: broadcast delivered"
     received = int(brx.slots["buf_idx"][0])
     y, got = swap_in(b, brx, 0)          # b keeps the received buffer, gives an extra one
     assert got == received and y == first_b[0]

@@ -60,7 +60,8 @@ def sources(frames) -> set[int]:
 
 
 def test_sigkill_mid_traffic_leaves_nothing_behind(backend_name):
-    sw, own, shared = unique_switch("valekl"), f"netmap:{unique_switch('klo')}", f"netmap:{unique_switch('kls')}"
+    sw = unique_switch("valekl")
+    own, shared = f"netmap:{unique_switch('klo')}", f"netmap:{unique_switch('kls')}"
     with contextlib.ExitStack() as st:
         def op(name, **kw):
             return st.enter_context(netmap_core.open(name, backend=backend_name, **kw))

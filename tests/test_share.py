@@ -24,7 +24,8 @@ def test_share_registers_in_the_other_ports_allocator(opener):
     assert b.info.mem_id == a.info.mem_id, "D6: @share takes PORT's mem_id"
     assert (b.info.offset, b.info.memsize) == (1024, a.info.memsize), \
         "A18: a port given another's mem_id gets the next netmap_if of that region"
-    assert bufs(b.rx_rings[0]) == list(range(2050, 3074)) and bufs(b.tx_rings[0]) == list(range(3074, 4098)), \
+    assert (bufs(b.rx_rings[0]) == list(range(2050, 3074))
+            and bufs(b.tx_rings[0]) == list(range(3074, 4098))), \
         "A7: b's rings take buffers first-fit after a's 2..2049"
     assert a.rx_rings[0].same_pool(b.tx_rings[0]), "A15/L10: one mapping per mem_id"
     c = opener(f"{s2}:c")

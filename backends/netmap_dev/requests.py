@@ -94,7 +94,8 @@ def _put(struct: np.ndarray, field: str, value: int, what: str) -> None:
     """Store an integer field after checking it fits its C type (typed error naming it)."""
     kind = struct.dtype.fields[field][0]
     info = np.iinfo(kind)
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not info.min <= value <= info.max:
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+            or not info.min <= value <= info.max):
         raise InvalidRequestError(
             _errno.EINVAL, f"{what}: {field}={value!r} does not fit; allowed {info.min}..{info.max}")
     struct[field] = value
@@ -397,7 +398,8 @@ def legacy_register(name: str, *, mode: int = abi.NR_REG_ALL_NIC, ringid: int = 
     if flags & abi.NR_REG_MASK:
         raise InvalidRequestError(_errno.EINVAL, f"{what}: nr_flags={flags:#x} overlaps NR_REG_MASK")
     if not 0 <= ringid <= abi.NETMAP_RING_MASK:
-        raise InvalidRequestError(_errno.EINVAL, f"{what}: nr_ringid={ringid}; allowed 0..{abi.NETMAP_RING_MASK}")
+        raise InvalidRequestError(_errno.EINVAL,
+                                  f"{what}: nr_ringid={ringid}; allowed 0..{abi.NETMAP_RING_MASK}")
     req = _struct(abi.nmreq)
     req["nr_name"] = raw
     req["nr_version"] = abi.NETMAP_API
