@@ -8,9 +8,14 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import BackendUnavailable, InvalidRequestError
+
+if TYPE_CHECKING:
+    from .control import Control
+    from .portspec import PortSpec
+    from .ring import Region
 
 __all__ = [
     "RegisterInfo", "Binding", "Backend", "BACKENDS", "ENV_BACKEND",
@@ -58,8 +63,10 @@ class Binding(Protocol):
     """
 
     info: RegisterInfo
-    region: object
     rules: str
+
+    @property
+    def region(self) -> Region: ...   # read-only here, so a binding may hold any Region type
 
     def txsync(self) -> None: ...
     def rxsync(self) -> None: ...
@@ -76,9 +83,9 @@ class Backend(Protocol):
         """(usable, why): whether this machine can run the backend, and precisely why not."""
         ...
 
-    def register(self, spec, *, rules: str, **options) -> Binding: ...
+    def register(self, spec: PortSpec, *, rules: str, **options: Any) -> Binding: ...
 
-    def control(self):
+    def control(self) -> Control:
         """This backend's :class:`netmap_core.control.Control` (the non-REGISTER requests)."""
         ...
 

@@ -15,12 +15,14 @@ from . import abi
 from .errors import InvalidRequestError, RingProtocolError
 
 if TYPE_CHECKING:
-    from .ring import Ring
+    from numpy.typing import ArrayLike
+
+    from .ring import Ring, SlotSel
 
 __all__ = ["move_slots", "dispatch", "Dispatched", "flow_hash"]
 
 
-def move_slots(src: Ring, spos, dst: Ring, dpos, *, copy: bool) -> None:
+def move_slots(src: Ring, spos: SlotSel, dst: Ring, dpos: SlotSel, *, copy: bool) -> None:
     """Move the frames in ``src`` slots ``spos`` into ``dst`` slots ``dpos`` (same length).
 
     Zero copy (``copy=False``): the two slots exchange ``buf_idx``; both get NS_BUF_CHANGED
@@ -61,7 +63,8 @@ class Dispatched:
     dropped: int
 
 
-def dispatch(src: Ring, dsts: Sequence[Ring], choice, *, copy: bool | None = None) -> Dispatched:
+def dispatch(src: Ring, dsts: Sequence[Ring], choice: ArrayLike, *,
+             copy: bool | None = None) -> Dispatched:
     """Send the first ``len(choice)`` ready slots of ``src`` to ``dsts[choice[i]]``.
 
     ``choice[i] < 0`` drops slot i. A destination without room drops the frames that do not

@@ -64,6 +64,8 @@ class RingProtocolError(NetmapError):
 class NetmapOSError(NetmapError, OSError):
     """A request failed the way the kernel fails it: ``errno`` is set, ``detail`` says why."""
 
+    errno: int   # always given (OSError's may be None)
+
     def __init__(self, code: int, detail: str) -> None:
         OSError.__init__(self, code, f"{os.strerror(code)}: {detail}")
         self.detail = detail

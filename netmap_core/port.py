@@ -6,6 +6,7 @@ are views into the allocator's shared region and must not be used after ``close(
 from __future__ import annotations
 
 import select
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,7 @@ class Port:
     def __enter__(self) -> Port:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # --- extra buffers --------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Port:
 
 
 def open_port(portspec: str | PortSpec, *, backend: str | None = None,
-              rules: str | None = None, **options) -> Port:
+              rules: str | None = None, **options: Any) -> Port:
     """Open (register) a port by its netmap name, e.g. ``netmap:pipe{1``, ``vale0:a``.
 
     ``backend``: ``"netmap"`` (/dev/netmap) or ``"emu"``; default ``$PYNETMAP_BACKEND``, else

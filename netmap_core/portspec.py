@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import abi
 from .errors import PortSpecError
@@ -326,7 +327,7 @@ class _Parser:
     def register(self, pos: int) -> dict:
         """The suffix after the name up to the options: mode, one flag group, ``@N`` mem ids."""
         text, n = self.text, self.n
-        out = {"mode": abi.NR_REG_ALL_NIC, "ringid": 0, "flags": 0, "mem_id": 0}
+        out: dict[str, Any] = {"mode": abi.NR_REG_ALL_NIC, "ringid": 0, "flags": 0, "mem_id": 0}
         mode_char = None
         pipe_name = None
         if pos < n and text[pos] in (_MODE_CHARS + ("{}" if self.legacy else "")):

@@ -5,6 +5,7 @@ Pure: ring counts in, ring ids per direction out, or the EINVAL netmap returns.
 from __future__ import annotations
 
 import errno
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from . import abi
@@ -28,7 +29,7 @@ class Bound:
 
 
 def bound_rings(mode: int, ringid: int, flags: int, *, tx: int, rx: int, host_tx: int = 0,
-                host_rx: int = 0, name: str = "port", allowed=None) -> Bound:
+                host_rx: int = 0, name: str = "port", allowed: Collection[int] | None = None) -> Bound:
     """The rings a REGISTER with (``mode``, ``ringid``, ``flags``) binds on a port with ``tx``/
     ``rx`` hardware and ``host_tx``/``host_rx`` host rings.
 
@@ -39,6 +40,8 @@ def bound_rings(mode: int, ringid: int, flags: int, *, tx: int, rx: int, host_tx
     def fail(why: str) -> InvalidRequestError:
         return InvalidRequestError(errno.EINVAL, f"{name}: {why}")
 
+    t: Sequence[int]
+    r: Sequence[int]
     if allowed is not None and mode not in allowed:
         names = ", ".join(f"{MODE_NAMES[m]} ({m})" for m in allowed)
         raise fail(f"nr_mode={mode} is not valid here; allowed: {names}")

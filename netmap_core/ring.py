@@ -16,6 +16,7 @@ CPython; the batch ones cost a few µs per call plus a few ns per slot.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,12 +24,23 @@ from . import abi
 from .batch import move_slots
 from .errors import InvalidRequestError, RingProtocolError
 
+if TYPE_CHECKING:
+    from mmap import mmap
+    from typing import TypeAlias
+
+    from numpy.typing import ArrayLike, DTypeLike
+
+    #: memory a ring (or a port's netmap_if) can be a view of; it must be writable
+    Region: TypeAlias = "np.ndarray | mmap | bytearray | memoryview"
+    #: slot positions: a slice (no wrap) or an index array
+    SlotSel: TypeAlias = "slice | np.ndarray"
+
 __all__ = ["Ring", "Batch", "as_region"]
 
 _HEAD, _CUR, _TAIL, _FLAGS = 5, 6, 7, 8  # u32 word indexes in the ring header
 
 
-def as_region(region) -> np.ndarray:
+def as_region(region: Region) -> np.ndarray:
     """A writable 1-D uint8 numpy array over ``region`` (mmap, bytearray, memoryview, ndarray)."""
     if isinstance(region, np.ndarray) and region.dtype == np.uint8 and region.ndim == 1:
         arr = region
@@ -60,15 +72,15 @@ class Batch:
         stop = self.ring.buf_size if stop is None else stop
         return self.ring.buffers[self.buf_idx, start:stop]
 
-    def read(self, offset: int, dtype="<u8") -> np.ndarray:
+    def read(self, offset: int, dtype: DTypeLike = "<u8") -> np.ndarray:
         """One ``dtype`` value per frame, from byte ``offset`` of each buffer (a new array)."""
         return self.ring.field(offset, dtype)[self.buf_idx]
 
-    def write(self, offset: int, values, dtype="<u8") -> None:
+    def write(self, offset: int, values: ArrayLike, dtype: DTypeLike = "<u8") -> None:
         """Store one ``dtype`` value per frame (or one for all) at byte ``offset``."""
         self.ring.field(offset, dtype)[self.buf_idx] = values
 
-    def scatter(self, data, start: int = 0) -> None:
+    def scatter(self, data: ArrayLike, start: int = 0) -> None:
         """Write ``data`` (``(k, w)`` or one ``(w,)`` row for all) at byte ``start`` of each buffer."""
         data = np.asarray(data, dtype=np.uint8)
         width = data.shape[-1]
@@ -91,7 +103,7 @@ class Ring:
         "_shalves", "__weakref__",
     )
 
-    def __init__(self, region, offset: int, *, name: str = "ring") -> None:
+    def __init__(self, region: Region, offset: int, *, name: str = "ring") -> None:
         arr = as_region(region)
         size = arr.shape[0]
         if offset < 0 or offset % 8 or offset + abi.NETMAP_RING_SLOTS_OFFSET > size:
@@ -126,7 +138,7 @@ class Ring:
         raw = memoryview(self.slots.view(np.uint8))
         self._swords = raw.cast("I")   # per-slot path: slot i's buf_idx is word 4i
         self._shalves = raw.cast("H")  # ... and its len is half-word 8i + 2
-        self._words = memoryview(arr[offset:offset + 40]).cast("I")
+        self._words = arr[offset:offset + 40].data.cast("I")
 
     # --- indexes -------------------------------------------------------------------------
     @property
@@ -240,13 +252,13 @@ class Ring:
         self._shalves[(i << 3) + 2] = length
 
     # --- batches -------------------------------------------------------------------------
-    def _span(self, start: int, k: int):
+    def _span(self, start: int, k: int) -> SlotSel:
         n = self.num_slots
         if start + k <= n:
             return slice(start, start + k)
         return np.concatenate((np.arange(start, n), np.arange(0, start + k - n)))
 
-    def field(self, offset: int, dtype="<u8") -> np.ndarray:
+    def field(self, offset: int, dtype: DTypeLike = "<u8") -> np.ndarray:
         """Zero-copy strided view: element ``i`` is the ``dtype`` value at byte ``offset`` of
         buffer ``i``. ``ring.field(14, "<u8")[batch.buf_idx]`` reads one header field of a
         whole batch (a few ns per frame); assigning through it writes them."""
@@ -277,14 +289,16 @@ class Ring:
         self._check_bufs(bidx, idx)
         return Batch(self, idx, bidx, lens)
 
-    def _check_bufs(self, bidx: np.ndarray, sel) -> None:
+    def _check_bufs(self, bidx: np.ndarray, sel: SlotSel) -> None:
         if bidx.size and int(bidx.max()) >= self._nbufs:
             bad = int(np.argmax(bidx >= self._nbufs))
             slot = (sel.start + bad) if isinstance(sel, slice) else int(np.asarray(sel)[bad])
             raise RingProtocolError(self.name, f"slot[{slot}].buf_idx", int(bidx[bad]),
                                     f"0..{self._nbufs - 1} (buffers in the mapping)")
 
-    def fill(self, k: int | None = None, *, template=None, data=None, lengths=None,
+    def fill(self, k: int | None = None, *,
+             template: bytes | bytearray | memoryview | np.ndarray | None = None,
+             data: ArrayLike | None = None, lengths: ArrayLike | None = None,
              flags: int = 0, advance: bool = True) -> int:
         """Fill up to ``k`` free slots from ``head`` and (by default) publish them.
 
