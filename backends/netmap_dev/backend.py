@@ -9,6 +9,7 @@ import dataclasses
 import errno as _errno
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NetmapOSError
@@ -17,7 +18,11 @@ from netmap_core.rules import check_mode
 from . import requests
 from .binding import DevBinding
 from .control import DevControl
-from .device import REGISTRY, SYSTEM, Device, Mapping, MemoryRegistry, SysOps
+from .device import REGISTRY, SYSTEM, Device, Mapping, MemoryRegistry, SysOps, errno_of
+
+if TYPE_CHECKING:
+    from netmap_core.backend import RegisterInfo
+    from netmap_core.portspec import PortSpec
 
 __all__ = ["NetmapBackend", "REGISTER_OPTIONS"]
 
@@ -57,7 +62,7 @@ class NetmapBackend:
         try:
             dev = Device(path, self.ops)
         except OSError as exc:
-            return False, (f"{path} cannot be opened read-write: {os.strerror(exc.errno)} "
+            return False, (f"{path} cannot be opened read-write: {os.strerror(errno_of(exc))} "
                            f"({_ename(exc.errno)})")
         try:
             req = requests.port_info_get("", 0)
@@ -76,11 +81,12 @@ class NetmapBackend:
     def control(self) -> DevControl:
         return DevControl(self.path, self.ops)
 
-    def _mem_id(self, dev: Device, spec) -> int:
+    def _mem_id(self, dev: Device, spec: PortSpec) -> int:
         """``spec.mem_id``, or the allocator of the ``@share`` port (PORT_INFO_GET)."""
-        if spec.share is None:
+        share = spec.share_name   # None exactly when spec.share is
+        if share is None:
             return spec.mem_id
-        req = requests.port_info_get(spec.share_name)
+        req = requests.port_info_get(share)
         dev.ctrl(req)
         mem_id = requests.decode_port_info(req).mem_id
         if spec.mem_id and spec.mem_id != mem_id:
@@ -89,7 +95,7 @@ class NetmapBackend:
                 f"mem_id {spec.mem_id} was also asked for; allowed: one of them, or equal")
         return mem_id
 
-    def register(self, spec, *, rules: str, **options) -> DevBinding:
+    def register(self, spec: PortSpec, *, rules: str, **options: int) -> DevBinding:
         """One REGISTER on a new descriptor, then the allocator's mapping (shared per mem_id).
 
         ``options``: ``extra_bufs`` and ring/slot hints (see REGISTER_OPTIONS). Failure closes
@@ -104,7 +110,7 @@ class NetmapBackend:
         dev = Device(self.path, self.ops)
         ext: Mapping | None = None
         mapping: Mapping | None = None
-        info = None
+        info: RegisterInfo | None = None
         try:
             mem_id = self._mem_id(dev, spec)
             if spec.extmem is not None:
@@ -120,7 +126,7 @@ class NetmapBackend:
                 mapping = self.registry.acquire(info.mem_id, info.memsize, dev)
             return DevBinding(dev, info, mapping, self.registry, rules)
         except BaseException:
-            if mapping is not None:
+            if mapping is not None and info is not None:   # mapped only once REGISTER answered
                 self.registry.release(info.mem_id, mapping, dev)
             elif ext is not None:
                 ext.retire()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import select
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -93,7 +94,9 @@ class DevBinding:
                  registry: MemoryRegistry, rules: str) -> None:
         self.info = info
         self.rules = _rules.check_mode(rules)
-        self.region = mapping.array
+        region = mapping.array
+        assert region is not None, "a mapping is retired only once its last user releases it"
+        self.region = region
         self._device = device
         self._mapping = mapping
         self._registry = registry
@@ -111,14 +114,15 @@ class DevBinding:
                 _SHADOWS.bind(key, r, self)
 
     # --- strict checks ----------------------------------------------------------------------
-    def _check(self, shadows, check) -> None:
+    def _check(self, shadows: list[tuple[Ring, int]],
+               check: Callable[[_rules.KRing, int, int], _rules.Violation | None]) -> None:
         for ring, key in shadows:
             bad = check(_SHADOWS.get(key), ring.head, ring.cur)
             if bad is not None:
                 raise bad.error(ring.name)
 
     @staticmethod
-    def _settle(shadows) -> None:
+    def _settle(shadows: list[tuple[Ring, int]]) -> None:
         for ring, key in shadows:
             _SHADOWS.settle(key, ring)
 

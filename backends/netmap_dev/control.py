@@ -69,5 +69,5 @@ class DevControl:
     def __enter__(self) -> DevControl:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -48,6 +48,13 @@ def _munmap_quietly(addr: int, length: int) -> None:
     _libc.munmap(addr, length)
 
 
+def errno_of(exc: OSError) -> int:
+    """The errno of a failed system call. OSError.errno is None only for an OSError made
+    without one, which no system call raises."""
+    assert exc.errno is not None, f"{exc!r} carries no errno"
+    return exc.errno
+
+
 class Mapping:
     """One mapping of an allocator region (or of an ``@extmem`` file) at a fixed address.
 
@@ -66,10 +73,11 @@ class Mapping:
         self.length = length
         self.via_fd = via_fd     # the descriptor the kernel sees this mapping through
         self.what = what
-        self.users: list = []    # owners (devices) sharing it, see MemoryRegistry
+        self.users: list[Device] = []    # owners (devices) sharing it, see MemoryRegistry
         buf = (ctypes.c_ubyte * length).from_address(addr)
         weakref.finalize(buf, _munmap_quietly, addr, length)
-        self.array: np.ndarray | None = np.frombuffer(buf, dtype=np.uint8)
+        # through a memoryview (which holds buf): numpy's stubs do not take ctypes arrays
+        self.array: np.ndarray | None = np.frombuffer(memoryview(buf), dtype=np.uint8)
 
     @classmethod
     def of_fd(cls, fd: int, length: int, what: str) -> Mapping:
@@ -88,7 +96,7 @@ class Mapping:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
-            raise error_from_errno(exc.errno, f"{what}: cannot open read-write: {exc.strerror}") from None
+            raise error_from_errno(errno_of(exc), f"{what}: cannot open read-write: {exc.strerror}") from None
         try:
             size = os.fstat(fd).st_size
             if size <= 0:
@@ -129,13 +137,13 @@ class SysOps:
     def close(self, fd: int) -> None:
         os.close(fd)
 
-    def ioctl(self, fd: int, request: int, buf) -> None:
+    def ioctl(self, fd: int, request: int, buf: np.ndarray | None) -> None:
         """``buf`` None: an argument-less ioctl (the syncs); otherwise a writable buffer the
         kernel reads and whose new contents are copied back."""
         if buf is None:
             fcntl.ioctl(fd, request)
         else:
-            fcntl.ioctl(fd, request, buf, True)
+            fcntl.ioctl(fd, request, buf.data, True)   # the array's own memory, as a memoryview
 
     def poll(self, fd: int, events: int, timeout_ms: int | None) -> int:
         p = select.poll()
@@ -218,7 +226,7 @@ class Device:
         try:
             self.fd = ops.open(path)
         except OSError as exc:
-            raise error_from_errno(exc.errno, f"cannot open {path} read-write: {exc.strerror}") from None
+            raise error_from_errno(errno_of(exc), f"cannot open {path} read-write: {exc.strerror}") from None
 
     def ctrl(self, req: requests.Request) -> None:
         """NIOCCTRL: the kernel reads the header, body and options; on success the body and
@@ -226,7 +234,7 @@ class Device:
         try:
             self.ops.ioctl(self.fd, abi.NIOCCTRL, req.header.view(np.uint8))
         except OSError as exc:
-            raise requests.error_for(req, exc.errno) from None
+            raise requests.error_for(req, errno_of(exc)) from None
         requests.check_options(req)
 
     def regif_legacy(self, nmreq: np.ndarray) -> None:
@@ -234,15 +242,17 @@ class Device:
         try:
             self.ops.ioctl(self.fd, abi.NIOCREGIF, nmreq.view(np.uint8))
         except OSError as exc:
-            raise error_from_errno(exc.errno, f"NIOCREGIF on {self.path} failed with "
-                                   f"{_errno.errorcode.get(exc.errno, exc.errno)}") from None
+            code = errno_of(exc)
+            raise error_from_errno(code, f"NIOCREGIF on {self.path} failed with "
+                                   f"{_errno.errorcode.get(code, code)}") from None
 
     def _sync(self, request: int, what: str) -> None:
         try:
             self.ops.ioctl(self.fd, request, None)
         except OSError as exc:
-            raise error_from_errno(exc.errno, f"{what} on {self.label!r} failed with "
-                                   f"{_errno.errorcode.get(exc.errno, exc.errno)}") from None
+            code = errno_of(exc)
+            raise error_from_errno(code, f"{what} on {self.label!r} failed with "
+                                   f"{_errno.errorcode.get(code, code)}") from None
 
     def txsync(self) -> None:
         """NIOCTXSYNC: one non-blocking syscall over every bound TX ring."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from netmap_core import abi
 from netmap_core.backend import RegisterInfo
 from netmap_core.control import ListEntry, NewIf, PoolsInfo, PortInfo
 from netmap_core.errors import InvalidRequestError, NetmapOSError, error_from_errno
+
+if TYPE_CHECKING:
+    from netmap_core.portspec import Conf, ExtMem, Offset, PortSpec
 
 __all__ = [
     "Request", "build", "option", "register", "extmem_option", "offsets_option",
@@ -92,7 +96,7 @@ class Request:
 
 def _put(struct: np.ndarray, field: str, value: int, what: str) -> None:
     """Store an integer field after checking it fits its C type (typed error naming it)."""
-    kind = struct.dtype.fields[field][0]
+    kind = struct.dtype[field]
     info = np.iinfo(kind)
     if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
             or not info.min <= value <= info.max):
@@ -164,7 +168,7 @@ def build(reqtype: int, name: str = "", body: np.ndarray | None = None,
     return Request(hdr, body, options)
 
 
-def extmem_option(usrptr: int, length: int, pools=None) -> np.ndarray:
+def extmem_option(usrptr: int, length: int, pools: ExtMem | None = None) -> np.ndarray:
     """EXTMEM: the ``length`` bytes at ``usrptr`` become the allocator; ``pools`` (an
     ``ExtMem``) gives if/ring/buf counts and sizes, 0 = the kernel's priv_* default."""
     opt = option(abi.NETMAP_REQ_OPT_EXTMEM)
@@ -185,7 +189,7 @@ def extmem_option(usrptr: int, length: int, pools=None) -> np.ndarray:
     return opt
 
 
-def offsets_option(offset) -> np.ndarray:
+def offsets_option(offset: Offset) -> np.ndarray:
     """OFFSETS from an ``Offset``: initial = max offset (as libnetmap's ``@offset`` does)."""
     opt = option(abi.NETMAP_REQ_OPT_OFFSETS)
     what = "NETMAP_REQ_OPT_OFFSETS"
@@ -201,7 +205,7 @@ _CONF_FIELDS = (("tx_rings", "nr_tx_rings"), ("rx_rings", "nr_rx_rings"),
 
 
 def _register_body(body: np.ndarray, what: str, *, mode: int, ringid: int, flags: int,
-                   mem_id: int, extra_bufs: int, conf) -> None:
+                   mem_id: int, extra_bufs: int, conf: Conf | None) -> None:
     _put(body, "nr_mode", mode, what)
     _put(body, "nr_ringid", ringid, what)
     _put(body, "nr_flags", flags, what)
@@ -212,7 +216,7 @@ def _register_body(body: np.ndarray, what: str, *, mode: int, ringid: int, flags
             _put(body, field, getattr(conf, key), what)
 
 
-def register(spec, *, mem_id: int | None = None, extra_bufs: int = 0, conf=None,
+def register(spec: PortSpec, *, mem_id: int | None = None, extra_bufs: int = 0, conf: Conf | None = None,
              extmem: tuple[int, int] | None = None) -> Request:
     """REGISTER for a parsed port name.
 
@@ -329,10 +333,16 @@ def _get(struct: np.ndarray, field: str) -> int:
     return int(struct[field][0])
 
 
+def _body(req: Request) -> np.ndarray:
+    """The body a decoder reads: every request whose results are decoded has one."""
+    assert req.body is not None, f"{req.label} has no body to decode"
+    return req.body
+
+
 def decode_register(req: Request) -> RegisterInfo:
     """REGISTER's results; call only after the ioctl succeeded (the body is written back only
     on success, spec C3)."""
-    b = req.body
+    b = _body(req)
     return RegisterInfo(
         name=req.name, mode=_get(b, "nr_mode"), ringid=_get(b, "nr_ringid"),
         flags=_get(b, "nr_flags"), mem_id=_get(b, "nr_mem_id"), memsize=_get(b, "nr_memsize"),
@@ -343,7 +353,7 @@ def decode_register(req: Request) -> RegisterInfo:
 
 
 def decode_port_info(req: Request) -> PortInfo:
-    b = req.body
+    b = _body(req)
     return PortInfo(
         memsize=_get(b, "nr_memsize"), mem_id=_get(b, "nr_mem_id"),
         tx_rings=_get(b, "nr_tx_rings"), rx_rings=_get(b, "nr_rx_rings"),
@@ -352,13 +362,13 @@ def decode_port_info(req: Request) -> PortInfo:
 
 
 def decode_pools_info(req: Request) -> PoolsInfo:
-    b = req.body
-    return PoolsInfo(**{f.removeprefix("nr_"): _get(b, f) for f in abi.nmreq_pools_info.names
+    b = _body(req)
+    return PoolsInfo(**{f.removeprefix("nr_"): _get(b, f) for f in abi.nmreq_pools_info.names or ()
                         if f != "pad1"})
 
 
 def decode_newif(req: Request) -> NewIf:
-    b = req.body
+    b = _body(req)
     return NewIf(tx_rings=_get(b, "nr_tx_rings"), rx_rings=_get(b, "nr_rx_rings"),
                  tx_slots=_get(b, "nr_tx_slots"), rx_slots=_get(b, "nr_rx_slots"),
                  mem_id=_get(b, "nr_mem_id"))
@@ -366,23 +376,23 @@ def decode_newif(req: Request) -> NewIf:
 
 def decode_vale_list(req: Request) -> ListEntry:
     """The port found: its name comes back in the header's nr_name."""
-    return ListEntry(name=req.name, bridge_idx=_get(req.body, "nr_bridge_idx"),
-                     port_idx=_get(req.body, "nr_port_idx"))
+    return ListEntry(name=req.name, bridge_idx=_get(_body(req), "nr_bridge_idx"),
+                     port_idx=_get(_body(req), "nr_port_idx"))
 
 
 def decode_port_index(req: Request) -> int:
     """VALE_ATTACH / VALE_DETACH: the switch port index."""
-    return _get(req.body, "port_index")
+    return _get(_body(req), "port_index")
 
 
 def decode_hdr_len(req: Request) -> int:
-    return _get(req.body, "nr_hdr_len")
+    return _get(_body(req), "nr_hdr_len")
 
 
 # --- legacy API (NIOCREGIF) -------------------------------------------------------------------
 
 def legacy_register(name: str, *, mode: int = abi.NR_REG_ALL_NIC, ringid: int = 0, flags: int = 0,
-                    mem_id: int = 0, extra_bufs: int = 0, conf=None) -> np.ndarray:
+                    mem_id: int = 0, extra_bufs: int = 0, conf: Conf | None = None) -> np.ndarray:
     """A ``struct nmreq`` for NIOCREGIF (spec C9): mode in ``nr_flags & NR_REG_MASK`` with the
     NR_* flags above it, ring number in ``nr_ringid``, mem_id in ``nr_arg2``, extra buffers in
     ``nr_arg3``. Host ring counts cannot be asked for in this API."""
