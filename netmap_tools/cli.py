@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from netmap_core import __version__
 from netmap_core.backend import BACKENDS, ENV_BACKEND, default_backend_name, probe
@@ -39,7 +39,7 @@ BUILTIN = ("info", "demo", *DELEGATED)
 DESCRIPTION = "netmap's packet rings from Python: its tools, and the subcommands backends add."
 
 
-def _first_line(text: Optional[str]) -> str:
+def _first_line(text: str | None) -> str:
     for line in (text or "").strip().splitlines():
         return line.strip()
     return ""
@@ -51,8 +51,8 @@ class Registered:
     def __init__(self, ep: importlib.metadata.EntryPoint) -> None:
         self.ep = ep
         self.name: str = ep.name
-        self.error: Optional[str] = None     # why it cannot be used, once a load failed
-        self._main: Optional[Callable] = None
+        self.error: str | None = None     # why it cannot be used, once a load failed
+        self._main: Callable | None = None
 
     def where(self) -> str:
         """Which entry point this is and where it comes from, for messages."""
@@ -62,7 +62,7 @@ class Registered:
             origin = f", distribution {dist.metadata['Name']} {dist.version}"
         return f"entry point '{self.ep.name} = {self.ep.value}' (group {GROUP}{origin})"
 
-    def load(self) -> Optional[Callable]:
+    def load(self) -> Callable | None:
         """The subcommand's ``main``, or None with :attr:`error` set."""
         if self._main is None and self.error is None:
             try:
@@ -134,7 +134,7 @@ class _Parser(argparse.ArgumentParser):
     """Imports the registered subcommands only when the help is shown: their one-line help is
     theirs, and a broken one must not trouble a command that does not need it."""
 
-    _registered: Optional[tuple[dict[str, Registered], list[str]]] = None
+    _registered: tuple[dict[str, Registered], list[str]] | None = None
 
     def format_help(self) -> str:
         if self._registered is not None:
@@ -142,8 +142,8 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def build_parser(registered: Optional[dict[str, Registered]] = None,
-                 problems: Optional[list[str]] = None, *,
+def build_parser(registered: dict[str, Registered] | None = None,
+                 problems: list[str] | None = None, *,
                  lazy: bool = False) -> argparse.ArgumentParser:
     """The argument parser; ``registered``/``problems`` as :func:`discover` returns them
     (discovered here when None). ``lazy``: import registered subcommands only for the help."""
@@ -184,7 +184,7 @@ def _run_delegated(name: str, argv: list[str]) -> int:
     return int(importlib.import_module(module).main(argv) or 0)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:
         return _run_delegated(argv[0], argv[1:])

@@ -16,7 +16,8 @@ import getopt
 import os
 import re
 import sys
-from typing import Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from netmap_core import abi
 from netmap_core.control import Control
@@ -68,7 +69,7 @@ def _atoi(text: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def parse_ring_config(conf: Optional[str], err: TextIO = sys.stderr) -> tuple[int, int, int, int]:
+def parse_ring_config(conf: str | None, err: TextIO = sys.stderr) -> tuple[int, int, int, int]:
     """``-C txslots[,rxslots[,txrings[,rxrings]]]`` -> (tx_slots, rx_slots, tx_rings, rx_rings);
     a single slot (ring) number sets both directions; extra numbers are ignored."""
     txs = rxs = txr = rxr = 0
@@ -89,7 +90,7 @@ def parse_ring_config(conf: Optional[str], err: TextIO = sys.stderr) -> tuple[in
     return txs, rxs, txr, rxr
 
 
-def parse_poll_config(conf: Optional[str], err: TextIO = sys.stderr) -> Optional[tuple[int, int, int]]:
+def parse_poll_config(conf: str | None, err: TextIO = sys.stderr) -> tuple[int, int, int] | None:
     """``-C mode,first_cpu[,ncpus]`` -> (mode, first_cpu_id, num_cpus); mode 0 = single CPU,
     anything else multi CPU. None (with a message) when the string is empty or too long."""
     if not conf:
@@ -110,7 +111,7 @@ def parse_poll_config(conf: Optional[str], err: TextIO = sys.stderr) -> Optional
     return mode, first, num
 
 
-def _port_name_of(spec: str) -> Optional[str]:
+def _port_name_of(spec: str) -> str | None:
     """The kernel name in a port spec for ``-m PORT`` (None when it has no known prefix)."""
     if spec.startswith("netmap:"):
         rest = spec[len("netmap:"):]
@@ -123,7 +124,7 @@ def _port_name_of(spec: str) -> Optional[str]:
     return rest or None
 
 
-def _mem_id(control: Control, text: Optional[str], err: TextIO) -> int:
+def _mem_id(control: Control, text: str | None, err: TextIO) -> int:
     """``-m``: a number, or a port whose allocator to use (its mem_id via PORT_INFO_GET)."""
     if text is None:
         return 0
@@ -158,8 +159,8 @@ def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
         bridge, port = e.bridge_idx, e.port_idx + 1
 
 
-def _run(control: Control, req: int, name: Optional[str], config: Optional[str],
-         mem_id_text: Optional[str], mode: int, verbose: int, out: TextIO, err: TextIO) -> int:
+def _run(control: Control, req: int, name: str | None, config: str | None,
+         mem_id_text: str | None, mode: int, verbose: int, out: TextIO, err: TextIO) -> int:
     if req == abi.NETMAP_REQ_VALE_LIST and name is None:
         return _list_all(control, out, err)
     assert name is not None
@@ -198,7 +199,7 @@ def _run(control: Control, req: int, name: Optional[str], config: Optional[str],
         else:  # polling
             cfg = parse_poll_config(config, err) or (abi.NETMAP_POLLING_MODE_SINGLE_CPU, 0, 0)
             enable = req == abi.NETMAP_REQ_VALE_POLLING_ENABLE
-            fn: Optional[Callable] = getattr(
+            fn: Callable | None = getattr(
                 control, "vale_polling_enable" if enable else "vale_polling_disable", None)
             if fn is None:
                 raise OSError(errno.EOPNOTSUPP, "polling threads need a NIC attached to a switch")
@@ -209,8 +210,8 @@ def _run(control: Control, req: int, name: Optional[str], config: Optional[str],
     return 0
 
 
-def main(argv: Optional[list[str]] = None, *, control: Optional[Control] = None,
-         stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
+def main(argv: list[str] | None = None, *, control: Control | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run vale-ctl with ``argv`` (without the program name); returns the exit code.
     ``control`` overrides the backend's Control (for tests and embedding)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -265,6 +266,7 @@ def main(argv: Optional[list[str]] = None, *, control: Optional[Control] = None,
         except NetmapError as exc:
             err.write(f"vale-ctl: {exc}\n")
             return 1
+    assert control is not None   # given, or made just above
     try:
         return _run(control, req, name, config, mem, mode, verbose, out, err)
     finally:

@@ -83,7 +83,7 @@ class Child:
     def wait(self, bound: float = BOUND) -> int:
         return self.proc.wait(bound)
 
-    def __enter__(self) -> "Child":
+    def __enter__(self) -> Child:
         return self
 
     def __exit__(self, *exc) -> None:

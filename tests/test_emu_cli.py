@@ -50,13 +50,12 @@ def test_namespaces_are_isolated(ns):
     with open_emu("netmap:iso{1") as a:
         a.tx_rings[0].fill(3, template=b"x")
         a.txsync()
-        with isolated_namespace("u") as other:
-            with open_emu("netmap:iso}1") as b:
-                b.rxsync()
-                assert b.rx_rings[0].space() == 0       # another pipe, in another region
-                assert b._binding.peer_bound() is False
-                assert set(segments(other)).isdisjoint(segments(ns))
-                assert len(segments(ns)) == 2
+        with isolated_namespace("u") as other, open_emu("netmap:iso}1") as b:
+            b.rxsync()
+            assert b.rx_rings[0].space() == 0       # another pipe, in another region
+            assert b._binding.peer_bound() is False
+            assert set(segments(other)).isdisjoint(segments(ns))
+            assert len(segments(ns)) == 2
         with open_emu("netmap:iso}1") as b:
             b.rxsync()
             assert b.rx_rings[0].space() == 3
@@ -75,7 +74,7 @@ def test_group_writable_dir_is_refused(ns):
     os.chmod(d, 0o770)
     try:
         with pytest.raises(NamespaceError, match="group/world writable"):
-            Namespace(ns).fd
+            _ = Namespace(ns).fd
     finally:
         os.chmod(d, 0o700)
 
@@ -88,7 +87,7 @@ def test_dir_of_another_user_is_refused(ns):
     os.chown(d, 65534, -1)
     try:
         with pytest.raises(NamespaceError, match="owned by uid 65534"):
-            Namespace(ns).fd
+            _ = Namespace(ns).fd
     finally:
         os.chown(d, 0, -1)
 
@@ -102,7 +101,7 @@ def test_symlinked_dir_is_refused(ns):
     os.symlink(moved, d)
     try:
         with pytest.raises(NamespaceError, match="not a directory"):
-            Namespace(ns).fd
+            _ = Namespace(ns).fd
     finally:
         os.unlink(d)
         os.rename(moved, d)

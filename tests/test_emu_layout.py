@@ -18,7 +18,8 @@ def ns():
 
 def test_derived_geometries_match_abi_json():
     g = layout.geometry(layout.private_params(1, 1024, 1, 1024, 0, 2))
-    assert (g.memsize, g.if_pool.offset, g.ring_pool.offset, g.buf_pool.offset) == (42369024, 0, 12288, 421888)
+    got = (g.memsize, g.if_pool.offset, g.ring_pool.offset, g.buf_pool.offset)
+    assert got == (42369024, 0, 12288, 421888)
     assert (g.if_pool.objtotal, g.ring_pool.objtotal, g.buf_pool.objtotal) == (12, 20, 20482)
     assert layout.geometry(layout.GLOBAL_PARAMS).memsize == 343019520
     assert layout.geometry(layout.PRIV_MIN_PARAMS).memsize == 8478720
@@ -55,7 +56,8 @@ def test_live_check_1_pipe_layout():
             assert (p.info.host_tx_rings, p.info.host_rx_rings) == (0, 0)
             for r in p.tx_rings + p.rx_rings:
                 assert (r.num_slots, r.buf_size, r.ringid) == (1024, 2048, 0)
-                assert np.all(r.slots["len"] == 2048) and not r.slots["flags"].any() and not r.slots["ptr"].any()
+                assert np.all(r.slots["len"] == 2048)
+                assert not r.slots["flags"].any() and not r.slots["ptr"].any()
                 assert r.ts == 0
         # the master's TX buffers are the slave's RX buffers (spec F6)
         assert np.array_equal(m.tx_rings[0].slots["buf_idx"], s.rx_rings[0].slots["buf_idx"])
@@ -179,9 +181,10 @@ def test_pipes_per_auto_parent_limited_by_ring_objects():
 
 def test_modes_and_exclusive():
     with pytest.raises(InvalidRequestError):
-        from netmap_emu import BACKEND
-        from netmap_core import parse_portspec as spec_of
         import dataclasses
+
+        from netmap_core import parse_portspec as spec_of
+        from netmap_emu import BACKEND
 
         BACKEND.register(dataclasses.replace(spec_of("netmap:m{1"), mode=abi.NR_REG_NIC_SW), rules="strict")
     with open_emu("netmap:e{1/x"):
@@ -189,9 +192,8 @@ def test_modes_and_exclusive():
             open_emu("netmap:e{1")
         with open_emu("netmap:e}1"):   # the other end's rings are other krings
             pass
-    with open_emu("netmap:e{1"):
-        with pytest.raises(PortBusyError):
-            open_emu("netmap:e{1/x")
+    with open_emu("netmap:e{1"), pytest.raises(PortBusyError):
+        open_emu("netmap:e{1/x")
 
 
 def test_failed_register_leaves_nothing_behind():

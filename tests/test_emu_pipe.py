@@ -36,7 +36,8 @@ def test_f5_eight_slot_exchange_step_by_step():
     assert slot(tx, 2) == (21, 62, 0)                       # NS_BUF_CHANGED cleared on the TX slot
     assert slot(tx, 4) == (14, 64, abi.NS_REPORT)
     # the peer's RX slots already hold the copies before its rxsync; tail moves at the rxsync
-    assert [slot(rx, i) for i in range(5)] == [(10, 60, 0), (11, 61, 0), (21, 62, 1), (13, 63, 0), (14, 64, 2)]
+    want = [(10, 60, 0), (11, 61, 0), (21, 62, 1), (13, 63, 0), (14, 64, 2)]
+    assert [slot(rx, i) for i in range(5)] == want
     assert rx.tail == 0
     s.rxsync()
     assert (rx.head, rx.cur, rx.tail) == (0, 0, 5)

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from netmap_core import POLLERR, POLLIN, POLLOUT, Port, abi
+from netmap_core import POLLERR, POLLIN, POLLOUT, Port, abi, parse_portspec as spec_of
 from netmap_emu import BACKEND
-from netmap_core import parse_portspec as spec_of
 from netmap_emu.testing import isolated_namespace, open_emu
 
 CTX = mp.get_context("fork")

@@ -39,17 +39,16 @@ def _as_nobody(q, paths, shm_names):
 
 
 def test_another_user_can_open_nothing_of_a_live_pipe():
-    with isolated_namespace():
-        with open_emu("netmap:sec{1") as master, open_emu("netmap:sec}1"):
-            master.poll(0, 0)  # creates this binding's wake FIFO
-            ns = namespace()
-            paths = [ns.dir, os.path.join(ns.dir, "registry.db"), os.path.join(ns.dir, "lock")]
-            names = segments()
-            assert names, "a live pipe has shared memory"
-            ctx = mp.get_context("fork")
-            q = ctx.Queue()
-            p = ctx.Process(target=_as_nobody, args=(q, paths, names))
-            p.start()
-            result = q.get(timeout=30)
-            p.join(10)
+    with isolated_namespace(), open_emu("netmap:sec{1") as master, open_emu("netmap:sec}1"):
+        master.poll(0, 0)  # creates this binding's wake FIFO
+        ns = namespace()
+        paths = [ns.dir, os.path.join(ns.dir, "registry.db"), os.path.join(ns.dir, "lock")]
+        names = segments()
+        assert names, "a live pipe has shared memory"
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_as_nobody, args=(q, paths, names))
+        p.start()
+        result = q.get(timeout=30)
+        p.join(10)
     assert all(v == errno.EACCES for v in result.values()), result

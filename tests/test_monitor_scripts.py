@@ -40,7 +40,7 @@ def persistent(backend_name):
         yield sw, name
 
 
-def frames(size, num, fill=ord("d")):
+def frames(size, num, fill=0x64):   # "d"
     return [frame(BCAST, mac(7), size=size, fill=fill + i) for i in range(num)]
 
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from netmap_core import abi
-from netmap_core.errors import InvalidRequestError, NotSupportedError
+from netmap_core.errors import InvalidRequestError
 from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
 
 
@@ -92,7 +92,7 @@ def test_full_monitor_keeps_most_recent(env):
 def test_multi_ring_monitor_maps_ring_i_to_ring_i(env):
     sw = unique_switch()
     a = env.open(f"{sw}:a@conf:rings=2")
-    b = env.open(f"{sw}:b")
+    _b = env.open(f"{sw}:b")
     m = env.open(f"{sw}:a/t")
     assert len(m.rx_rings) == 2
     f = frame(BCAST, mac(1))

@@ -181,7 +181,8 @@ def test_buffer_conservation(env, backend_name):
             ex = a.extra_buffers()
             i = t.head
             old = int(t.slots["buf_idx"][i])
-            t.buffers[old, :4] = np.frombuffer(int(ex[1] if len(ex) > 1 else 0).to_bytes(4, "little"), np.uint8)
+            link = int(ex[1] if len(ex) > 1 else 0).to_bytes(4, "little")
+            t.buffers[old, :4] = np.frombuffer(link, np.uint8)
             a.bufs_head = old
             t.slots["buf_idx"][i] = ex[0]
             t.slots["flags"][i] = CHANGED

@@ -7,7 +7,13 @@ import pytest
 from netmap_core import abi
 from netmap_emu.datapath.forward import Destinations, SourceSlots, forward, packetize
 from netmap_emu.datapath.lookup import (
-    NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, drop_all, flood_all, int_to_mac, mac_hash,
+    NM_BDG_BROADCAST,
+    NM_BDG_NOPORT,
+    LearningBridge,
+    drop_all,
+    flood_all,
+    int_to_mac,
+    mac_hash,
     mac_to_int,
 )
 
@@ -506,7 +512,7 @@ def _reference(frames_slots, port, ring, nrx, active, rx_free, lookup_ports, bri
         batches.append(batch)
     for batch in batches:
         dests = []
-        for i, frags in enumerate(batch):
+        for frags in batch:
             eth = frags[0]
             if lookup_ports is None:               # the learning bridge (spec E7)
                 if len(eth) < 14:
@@ -612,7 +618,7 @@ def test_engine_matches_packet_by_packet_reference(seed):
             queue = list(answers)
             views = [_expected_view(p) for p in pkts]
 
-            def lookup(b):
+            def lookup(b, queue=queue, views=views):
                 got = [queue.pop(0) for _ in range(len(b))]
                 want = [views.pop(0) for _ in range(len(b))]
                 assert b.dst.tolist() == [w[0] for w in want]

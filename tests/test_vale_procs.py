@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from netmap_core import abi
+from netmap_core.errors import InvalidRequestError, NoSuchPortError
 from netmap_emu import vale
 from netmap_emu.shm.namespace import namespace
 from netmap_emu.testing import segments
@@ -65,7 +65,8 @@ def test_concurrent_senders_in_separate_processes(env):
     rx = env.open(f"{sw}:rx@conf:slots=4096")
     send(rx, [frame(BCAST, mac(0))])             # the receiver's MAC is learned: unicast to it
     ev = [(_CTX.Event(), _CTX.Event()) for _ in range(2)]
-    procs = [_CTX.Process(target=_sender, args=(f"{sw}:s{i}@conf:slots=256", i + 1, 1500, 100, ev[i][0], ev[i][1]))
+    procs = [_CTX.Process(target=_sender,
+                          args=(f"{sw}:s{i}@conf:slots=256", i + 1, 1500, 100, ev[i][0], ev[i][1]))
              for i in range(2)]
     for p in procs:
         p.start()
@@ -165,9 +166,9 @@ def test_lookup_must_be_importable_unless_local(env):
 
 
 def test_switch_handle_errors(env):
-    with pytest.raises(Exception):
+    with pytest.raises(NoSuchPortError):
         vale.switch("valenone")
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidRequestError):
         vale.switch("notvale")
 
 

@@ -8,7 +8,6 @@ import errno
 import numpy as np
 import pytest
 
-import netmap_core
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NetmapOSError, OutOfMemoryError, PortBusyError
 from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
@@ -28,7 +27,8 @@ def sw():
 def test_first_open_layout_matches_live_kernel(env, sw):
     p = env.open(f"{sw}:a")
     i = p.info
-    assert (i.offset, i.memsize, i.tx_rings, i.rx_rings, i.tx_slots, i.rx_slots) == (0, 42369024, 1, 1, 1024, 1024)
+    got = (i.offset, i.memsize, i.tx_rings, i.rx_rings, i.tx_slots, i.rx_slots)
+    assert got == (0, 42369024, 1, 1, 1024, 1024)
     assert (i.host_tx_rings, i.host_rx_rings) == (0, 0)
     nif = p.nifp
     assert nif["ni_name"].item().decode() == f"{sw}:a"[:15]
@@ -165,7 +165,7 @@ def test_ring_selection_on_multi_ring_port(env, sw):
 
 def test_unbound_rx_ring_drops(env, sw):
     a = env.open(f"{sw}:a")
-    b = env.open(f"{sw}:b/T")
+    _b = env.open(f"{sw}:b/T")
     c = env.open(f"{sw}:c")
     f = frame(BCAST, mac(1))
     send(a, [f])
@@ -338,7 +338,8 @@ def test_pipes_on_a_vale_port_share_its_memory(env, sw):
     m = env.open(f"netmap:{sw}:pp{{1")
     s = env.open(f"netmap:{sw}:pp}}1")
     assert m.info.mem_id == pp.info.mem_id == s.info.mem_id
-    assert (m.info.offset, m.rx_rings[0].offset, int(m.rx_rings[0].slots["buf_idx"][0])) == (1024, 53248, 2050)
+    got = (m.info.offset, m.rx_rings[0].offset, int(m.rx_rings[0].slots["buf_idx"][0]))
+    assert got == (1024, 53248, 2050)
     assert (s.info.offset, s.rx_rings[0].offset) == (2048, 94208)
     env.close(pp)
     assert env.ctl.vale_list(f"{sw}:pp").port_idx == 0      # the pipes keep the port alive

@@ -8,7 +8,7 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.control import Control, ListEntry, NewIf, PortInfo
-from netmap_core.errors import error_from_errno, NetmapOSError
+from netmap_core.errors import NetmapOSError, error_from_errno
 from netmap_tools import valectl
 
 
@@ -160,7 +160,8 @@ def test_polling_not_supported_on_virtual_ports():
     assert rc == 1 and err == "failed to enable polling on vale0:v0: Operation not supported\n"
     rc, _, err, _ = run(["-P", "vale0:v0"])
     assert rc == 1
-    assert err == "invalid null/empty config\nfailed to disable polling on vale0:v0: Operation not supported\n"
+    assert err == ("invalid null/empty config\n"
+                   "failed to disable polling on vale0:v0: Operation not supported\n")
 
 
 def test_polling_passed_to_a_control_that_supports_it():

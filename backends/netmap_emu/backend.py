@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
-
-from netmap_core import abi
-from netmap_core.errors import (InvalidRequestError, NoSuchPortError, NotSupportedError)
-
 from collections.abc import Callable
 
+from netmap_core import abi
+from netmap_core.errors import InvalidRequestError, NoSuchPortError, NotSupportedError
 from netmap_core.portspec import PortSpec
 
 from .binding import EmuBinding, MonitorBinding, PipeBinding, ValeBinding
@@ -33,7 +31,8 @@ OPTIONS = ("extra_bufs", "tx_rings", "rx_rings", "tx_slots", "rx_slots", "host_t
 def _hints(spec, options: dict) -> dict:
     bad = sorted(set(options) - set(OPTIONS))
     if bad:
-        raise InvalidRequestError(errno.EINVAL, f"register: unknown option(s) {bad}; allowed: {list(OPTIONS)}")
+        raise InvalidRequestError(errno.EINVAL,
+                                  f"register: unknown option(s) {bad}; allowed: {list(OPTIONS)}")
     conf = spec.conf
     h = {k: int(getattr(conf, k, 0) or 0) for k in OPTIONS if hasattr(conf, k)}
     h["mem_id"] = int(spec.mem_id or 0)

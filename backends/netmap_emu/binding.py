@@ -11,7 +11,6 @@ import os
 import select
 import time
 import weakref
-from typing import Optional
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
@@ -23,10 +22,8 @@ from .datapath.ring import RingController
 from .datapath.vale import SwitchRuntime, ValeRxRing, ValeTxRing, runtime_for
 from .kernel.core import Kernel
 from .kernel.pipes import Registered
-from .shm import allocator as shm_alloc
-from .shm import kring as K
+from .shm import allocator as shm_alloc, kring
 from .shm.allocator import Allocator
-from .shm.namespace import Namespace
 from .shm.switch import SwitchSeg
 from .shm.wake import fence
 from .views import monitors_of, switch_view
@@ -289,8 +286,9 @@ class ValeBinding(EmuBinding):
     """A registered VALE port: txsync forwards through the switch, rxsync releases and shows
     what senders published."""
 
-    def __init__(self, kernel: Kernel, r: Registered, rules: str, switch: Optional[tuple[str, SwitchSeg]]) -> None:
-        self.runtime: Optional[SwitchRuntime] = None
+    def __init__(self, kernel: Kernel, r: Registered, rules: str,
+                 switch: tuple[str, SwitchSeg] | None) -> None:
+        self.runtime: SwitchRuntime | None = None
         if switch is not None:
             sw, seg = switch
             ns = kernel.ns
@@ -300,7 +298,7 @@ class ValeBinding(EmuBinding):
 
     def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
         ns = self._ns
-        cls = ValeTxRing if int(a.blocks[obj, K.DIR]) == abi.NR_TX else ValeRxRing
+        cls = ValeTxRing if int(a.blocks[obj, kring.DIR]) == abi.NR_TX else ValeRxRing
         return cls(a, obj, name, strict, ns.fd, ns.dir, self.runtime, self.port_name)
 
 
@@ -312,7 +310,7 @@ class MonitorBinding(EmuBinding):
 
     def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
         ns = self._ns
-        if int(a.blocks[obj, K.DIR]) == abi.NR_TX:
+        if int(a.blocks[obj, kring.DIR]) == abi.NR_TX:
             return MonitorTxRing(a, obj, name, strict, ns.fd, ns.dir)
         return MonitorRxRing(a, obj, name, strict, ns.fd, ns.dir, monitors_of(self._kernel).watches)
 

@@ -10,11 +10,9 @@ import errno
 from netmap_core import abi
 from netmap_core.control import ListEntry, NewIf, PoolsInfo, PortInfo
 from netmap_core.errors import InvalidRequestError, NetmapOSError, NoSuchPortError
-
 from netmap_core.portspec import kernel_spec
 
-from .kernel import memory
-from .kernel import vale as _vk
+from .kernel import memory, vale as _vk
 from .kernel.core import Kernel, kernel_for
 from .kernel.registry import Registry
 from .shm.geometry import GLOBAL_PARAMS, Geometry, geometry, private_params
@@ -63,9 +61,11 @@ def _resolve(reg: Registry, name: str, mem_hint: int):
             mem_id, g, c = _vk.would_be_port(reg, hints)
             return mem_id, g, (1, 1, c[2], c[3])
         if mem_hint:
-            return mem_hint, _mem_geometry(reg, mem_hint), (1, 1, abi.NM_BRIDGE_RINGSIZE, abi.NM_BRIDGE_RINGSIZE)
+            n = abi.NM_BRIDGE_RINGSIZE
+            return mem_hint, _mem_geometry(reg, mem_hint), (1, 1, n, n)
         n = abi.NM_BRIDGE_RINGSIZE
-        return memory.new_mem_id(reg), geometry(private_params(1, n, 1, n, 0, abi.NM_BDG_PRIV_NPIPES)), (1, 1, n, n)
+        g = geometry(private_params(1, n, 1, n, 0, abi.NM_BDG_PRIV_NPIPES))
+        return memory.new_mem_id(reg), g, (1, 1, n, n)
     pipe = reg.pipes.get(f"{spec.parent}{{{spec.pipe_id}")
     if pipe is None:
         counts = (1, 1, parent.tx_slots, parent.rx_slots)

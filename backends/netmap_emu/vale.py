@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import errno
 import importlib
-from typing import Callable, Union
+from collections.abc import Callable
 
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
 
-from .datapath.lookup import (NM_BDG_BROADCAST, NM_BDG_NOPORT, LearningBridge, LookupBatch, drop_all,
-                              flood_all, int_to_mac, mac_to_int)
+from .datapath.lookup import (
+    NM_BDG_BROADCAST,
+    NM_BDG_NOPORT,
+    LearningBridge,
+    LookupBatch,
+    drop_all,
+    flood_all,
+    int_to_mac,
+    mac_to_int,
+)
 from .datapath.vale import local_lookups, runtime_for
 from .kernel import vale as _vk
 from .kernel.core import kernel_for
@@ -43,7 +51,7 @@ def lookup_name(fn: Callable) -> str | None:
     if not mod or not qual or "<" in qual or mod == "__main__":
         return None
     try:
-        obj = importlib.import_module(mod)
+        obj: object = importlib.import_module(mod)
         for part in qual.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError):
@@ -88,7 +96,7 @@ class Switch:
         """The learning table as {"02:00:..": port}."""
         return {":".join(f"{b:02x}" for b in int_to_mac(m)): p for m, p in self._rt.bridge.entries().items()}
 
-    def set_lookup(self, fn: Union[Callable, str], *, local: bool = False) -> None:
+    def set_lookup(self, fn: Callable | str, *, local: bool = False) -> None:
         """Install ``fn`` (a callable or ``"module:qualname"``) as the switch's lookup.
 
         Without ``local`` the name goes to shared memory and every sender imports it (an
@@ -97,7 +105,8 @@ class Switch:
         key = (self._ns.name, self.name)
         if local:
             if not callable(fn):
-                raise InvalidRequestError(errno.EINVAL, f"set_lookup(local=True) needs a callable, got {fn!r}")
+                raise InvalidRequestError(errno.EINVAL,
+                                          f"set_lookup(local=True) needs a callable, got {fn!r}")
             local_lookups[key] = fn
             self.seg.set_lookup_name(self.seg.lookup_name)   # bump: senders pick it up
             return
@@ -130,7 +139,8 @@ class Switch:
         return self._rt.stats
 
     def __repr__(self) -> str:
-        return f"<vale.Switch {self.name!r} bridge_idx={self.bridge_idx} lookup={self.seg.lookup_name or 'learning'!r}>"
+        lookup = self.seg.lookup_name or "learning"
+        return f"<vale.Switch {self.name!r} bridge_idx={self.bridge_idx} lookup={lookup!r}>"
 
 
 def switch(name: str) -> Switch:

@@ -5,13 +5,12 @@ with zero-copy monitors (spec G3, G4).
 from __future__ import annotations
 
 import fcntl
-from typing import Optional
 
 import numpy as np
 
 from netmap_core import abi
 
-from ..shm import kring as K
+from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.namespace import sync_lock_pos
 from ..shm.wake import wake_ring
@@ -37,15 +36,15 @@ class RxTarget:
         self.buffers = a.buffers
         self.ks = a.ks
         self.n = self.slots.shape[0]
-        self.i_hwcur = a.block_word(obj, K.HWCUR)
-        self.i_hwtail = a.block_word(obj, K.PEER_TAIL)   # an unpaired ring is its own peer
-        self.wait = a.block_word(obj, K.WAITERS)
+        self.i_hwcur = a.block_word(obj, kring.HWCUR)
+        self.i_hwtail = a.block_word(obj, kring.PEER_TAIL)   # an unpaired ring is its own peer
+        self.wait = a.block_word(obj, kring.WAITERS)
         self.mutex = a.mutex(obj)
         self.lockfd = lockfd
         self.lockpos = sync_lock_pos(a.gen, obj)
         self.ns_dir = ns_dir
         self._tail = 0
-        self.monitors: Optional[list[RxTarget]] = None   # copy monitors (set by the switch snapshot)
+        self.monitors: list[RxTarget] | None = None   # copy monitors (set by the switch snapshot)
 
     def lease(self) -> tuple[int, int]:
         self.mutex.acquire()

@@ -19,15 +19,21 @@ of them per packet and none per idle port of the switch.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 
 from netmap_core import abi
 
 from .lookup import (
-    HEAD_BYTES, NM_BDG_BROADCAST, NM_BDG_NOPORT, Lookup, LookupBatch, mac_to_int,
+    HEAD_BYTES,
+    NM_BDG_BROADCAST,
+    NM_BDG_NOPORT,
+    Lookup,
+    LookupBatch,
+    mac_to_int,
 )
 
 __all__ = ["RxTarget", "SourceSlots", "Destinations", "ForwardStats", "forward", "packetize",
@@ -76,7 +82,7 @@ class SourceSlots:
     port: int
     ring: int = 0
     hdr_len: int = 0
-    ptr: Optional[np.ndarray] = None
+    ptr: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,8 @@ class Destinations:
 
     active: np.ndarray
     num_rx_rings: np.ndarray
-    ring: Callable[[int, int], Optional[RxTarget]]
-    hdr_len: Optional[np.ndarray] = None
+    ring: Callable[[int, int], RxTarget | None]
+    hdr_len: np.ndarray | None = None
 
 
 @dataclass
@@ -159,7 +165,7 @@ _RUN_WIDTH = 256
 _MAX_RUNS = 8
 
 
-def _runs(dbuf: np.ndarray, sbuf: np.ndarray) -> Optional[list]:
+def _runs(dbuf: np.ndarray, sbuf: np.ndarray) -> list | None:
     """Boundaries [0, ..., m] of the stretches where ``dbuf`` and ``sbuf`` both step by one,
     or None when there are more than ``_MAX_RUNS`` of them."""
     m = dbuf.shape[0]
@@ -194,7 +200,7 @@ _SPARE_BYTES = 128 * 1024
 
 
 def _copy_rows(dst_bufs: np.ndarray, dbuf: np.ndarray, src_bufs: np.ndarray, sbuf,
-               lens: np.ndarray, hi: Optional[int] = None) -> None:
+               lens: np.ndarray, hi: int | None = None) -> None:
     """dst_bufs[dbuf[i], :lens[i]] = src_bufs[sbuf[i], :lens[i]] for all i, in few numpy copies
     (bytes past ``lens[i]`` up to the copy width are overwritten too, as netmap's 64-byte
     copies do). ``hi``: ``lens.max()`` when the caller knows it."""
@@ -241,8 +247,8 @@ def _batches(nfr: np.ndarray, limit: int):
 
 def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
             batch_slots: int = abi.NM_BDG_BATCH, dup_broadcast: bool = False,
-            read_indirect: Optional[Callable[[int, int], Optional[bytes]]] = None,
-            stats: Optional[ForwardStats] = None) -> ForwardStats:
+            read_indirect: Callable[[int, int], bytes | None] | None = None,
+            stats: ForwardStats | None = None) -> ForwardStats:
     """Forward every packet of ``src`` through ``lookup`` into ``dests``; returns the stats.
 
     ``dup_broadcast=True`` reproduces netmap's quirk E8 (a flooded packet is delivered again
@@ -306,8 +312,8 @@ class _Pool:
     def __init__(self, buffers: np.ndarray, idx: np.ndarray) -> None:
         self.main = buffers
         self.idx = idx
-        self.scratch: Optional[np.ndarray] = None
-        self.srow: Optional[np.ndarray] = None
+        self.scratch: np.ndarray | None = None
+        self.srow: np.ndarray | None = None
 
     def load_indirect(self, flen, indirect, ptr, read_indirect) -> None:
         """Copy NS_INDIRECT payloads (at most one buffer each) into the scratch pool; an
@@ -355,7 +361,7 @@ class _Pool:
         return out
 
     def copy_to(self, dst_bufs: np.ndarray, dbuf: np.ndarray, slots, lens: np.ndarray,
-                hi: Optional[int] = None) -> None:
+                hi: int | None = None) -> None:
         """dst_bufs[dbuf[i], :lens[i]] = bytes of source slot slots[i] (few numpy copies)."""
         if self.srow is None:
             _copy_rows(dst_bufs, dbuf, self.main, self.idx[slots], lens, hi)
@@ -398,7 +404,7 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
         if hdr:
             total = np.maximum(total - hdr, 0)
         head_len = np.minimum(total, HEAD_BYTES)
-        head: Union[np.ndarray, Callable[[], np.ndarray]]
+        head: np.ndarray | Callable[[], np.ndarray]
         if int(head_len.min()) >= 12:
             dst, srcm = pool.macs(starts, hdr)
             head = lambda: _head(pool, starts, hdr, head_len)   # noqa: E731 - deferred gather
@@ -426,7 +432,7 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
                        src_port=int(src.port), src_ring=int(src.ring))
 
 
-def _lookup_result(res, k: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def _lookup_result(res, k: int) -> tuple[np.ndarray, np.ndarray | None]:
     """A lookup's answer as (ports, rings or None), both (k,) int64."""
     rings = None
     if isinstance(res, tuple):
@@ -555,7 +561,7 @@ class _Prepared:
                  flood: bool) -> None:
         self.main, self.lens, self.src_rows, self.hi, self.flood = main, lens, src_rows, hi, flood
         self.w = (hi + 63) & ~63
-        self._data: Optional[np.ndarray] = None
+        self._data: np.ndarray | None = None
 
     @staticmethod
     def can(pool: _Pool, nfr) -> bool:
@@ -563,11 +569,11 @@ class _Prepared:
         return nfr is None and pool.srow is None and pool.main.strides[1] == 1
 
     @classmethod
-    def of(cls, pool: _Pool, flen: np.ndarray, sidx, flood: bool = False) -> "_Prepared":
+    def of(cls, pool: _Pool, flen: np.ndarray, sidx, flood: bool = False) -> _Prepared:
         lens = flen[sidx]
         return cls(pool.main, lens, pool.idx[sidx], int(lens.max()), flood)
 
-    def part(self, a: int, b: int, hi: int) -> "_Prepared":
+    def part(self, a: int, b: int, hi: int) -> _Prepared:
         """Packets [a, b) of these, whose widest length is ``hi``."""
         return _Prepared(self.main, self.lens[a:b], self.src_rows[a:b], hi, self.flood)
 
@@ -608,7 +614,7 @@ def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, pr
         st.touched.add((port, ring))
 
 
-def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, pre=None) -> int:
+def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> int:
     """Copy the packets that fit into ``target`` (a prefix, in order); returns how many.
     ``pre``: the packets' lengths and rows read beforehand (one-slot packets only)."""
     first, space = target.lease()
@@ -620,7 +626,7 @@ def _deliver(target: RxTarget, pool: "_Pool", flen, pstarts, pnfr, pre=None) -> 
                 return 0
             sidx = _prefix(pstarts, keep)
             total = keep
-            fl = _ONE_FRAG
+            fl: int | np.ndarray = _ONE_FRAG
         else:
             cum = np.cumsum(pnfr)
             keep = int(np.searchsorted(cum, space, side="right"))

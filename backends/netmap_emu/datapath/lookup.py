@@ -10,8 +10,9 @@ change ``dst_ring``. Everything is vectorised: the cost is a few numpy calls per
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Union
 
 import numpy as np
 
@@ -62,11 +63,11 @@ class LookupBatch:
     head_len: np.ndarray
     src_port: int
     src_ring: int
-    _head: Union[np.ndarray, Callable[[], np.ndarray]] = field(repr=False)
+    _head: np.ndarray | Callable[[], np.ndarray] = field(repr=False)
 
     def __init__(self, dst: np.ndarray, src: np.ndarray, len: np.ndarray,  # noqa: A002 - the field's name
-                 head: Union[np.ndarray, Callable[[], np.ndarray], None] = None,
-                 head_len: Optional[np.ndarray] = None, src_port: int = 0, src_ring: int = 0, *,
+                 head: np.ndarray | Callable[[], np.ndarray] | None = None,
+                 head_len: np.ndarray | None = None, src_port: int = 0, src_ring: int = 0, *,
                  _head=None) -> None:   # _head: what dataclasses.replace passes on
         head = _head if head is None else head
         if head is None or head_len is None:

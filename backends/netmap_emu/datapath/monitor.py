@@ -15,11 +15,10 @@ import errno
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Optional
 
 from netmap_core.errors import NetmapOSError
 
-from ..shm import kring as K
+from ..shm import kring
 from ..shm.allocator import Allocator
 from .delivery import RxTarget, copy_to_monitors, swap_with_monitor
 from .ring import RingController, span
@@ -33,7 +32,7 @@ class Watch:
 
     gen: int
     copies: tuple[RxTarget, ...] = ()        # copy monitors' RX rings
-    zmon: Optional[RxTarget] = None          # the first (or, for a monitor ring, next) zero-copy monitor
+    zmon: RxTarget | None = None          # the first (or, for a monitor ring, next) zero-copy monitor
     peer_copies: tuple[RxTarget, ...] = ()   # a pipe TX ring: copy monitors of the peer RX ring it fills
 
 
@@ -50,7 +49,7 @@ class Watches:
         self._cache: dict[tuple[str, int], Watch] = {}
         self._lock = threading.Lock()
 
-    def watch_for(self, a: Allocator, obj: int, i_mon: int) -> Optional[Watch]:
+    def watch_for(self, a: Allocator, obj: int, i_mon: int) -> Watch | None:
         """The Watch of ring ``obj`` for its current generation, resolved again when the
         generation moved (call it holding no ring lock). None when nobody watches the ring."""
         g = a.ks[i_mon]
@@ -68,7 +67,7 @@ class Watches:
                 self._cache[key] = w
         return w
 
-    def valid(self, a: Allocator, obj: int, i_mon: int) -> Optional[Watch]:
+    def valid(self, a: Allocator, obj: int, i_mon: int) -> Watch | None:
         """The cached Watch of ring ``obj`` if it matches ``mon`` now (ring lock held)."""
         w = self._cache.get((a.rname, obj))
         g = a.ks[i_mon]
@@ -138,9 +137,9 @@ class MonitorRxRing(RingController):
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
                  watches: Watches) -> None:
-        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=K.PEER_TAIL)
-        self.i_gone = a.block_word(obj, K.GONE)
-        self.i_mon = a.block_word(obj, K.MON)
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.PEER_TAIL)
+        self.i_gone = a.block_word(obj, kring.GONE)
+        self.i_mon = a.block_word(obj, kring.MON)
         self.watches = watches
 
     def gone(self) -> bool:
@@ -186,7 +185,7 @@ class MonitorTxRing(RingController):
     __slots__ = ()
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str) -> None:
-        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=K.PEER_TAIL)
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.PEER_TAIL)
 
     def pending(self) -> bool:
         return self.rw[5] != self.ks[self.i_hwcur]

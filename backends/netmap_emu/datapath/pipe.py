@@ -13,13 +13,12 @@ redoes the copies. A watched ring (kring ``mon`` word non-zero) calls its
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 
 from netmap_core import abi
 
-from ..shm import kring as K
+from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.wake import fence, wake_binding
 from .monitor import PipeMonitors
@@ -42,24 +41,24 @@ class PipeRing(RingController):
                  "i_mon", "monitors")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
-                 monitors: Optional[PipeMonitors]) -> None:
-        peer = int(a.blocks[obj, K.PEER]) - 1
-        tx = int(a.blocks[obj, K.DIR]) == abi.NR_TX
-        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=K.HWTAIL,
+                 monitors: PipeMonitors | None) -> None:
+        peer = int(a.blocks[obj, kring.PEER]) - 1
+        tx = int(a.blocks[obj, kring.DIR]) == abi.NR_TX
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.HWTAIL,
                          lock_obj=obj if tx else peer)
         bw = a.block_word
         n = self.n
         self.peer = peer
         self.tx = tx
-        self.i_ptail = bw(peer, K.PEER_TAIL)     # our pipe_tail: the peer's syncs publish it
-        self.i_peer_ptail = bw(obj, K.PEER_TAIL)
-        self.peer_wait = (bw(peer, K.WAITERS) // 2, bw(peer, K.WAITERS + 2) // 2)
+        self.i_ptail = bw(peer, kring.PEER_TAIL)     # our pipe_tail: the peer's syncs publish it
+        self.i_peer_ptail = bw(obj, kring.PEER_TAIL)
+        self.peer_wait = (bw(peer, kring.WAITERS) // 2, bw(peer, kring.WAITERS + 2) // 2)
         self.s64 = self.slots.view(np.uint64).reshape(n, 2)
         self.p64 = a.slots(peer).view(np.uint64).reshape(n, 2)
         self.pf16 = a.slots(peer).view(np.uint16).reshape(n, 8)[:, 3]
         off = a.ring_offset(obj) + abi.NETMAP_RING_SLOTS_OFFSET
         self.fmv = memoryview(a.region)[off: off + 16 * n].cast("H")  # flags of slot i: 8*i+3
-        self.i_mon = bw(obj, K.MON)
+        self.i_mon = bw(obj, kring.MON)
         self.monitors = monitors
         self.published = self.i_ptail
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
-from netmap_core import abi
-from netmap_core import rules as _rules
+from netmap_core import abi, rules as _rules
 from netmap_core.rules import KRing
 
-from ..shm import kring as K
-from ..shm import wake
+from ..shm import kring, wake
 from ..shm.allocator import Allocator
 from ..shm.namespace import sync_lock_pos
 
@@ -49,10 +47,10 @@ class RingController:
                  "lockfd", "lockpos", "mutex", "nbufs", "buf_size", "ns_dir", "published", "ringid")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
-                 *, hwtail_word: int, lock_obj: Optional[int] = None) -> None:
+                 *, hwtail_word: int, lock_obj: int | None = None) -> None:
         off = a.ring_offset(obj)
         hdr = memoryview(a.region)[off: off + abi.NETMAP_RING_SLOTS_OFFSET]
-        n = int(a.blocks[obj, K.NUM_SLOTS])  # the kernel's copy: the ring header is the app's to scribble on
+        n = int(a.blocks[obj, kring.NUM_SLOTS])  # the kernel's copy: the header is the app's
         bw = a.block_word
         self.name = name
         self.alloc = a
@@ -64,13 +62,13 @@ class RingController:
         self.ts64 = hdr[40:56].cast("q")       # struct timeval
         self.ks = a.ks
         self.ks64 = a.ks64
-        self.i_hwcur = bw(obj, K.HWCUR)
+        self.i_hwcur = bw(obj, kring.HWCUR)
         self.i_hwtail = bw(obj, hwtail_word)
-        self.i_rhead = bw(obj, K.RHEAD)
-        self.i_rcur = bw(obj, K.RCUR)
-        self.i_rtail = bw(obj, K.RTAIL)
-        self.i_pub = bw(obj, K.HWCUR) // 2      # u64: (hwcur, peer_tail) published at once
-        self.wait = bw(obj, K.WAITERS)
+        self.i_rhead = bw(obj, kring.RHEAD)
+        self.i_rcur = bw(obj, kring.RCUR)
+        self.i_rtail = bw(obj, kring.RTAIL)
+        self.i_pub = bw(obj, kring.HWCUR) // 2      # u64: (hwcur, peer_tail) published at once
+        self.wait = bw(obj, kring.WAITERS)
         self.slots = a.slots(obj)
         self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
         lock_obj = obj if lock_obj is None else lock_obj
@@ -157,9 +155,9 @@ class RingController:
     def tx_prologue(self, head: int, cur: int) -> int:
         """TX prologue (B6): adopt head/cur as rhead/rcur; 1 if the sync failed, else 0."""
         ks = self.ks
-        if not _rules.walk_ok(head, cur, ks[self.i_rhead], ks[self.i_rtail], self.n):
-            if self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue):
-                return 1
+        if (not _rules.walk_ok(head, cur, ks[self.i_rhead], ks[self.i_rtail], self.n)
+                and self._fail(head, cur, _rules.strict_tx_check, _rules.txsync_prologue)):
+            return 1
         ks[self.i_rhead] = head
         ks[self.i_rcur] = cur
         return 0

@@ -20,13 +20,13 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from netmap_core import abi
 
-from ..shm import kring as K
+from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.switch import SwitchSeg
 from .delivery import RxTarget, copy_to_monitors, swap_with_monitor
@@ -40,14 +40,14 @@ __all__ = ["SwitchView", "Snapshot", "SwitchRuntime", "runtime_for", "ValeTxRing
 _MAXRINGS = abi.NM_BDG_MAXRINGS
 #: process-local lookups installed with ``local=True``: (namespace, switch) -> callable
 local_lookups: dict[tuple[str, str], Callable] = {}
-_RUNTIMES: dict[tuple[str, str], "SwitchRuntime"] = {}
+_RUNTIMES: dict[tuple[str, str], SwitchRuntime] = {}
 _RT_LOCK = threading.Lock()
 _MEMFD: list[int] = []
 #: a ring in shared memory: (its allocator as mapped here, its ring object)
 RingRef = tuple[Allocator, int]
 
 
-def read_indirect(ptr: int, length: int) -> Optional[bytes]:
+def read_indirect(ptr: int, length: int) -> bytes | None:
     """``NS_INDIRECT``: ``length`` bytes at user address ``ptr`` of this process (the sender's
     txsync runs here), read through /proc/self/mem so a bad pointer fails like copyin."""
     try:
@@ -109,9 +109,9 @@ class SwitchRuntime:
         self.ns_dir = ns_dir
         self.describe = describe
         self.bridge = LearningBridge(seg.table)
-        self.snap: Optional[Snapshot] = None
+        self.snap: Snapshot | None = None
         self.targets: dict[tuple[str, int], RxTarget] = {}
-        self.lookup_error: Optional[str] = None
+        self.lookup_error: str | None = None
         self.stats = ForwardStats()
 
     def current(self) -> Snapshot:
@@ -190,8 +190,8 @@ class _ValeRing(RingController):
     __slots__ = ("runtime", "pname")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
-                 runtime: Optional[SwitchRuntime], pname: str) -> None:
-        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=K.PEER_TAIL)
+                 runtime: SwitchRuntime | None, pname: str) -> None:
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.PEER_TAIL)
         self.runtime = runtime
         self.pname = pname
 

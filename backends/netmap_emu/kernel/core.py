@@ -120,10 +120,22 @@ class Kernel:
         return [f"pipe {key} destroyed"]
 
     def unregister(self, bid: int) -> None:
-        """Close binding ``bid``. Idempotent."""
+        """Close binding ``bid``. Idempotent. The last binding of the namespace also sweeps
+        wake FIFOs left by processes killed inside an open (cheap only then: a listing of the
+        directory; with ports alive they wait for this moment or for gc)."""
         with self.op() as reg:
             if bid in reg.bindings:
                 self.drop(bid)
+            if not reg.bindings:
+                self._sweep_fifos(reg)
+
+    def _sweep_fifos(self, reg: Registry) -> list[str]:
+        done = []
+        for leaf in os.listdir(self.ns.dir):
+            stale = leaf.startswith("wake.") and leaf[5:].isdigit() and int(leaf[5:]) not in reg.bindings
+            if stale and _unlink(self.ns.path(leaf)) and int(leaf[5:]) not in self.ns.local_bids:
+                done.append(f"stale wake FIFO {leaf}")
+        return done
 
     def peer_bound(self, bid: int) -> bool:
         """Whether the other end of binding ``bid``'s pipe has a live binding."""
@@ -178,10 +190,7 @@ class Kernel:
                          for s in memory.destroy_mem(ns, reg, mem_id)]
             self.store.commit()
             done += [f"orphan segment {s}" for s in memory.sweep_orphans(ns, reg)]
-            for leaf in os.listdir(ns.dir):
-                if leaf.startswith("wake.") and leaf[5:].isdigit() and int(leaf[5:]) not in reg.bindings:
-                    if _unlink(ns.path(leaf)):
-                        done.append(f"stale wake FIFO {leaf}")
+            done += self._sweep_fifos(reg)
             if remove_empty and reg.empty() and not ns.local_bids and not ns.list_segments():
                 self.store.close()
                 ns.remove()

@@ -22,7 +22,6 @@ import errno
 import fcntl
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from netmap_core.backend import RegisterInfo
 from netmap_core.errors import InvalidRequestError, NoSuchPortError, OutOfMemoryError
 from netmap_core.portspec import PortSpec
 
-from ..shm import kring as K
+from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.geometry import private_params
 from ..shm.namespace import Namespace, sync_lock_pos
@@ -66,7 +65,7 @@ def _mon(b: Binding) -> Monitor:
     return b.mon
 
 
-def _chain_next(reg: Registry, key: PortKey, bid: int, i: int) -> Optional[Binding]:
+def _chain_next(reg: Registry, key: PortKey, bid: int, i: int) -> Binding | None:
     """The zero-copy monitor that monitor ``bid``'s ring ``i`` feeds: the next one (in
     registration order) on the port's RX list of ring ``i`` (netmap's rxsync of a monitor ring
     follows that list only)."""
@@ -77,7 +76,7 @@ def _chain_next(reg: Registry, key: PortKey, bid: int, i: int) -> Optional[Bindi
     return next((b for b in mons if b.bid > bid and _mon(b).zcopy and i in _mon(b).rx), None)
 
 
-def _port_watchers(reg: Registry, key: PortKey, side: str, i: int) -> tuple[list[Binding], Optional[Binding]]:
+def _port_watchers(reg: Registry, key: PortKey, side: str, i: int) -> tuple[list[Binding], Binding | None]:
     """(copy monitors, first zero-copy monitor) watching ring ``i`` (``side`` "tx"/"rx") of
     port ``key``."""
     copies: list[Binding] = []
@@ -161,14 +160,14 @@ def switch_watchers(ns: Namespace, reg: Registry, port_of: dict[str, int]):
 def _set_mon_word(ns: Namespace, a: Allocator, obj: int, value: int) -> None:
     """Write ring ``obj``'s ``mon`` word under the lock its syncs hold (a pipe RX ring's is its
     peer TX ring's), so no sync is using the old value when this returns."""
-    lockobj = obj if a.blocks[obj, K.DIR] == abi.NR_TX else int(a.blocks[obj, K.PEER]) - 1
+    lockobj = obj if a.blocks[obj, kring.DIR] == abi.NR_TX else int(a.blocks[obj, kring.PEER]) - 1
     if not 0 <= lockobj < a.blocks.shape[0]:
         lockobj = obj
     with a.mutex(lockobj):
         pos = sync_lock_pos(a.gen, lockobj)
         fcntl.lockf(ns.fd, fcntl.LOCK_EX, 1, pos)
         try:
-            a.blocks[obj, K.MON] = value
+            a.blocks[obj, kring.MON] = value
         finally:
             fcntl.lockf(ns.fd, fcntl.LOCK_UN, 1, pos)
 
@@ -194,7 +193,7 @@ def retopo(ns: Namespace, reg: Registry, key: PortKey) -> None:
         copies, zmon, peer = _watchers(reg, mem_id, obj)
         has = bool(copies or zmon or peer)
         a = memory.mapped(ns, reg, mem_id)
-        if has or a.blocks[obj, K.MON]:
+        if has or a.blocks[obj, kring.MON]:
             _set_mon_word(ns, a, obj, gen if has else 0)
 
 
@@ -206,8 +205,8 @@ def _orphan(ns: Namespace, reg: Registry, key: PortKey) -> list[str]:
         reg.bindings[b.bid] = dataclasses.replace(b, mon=dataclasses.replace(_mon(b), gone=True))
         a = memory.mapped(ns, reg, b.mem_id)
         for obj in b.rings:
-            a.blocks[obj, K.GONE] = 1
-            wake_ring(a.ks, a.block_word(obj, K.WAITERS), ns.dir)
+            a.blocks[obj, kring.GONE] = 1
+            wake_ring(a.ks, a.block_word(obj, kring.WAITERS), ns.dir)
         out.append(f"monitor {b.name} orphaned")
     return out
 
@@ -361,8 +360,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
                + [a.ring_offset(rx_objs[r]) - if_off if r in rx_objs else 0 for r in range(nrx)] + [0])
         a.write_if(if_obj, mname, 1, nrx, ofs, head)
         mon = Monitor(par.key, zcopy, False, tuple(mon_tx), tuple(mon_rx), tuple(sorted(rx_objs.items())))
-        bnd = new_binding(ns, reg, kind="monitor", mem_id=mem_id, parent=None, pipe=None, end=0, if_obj=if_obj,
-                          tx=(0,), rx=tuple(bound_rx), excl=False, flags=flags, name=mname,
+        bnd = new_binding(ns, reg, kind="monitor", mem_id=mem_id, parent=None, pipe=None, end=0,
+                          if_obj=if_obj, tx=(0,), rx=tuple(bound_rx), excl=False, flags=flags, name=mname,
                           extra=int(extra.size), rings=(*rx_objs.values(), tobj), mon=mon)
         try:
             retopo(ns, reg, par.key)    # chains and pipe rings learn of the new monitor

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
-from netmap_core.portspec import PortSpec
 from netmap_core.errors import InvalidRequestError, OutOfMemoryError, PortBusyError
+from netmap_core.portspec import PortSpec
 from netmap_core.regmodes import bound_rings
 
 from ..shm.allocator import Allocator
@@ -92,7 +92,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
     kname, mode, ringid, flags = spec.name, spec.mode, spec.ringid, int(spec.flags)
     parent_name, pipe_id, e = spec.parent, spec.pipe_id or "", pipe_end(spec)
     if not parent_name or not pipe_id:
-        raise InvalidRequestError(errno.EINVAL, f"{kname}: a pipe name needs PARENT{{ID or PARENT}}ID, both non-empty")
+        raise InvalidRequestError(errno.EINVAL,
+                                  f"{kname}: a pipe name needs PARENT{{ID or PARENT}}ID, both non-empty")
     want_mem = hints.get("mem_id", 0)
     parent = reg.parents.get(parent_name)
     if want_mem and want_mem != memory.GLOBAL_MEM_ID and want_mem not in reg.mems:
@@ -146,8 +147,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         ntx, nrx = pipe.ntx[e], pipe.nrx[e]
         b = bound_rings(mode, ringid, flags, tx=ntx, rx=nrx, name=kname, allowed=_MODES)
         tx_ids, rx_ids = list(b.tx), list(b.rx)
-        busy_check(reg, [o for o in reg.bindings.by("parent", parent_name) if o.pipe == pipe_id and o.end == e],
-                   tx_ids, rx_ids, flags, kname)
+        same_end = [o for o in reg.bindings.by("parent", parent_name) if o.pipe == pipe_id and o.end == e]
+        busy_check(reg, same_end, tx_ids, rx_ids, flags, kname)
 
         # --- rings: own RX, own TX, then the peer's RX and TX (spec A7, F6) -----------------
         geom = a.geom

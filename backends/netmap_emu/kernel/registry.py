@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Optional, TypeVar
+from typing import Any, Generic, TypeVar
 
 from netmap_core.errors import NetmapOSError
 
@@ -146,7 +146,7 @@ class Table(Generic[K, R]):
         self.dirty.clear()
         self._orig.clear()
 
-    def load(self, key: K, rec: Optional[R]) -> None:
+    def load(self, key: K, rec: R | None) -> None:
         """Apply a committed row (None = deleted) without marking it changed."""
         if rec is None:
             self._drop(key)
@@ -179,7 +179,7 @@ class Registry:
         self.tables: tuple[Table, ...] = (self.mems, self.parents, self.pipes, self.switches, self.bindings)
         self._by_name = {t.name: t for t in self.tables}
         self._meta = Meta()
-        self._meta_orig: Optional[Meta] = None
+        self._meta_orig: Meta | None = None
 
     @property
     def meta(self) -> Meta:
@@ -230,7 +230,7 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self.reg = Registry()
-        self._conn: Optional[sqlite3.Connection] = None
+        self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._ino = -1
         self.ver = -1
@@ -250,7 +250,8 @@ class Store:
         try:
             st = os.fstat(fd)
             if st.st_uid != os.getuid() or st.st_mode & 0o077:
-                raise NetmapOSError(errno.EPERM, f"{self.path}: not a private (0600) file of uid {os.getuid()}")
+                raise NetmapOSError(errno.EPERM,
+                                    f"{self.path}: not a private (0600) file of uid {os.getuid()}")
         finally:
             os.close(fd)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -296,7 +297,7 @@ class Store:
         return reg
 
     @staticmethod
-    def _apply(reg: Registry, tbl: str, key: str, data: Optional[str]) -> None:
+    def _apply(reg: Registry, tbl: str, key: str, data: str | None) -> None:
         if tbl == "meta":
             reg._meta = from_json(Meta, json.loads(data)) if data else Meta()
             return

@@ -9,7 +9,7 @@ is immutable on purpose: a record never changes behind its table's back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["Mem", "ValePort", "Parent", "Pipe", "Switch", "Monitor", "Binding", "Meta",
            "PortKey", "pipe_key", "port_key", "from_json", "KINDS"]
@@ -38,8 +38,8 @@ class Mem:
 class ValePort:
     """The VALE side of an interface: where it is attached and its rings (ring objects)."""
 
-    switch: Optional[str]
-    port: Optional[int]
+    switch: str | None
+    port: int | None
     persistent: bool
     ntx: int
     nrx: int
@@ -65,7 +65,7 @@ class Parent:
     tx_slots: int
     rx_slots: int
     rings: tuple[int, ...] = ()
-    vale: Optional[ValePort] = None
+    vale: ValePort | None = None
     mon_seq: int = 0   # monitors opened on the port so far (they are named after it, G2)
 
 
@@ -121,7 +121,7 @@ class Monitor:
     rx: tuple[int, ...]
     objs: tuple[tuple[int, int], ...]
 
-    def obj(self, ring: int) -> Optional[int]:
+    def obj(self, ring: int) -> int | None:
         for r, o in self.objs:
             if r == ring:
                 return o
@@ -139,8 +139,8 @@ class Binding:
     pid: int
     kind: str
     mem_id: int
-    parent: Optional[str]
-    pipe: Optional[str]
+    parent: str | None
+    pipe: str | None
     end: int
     if_obj: int
     tx: tuple[int, ...]
@@ -150,7 +150,7 @@ class Binding:
     name: str
     extra: int
     rings: tuple[int, ...] = ()
-    mon: Optional[Monitor] = None
+    mon: Monitor | None = None
 
 
 @dataclass(frozen=True)
@@ -161,14 +161,14 @@ class Meta:
     gen: int = 0
     seq: int = 0
     next_bid: int = 1
-    txn: Optional[tuple[int, ...]] = None
+    txn: tuple[int, ...] | None = None
 
 
 def pipe_key(parent: str, pipe_id: str) -> str:
     return f"{parent}{{{pipe_id}"
 
 
-def port_key(b: Binding) -> Optional[PortKey]:
+def port_key(b: Binding) -> PortKey | None:
     """The port a non-monitor binding registers, as monitors name it."""
     if b.kind == "vale":
         return ("vale", b.parent)

@@ -13,14 +13,18 @@ import dataclasses
 import errno
 import os
 import re
-from typing import Optional
 
 import numpy as np
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
-from netmap_core.errors import (InvalidRequestError, NetmapOSError, NoSuchPortError, OutOfMemoryError,
-                                PortBusyError)
+from netmap_core.errors import (
+    InvalidRequestError,
+    NetmapOSError,
+    NoSuchPortError,
+    OutOfMemoryError,
+    PortBusyError,
+)
 from netmap_core.portspec import PortSpec, kernel_spec
 from netmap_core.regmodes import bound_rings
 
@@ -73,7 +77,7 @@ def is_persistent(reg: Registry, name: str) -> bool:
     return bool(p is not None and p.vale is not None and p.vale.persistent)
 
 
-def find_port(reg: Registry, kname: str) -> Optional[str]:
+def find_port(reg: Registry, kname: str) -> str | None:
     """The interface REGISTER of ``kname`` addresses: an existing ephemeral port, an attached
     persistent one (``valeSW:NAME``) or a persistent interface by its bare name; None when a
     new ephemeral port would be created. EINVAL for an existing but unattached interface
@@ -112,13 +116,13 @@ def _set_vale(reg: Registry, pname: str, **changes) -> ValePort:
 
 # --- switches ---------------------------------------------------------------------------------
 
-def segment_of(ns: Namespace, reg: Registry, sw: str) -> Optional[SwitchSeg]:
+def segment_of(ns: Namespace, reg: Registry, sw: str) -> SwitchSeg | None:
     """This process's mapping of switch ``sw``'s segment (None if no such switch)."""
     rec = reg.switches.get(sw)
     return None if rec is None else attach_seg(ns, rec.idx, rec.gen)
 
 
-def bump(ns: Namespace, reg: Registry, sw: Optional[str]) -> None:
+def bump(ns: Namespace, reg: Registry, sw: str | None) -> None:
     """Tell senders that switch ``sw``'s ports, rings or monitors changed (they reload)."""
     seg = segment_of(ns, reg, sw) if sw is not None else None
     if seg is not None:
@@ -156,9 +160,11 @@ def _add_port(ns: Namespace, reg: Registry, sw: str, pname: str, create: bool) -
         rec = _new_switch(ns, reg, sw)
     if rec.active + 2 >= abi.NM_BDG_MAXPORTS:
         raise OutOfMemoryError(errno.ENOMEM, f"{sw}: {rec.active} ports active; a switch keeps "
-                               f"{abi.NM_BDG_MAXPORTS - 2} at most (two slots reserved for a NIC and its host)")
+                               f"{abi.NM_BDG_MAXPORTS - 2} at most (two slots reserved for a NIC and "
+                               "its host)")
     idx = rec.free[rec.active]
-    reg.switches[sw] = dataclasses.replace(rec, active=rec.active + 1, ports=tuple(sorted((*rec.ports, (idx, pname)))))
+    ports = tuple(sorted((*rec.ports, (idx, pname))))
+    reg.switches[sw] = dataclasses.replace(rec, active=rec.active + 1, ports=ports)
     seg = attach_seg(ns, rec.idx, rec.gen)
     seg.forget_port(idx)
     with seg.exclusive():
@@ -218,7 +224,8 @@ def _port_mem(ns: Namespace, store: Store, name: str, want: int, g, extra: int) 
     txr, rxr, txs, rxs = g
     mem_id = memory.new_mem_id(reg)
     memory.mark(store, mem_id)
-    memory.create_mem(ns, reg, mem_id, private_params(txr, txs, rxr, rxs, extra, abi.NM_BDG_PRIV_NPIPES), True)
+    params = private_params(txr, txs, rxr, rxs, extra, abi.NM_BDG_PRIV_NPIPES)
+    memory.create_mem(ns, reg, mem_id, params, True)
     return mem_id
 
 
@@ -430,7 +437,8 @@ def attach(ns: Namespace, store: Store, name: str, mode: int, mem_id: int) -> in
     sw, port = split_vale_name(name)
     reg = store.reg
     if mem_id and mem_id != memory.GLOBAL_MEM_ID and mem_id not in reg.mems:
-        raise InvalidRequestError(errno.EINVAL, f"VALE_ATTACH {name!r}: nr_mem_id={mem_id} names no allocator")
+        raise InvalidRequestError(errno.EINVAL,
+                                  f"VALE_ATTACH {name!r}: nr_mem_id={mem_id} names no allocator")
     if mode not in (abi.NR_REG_ALL_NIC, abi.NR_REG_NIC_SW):
         raise InvalidRequestError(errno.EINVAL, f"VALE_ATTACH {name!r}: nr_mode={mode}; allowed: "
                                   "NR_REG_ALL_NIC, NR_REG_NIC_SW")
@@ -442,7 +450,8 @@ def attach(ns: Namespace, store: Store, name: str, mode: int, mem_id: int) -> in
         raise InvalidRequestError(errno.EINVAL, f"VALE_ATTACH {name!r}: no interface {port!r} to attach "
                                   "(create one with VALE_NEWIF / vale-ctl -n)")
     if p.vale.switch is not None:
-        raise PortBusyError(errno.EBUSY, f"VALE_ATTACH {name!r}: {port!r} is already attached to {p.vale.switch}")
+        raise PortBusyError(errno.EBUSY,
+                            f"VALE_ATTACH {name!r}: {port!r} is already attached to {p.vale.switch}")
     if _port_users(reg, port):
         raise PortBusyError(errno.EBUSY, f"VALE_ATTACH {name!r}: {port!r} is open; close it first")
     try:
@@ -479,7 +488,7 @@ def detach(ns: Namespace, store: Store, name: str) -> int:
 
 # --- lookups ----------------------------------------------------------------------------------
 
-def list_next(reg: Registry, bridge_idx: int, port_idx: int) -> Optional[tuple[str, int, int]]:
+def list_next(reg: Registry, bridge_idx: int, port_idx: int) -> tuple[str, int, int] | None:
     """VALE_LIST with an empty name: the first (name, bridge, port) at or after the indexes."""
     for rec in sorted(reg.switches.values(), key=lambda r: r.idx):
         if rec.idx < bridge_idx:

@@ -19,18 +19,24 @@ import numpy as np
 from netmap_core import abi
 from netmap_core.errors import OutOfMemoryError
 
-from . import kring as K
+from . import kring
 from .geometry import Geometry, geometry
 from .segment import map_private_shm, unlink_segments
 
 __all__ = ["Allocator", "attach", "create", "destroy", "forget"]
 
 
-_BUFS_HEAD = abi.netmap_if.fields["ni_bufs_head"][1]
+def _offset(dt: np.dtype, name: str) -> int:
+    fields = dt.fields
+    assert fields is not None
+    return int(fields[name][1])
+
+
+_BUFS_HEAD = _offset(abi.netmap_if, "ni_bufs_head")
 
 
 def _kstate_size(g: Geometry) -> int:
-    size = K.HEADER_SIZE + K.KRING.itemsize * g.ring_pool.objtotal + g.buf_pool.objtotal
+    size = kring.HEADER_SIZE + kring.KRING.itemsize * g.ring_pool.objtotal + g.buf_pool.objtotal
     return -(-size // abi.PAGE_SIZE) * abi.PAGE_SIZE
 
 
@@ -52,14 +58,16 @@ class Allocator:
         self.ks = memoryview(kmap).cast("I")
         self.ks64 = memoryview(kmap).cast("Q")
         nr = geom.ring_pool.objtotal
-        self.header = np.ndarray((), dtype=K.HEADER, buffer=kmap)
+        self.header = np.ndarray((), dtype=kring.HEADER, buffer=kmap)
         #: kring records as u32 words, (ring objects, KRING_WORDS); ``krings`` the same by field
-        self.blocks = np.ndarray((nr, K.KRING_WORDS), dtype=np.uint32, buffer=kmap, offset=K.HEADER_SIZE)
-        self.krings = np.ndarray((nr,), dtype=K.KRING, buffer=kmap, offset=K.HEADER_SIZE)
+        self.blocks = np.ndarray((nr, kring.KRING_WORDS), dtype=np.uint32, buffer=kmap,
+                                 offset=kring.HEADER_SIZE)
+        self.krings = np.ndarray((nr,), dtype=kring.KRING, buffer=kmap, offset=kring.HEADER_SIZE)
         self.bitmap = np.frombuffer(kmap, dtype=np.uint8, count=geom.nbufs,
-                                    offset=K.HEADER_SIZE + K.KRING.itemsize * nr)
+                                    offset=kring.HEADER_SIZE + kring.KRING.itemsize * nr)
         bp = geom.buf_pool
-        self.buffers = self.arr[bp.offset: bp.offset + bp.objtotal * bp.objsize].reshape(bp.objtotal, bp.objsize)
+        pool = self.arr[bp.offset: bp.offset + bp.objtotal * bp.objsize]
+        self.buffers = pool.reshape(bp.objtotal, bp.objsize)
         self.refs = 0  # local bindings using this mapping
         self.pair_mutex: dict[int, threading.Lock] = {}
 
@@ -72,16 +80,17 @@ class Allocator:
 
     def block_word(self, obj: int, w: int) -> int:
         """Index into ``ks`` of word ``w`` of ring object ``obj``'s kring block."""
-        return (K.HEADER_SIZE + K.KRING.itemsize * obj) // 4 + w
+        return (kring.HEADER_SIZE + kring.KRING.itemsize * obj) // 4 + w
 
     def slots(self, obj: int) -> np.ndarray:
         """The slot array of ring object ``obj``, sized from the kernel state: the ring header's
         ``num_slots`` is application-writable and never trusted."""
         off = self.ring_offset(obj)
-        n = int(self.blocks[obj, K.NUM_SLOTS])
+        n = int(self.blocks[obj, kring.NUM_SLOTS])
         if not 0 < n <= self.geom.max_slots():
             raise OSError(errno.EINVAL, f"mem_id {self.mem_id}: ring object {obj} has no valid kring")
-        return np.ndarray((n,), dtype=abi.netmap_slot, buffer=self.region, offset=off + abi.NETMAP_RING_SLOTS_OFFSET)
+        return np.ndarray((n,), dtype=abi.netmap_slot, buffer=self.region,
+                          offset=off + abi.NETMAP_RING_SLOTS_OFFSET)
 
     def mutex(self, obj: int) -> threading.Lock:
         m = self.pair_mutex.get(obj)
@@ -134,8 +143,8 @@ class Allocator:
         hdr["cur"] = 0
         hdr["tail"] = n - 1 if direction == abi.NR_TX else 0
         hdr["buf_align"] = 0
-        self.blocks[obj, K.NUM_SLOTS] = n
-        self.blocks[obj, K.DIR] = direction
+        self.blocks[obj, kring.NUM_SLOTS] = n
+        self.blocks[obj, kring.DIR] = direction
         s = self.slots(obj)
         s["buf_idx"] = bufs
         s["len"] = self.geom.buf_size
@@ -148,15 +157,15 @@ class Allocator:
         b = self.blocks
         b[tobj, :] = 0
         b[robj, :] = 0
-        b[tobj, K.RTAIL] = n - 1
-        b[robj, K.PEER_TAIL] = n - 1  # TX pipe_tail lives in the peer's record
-        b[tobj, K.HWTAIL] = n - 1
-        b[tobj, K.PEER] = robj + 1
-        b[robj, K.PEER] = tobj + 1
-        b[tobj, K.NUM_SLOTS] = n
-        b[robj, K.NUM_SLOTS] = n
-        b[tobj, K.DIR] = abi.NR_TX
-        b[robj, K.DIR] = abi.NR_RX
+        b[tobj, kring.RTAIL] = n - 1
+        b[robj, kring.PEER_TAIL] = n - 1  # TX pipe_tail lives in the peer's record
+        b[tobj, kring.HWTAIL] = n - 1
+        b[tobj, kring.PEER] = robj + 1
+        b[robj, kring.PEER] = tobj + 1
+        b[tobj, kring.NUM_SLOTS] = n
+        b[robj, kring.NUM_SLOTS] = n
+        b[tobj, kring.DIR] = abi.NR_TX
+        b[robj, kring.DIR] = abi.NR_RX
 
     def init_single(self, obj: int, n: int, direction: int) -> None:
         """Kring state of a fresh unpaired ring (VALE, monitors; its own peer): TX hwcur 0,
@@ -164,11 +173,11 @@ class Allocator:
         b = self.blocks
         b[obj, :] = 0
         if direction == abi.NR_TX:
-            b[obj, K.PEER_TAIL] = n - 1
-            b[obj, K.RTAIL] = n - 1
-        b[obj, K.PEER] = obj + 1
-        b[obj, K.NUM_SLOTS] = n
-        b[obj, K.DIR] = direction
+            b[obj, kring.PEER_TAIL] = n - 1
+            b[obj, kring.RTAIL] = n - 1
+        b[obj, kring.PEER] = obj + 1
+        b[obj, kring.NUM_SLOTS] = n
+        b[obj, kring.DIR] = direction
 
     def clear_block(self, obj: int) -> None:
         self.blocks[obj, :] = 0
@@ -218,8 +227,8 @@ def create(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
     region = map_private_shm(rname, g.memsize, True)
     kmap = map_private_shm(kname, _kstate_size(g), True)
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
-    a.header["magic"] = K.MAGIC
-    a.header["version"] = K.VERSION
+    a.header["magic"] = kring.MAGIC
+    a.header["version"] = kring.VERSION
     a.header["nrings"] = g.ring_pool.objtotal
     a.header["nbufs"] = g.nbufs
     a.bitmap[list(abi.NETMAP_RESERVED_BUFS)] = 1  # buffers 0 and 1 are reserved (spec A6)
@@ -240,7 +249,7 @@ def attach(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
     kmap = map_private_shm(kname, _kstate_size(g), False)
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
     h = a.header
-    if h["magic"] != K.MAGIC or h["nrings"] != g.ring_pool.objtotal or h["nbufs"] != g.nbufs:
+    if h["magic"] != kring.MAGIC or h["nrings"] != g.ring_pool.objtotal or h["nbufs"] != g.nbufs:
         raise OSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry")
     with _MAPS_LOCK:
         return _MAPS.setdefault(rname, a)

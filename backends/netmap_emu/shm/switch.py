@@ -28,7 +28,8 @@ from netmap_core import abi
 from .namespace import VALE_BASE
 from .segment import map_private_shm, unlink_segments
 
-__all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES", "create_seg", "attach_seg", "destroy_seg", "segment_name"]
+__all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES", "create_seg",
+           "attach_seg", "destroy_seg", "segment_name"]
 
 SEG_SIZE = 16384
 _MAGIC = 0x564D4E50  # "PNMV"

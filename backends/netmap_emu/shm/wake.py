@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from . import kring as K
+from . import kring
 
 __all__ = ["fence", "arm", "disarm", "wake_binding", "wake_ring"]
 
@@ -32,7 +32,7 @@ def arm(ks, w: int, bid: int) -> None:
     """Enter ``bid`` in a ring's waiter words starting at ``ks[w]`` (no-op if present). With
     all of them taken the sleeper relies on its bounded sleep slices."""
     free = -1
-    for i in range(w, w + K.N_WAITERS):
+    for i in range(w, w + kring.N_WAITERS):
         v = ks[i]
         if v == bid:
             return
@@ -44,7 +44,7 @@ def arm(ks, w: int, bid: int) -> None:
 
 def disarm(ks, w: int, bid: int) -> None:
     """Remove ``bid`` from a ring's waiter words."""
-    for i in range(w, w + K.N_WAITERS):
+    for i in range(w, w + kring.N_WAITERS):
         if ks[i] == bid:
             ks[i] = 0
 
@@ -73,7 +73,7 @@ def wake_binding(ns_dir: str, bid: int) -> None:
 def wake_ring(ks, w: int, ns_dir: str) -> None:
     """Wake the bindings armed on a ring whose waiter words start at ``ks[w]``."""
     fence()
-    for i in range(w, w + K.N_WAITERS):
+    for i in range(w, w + kring.N_WAITERS):
         bid = ks[i]
         if bid:
             ks[i] = 0

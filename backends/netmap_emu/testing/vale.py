@@ -154,7 +154,7 @@ class ValeEnv:
         self.ports: list = []
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "ValeEnv":
+    def __enter__(self) -> ValeEnv:
         if self.backend == "emu":
 
             self._stack.enter_context(isolated_namespace("v"))
