@@ -92,7 +92,9 @@ def _config(a: argparse.Namespace) -> Config:
                   vale_receivers=a.vale_receivers)
 
 
-def _meta(argv: list[str], cfg: Config) -> dict:
+def machine_meta() -> dict:
+    """Where and on what a measurement ran: date, Python, platform, CPU model, usable CPUs, load
+    average, library versions and the git commit (shared by the bench's commands)."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
@@ -112,13 +114,16 @@ def _meta(argv: list[str], cfg: Config) -> dict:
     except OSError:
         pass
     return {
-        "command": "python -m bench " + " ".join(argv),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
         "cpus_usable": len(os.sched_getaffinity(0)), "loadavg": os.getloadavg(),
-        "versions": versions, "git": git("rev-parse", "--short", "HEAD"), "works": WORKS,
-        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "versions": versions, "git": git("rev-parse", "--short", "HEAD"),
     }
+
+
+def _meta(argv: list[str], cfg: Config) -> dict:
+    return {"command": "python -m bench " + " ".join(argv), **machine_meta(), "works": WORKS,
+            "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -322,7 +322,7 @@ def _range(d: dict) -> str:
 
 def comparison_text(cmp: list[dict]) -> str:
     """The comparison as a plain table (what ``python -m bench`` prints)."""
-    from .report import _render
+    from .report import render_columns
 
     lines = []
     x = "{:.2f}x"
@@ -336,7 +336,7 @@ def comparison_text(cmp: list[dict]) -> str:
                       _f(c["rx_ratio"], x), "", f"both sides Python: {_f(c['both_ratio'], x)}"))
     head = ("setup", "size", "tx -> rx", "row", "TX Mpps (min-max)", "RX Mpps (min-max)", "runs",
             "note")
-    return _render(head, lines)
+    return render_columns(head, lines)
 
 
 def comparison_markdown(cmp: list[dict]) -> str:

@@ -59,7 +59,8 @@ def _fmt_ratio(x: float | None) -> str:
     return f"{x:.2g}x" if x < 0.995 else (f"{x:.1f}x" if x < 100 else f"{x:.0f}x")
 
 
-def _render(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
+def render_columns(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
+    """An aligned plain-text table: the header, a rule, one line per tuple of cells."""
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h)
               for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -78,7 +79,7 @@ def table(rows: list[RowResult]) -> str:
             f"{r.median:.3f}" if ok else "-",
             f"{min(r.mpps):.3f}" if ok else "-", f"{max(r.mpps):.3f}" if ok else "-",
             _fmt_ratio(r1), _fmt_ratio(rb), _note(r)))
-    return _render(COLUMNS, lines)
+    return render_columns(COLUMNS, lines)
 
 
 def pingpong_table(rows: list[RowResult]) -> str:
@@ -91,7 +92,7 @@ def pingpong_table(rows: list[RowResult]) -> str:
             f"{d['rtt_p10_us']:.1f}" if ok else "-", f"{d['rtt_p90_us']:.1f}" if ok else "-",
             " ".join(f"{x:.1f}" for x in d.get("rtt_run_medians_us", [])) or "-",
             "" if ok else _note(r)))
-    return _render(PP_COLUMNS, lines)
+    return render_columns(PP_COLUMNS, lines)
 
 
 # --- the issue's targets -------------------------------------------------------------------
