@@ -308,7 +308,9 @@ def run_once(scn: Scenario, params: Params, state=None, *, pin: bool = True,
         if "skip" in r:
             raise Skip(r["skip"])
     if failed or len(results) < len(scn.roles):
-        name, r = next(iter(failed.items())) if failed else ("?", {"error": "missing report"})
+        # the role that failed first, not one that only saw the start barrier break
+        cause = [(n, r) for n, r in failed.items() if not r["error"].startswith("BrokenBarrierError")]
+        name, r = (cause or list(failed.items()) or [("?", {"error": "missing report"})])[0]
         raise BenchError(f"{scn.id}: role {name}: {r['error']}"
                          + (f"\n{r['trace']}" if r.get("trace") else ""))
     return _sample(scn, params, results)
