@@ -6,14 +6,17 @@ against new code, side by side.
 ``--old`` is a git ref, checked out into a temporary ``git worktree`` (removed afterwards);
 ``--new`` is a directory (default: this checkout, uncommitted changes included) or a ref. Each
 run is one ``python -m bench --only ROWS --repeat 1`` in a fresh process whose PYTHONPATH puts
-that tree's ``netmap_core`` and ``backends/netmap_emu`` first, so it imports that tree's library.
+that tree's ``netmap_core`` and ``backends/netmap_emu`` first, so it imports that tree's library,
+inside a fresh emulator namespace made and removed by that tree's ``isolated_namespace()`` (old
+and new code never share a namespace, nor touch the user's).
 The measuring code is the same for both, this checkout's ``bench`` package (``--own-bench``: each
 tree's own), so only the library differs. The runs alternate, old then new in even rounds, new
 then old in odd ones, R runs each (default 5), so a change of machine load hits both alike.
 Before measuring, each tree's import paths are printed once and checked.
 
-Printed per row: median Mpps old, new, and new / old. ROWS are ``python -m bench --only``
-patterns (id glob or prefix), default ``pnm-emu vale-emu``: every emulator pipe and VALE row.
+Printed per row: median Mpps old, new, and new / old; then why runs failed, if any did. ROWS
+are ``python -m bench --only`` patterns (id glob or prefix), default ``pnm-emu vale-emu``: every
+emulator pipe and VALE row.
 """
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ def compare(old_docs: list[dict], new_docs: list[dict]) -> list[dict]:
     """Per row (id, size, work) seen in either side's bench JSON documents: the Mpps of each run
     that succeeded, their medians, and new / old (None when a side has no successful run)."""
     runs: dict[tuple, dict[str, list[float]]] = {}
-    errors: dict[tuple, dict[str, int]] = {}
+    errors: dict[tuple, dict[str, list[str]]] = {}
     for side, docs in (("old", old_docs), ("new", new_docs)):
         for doc in docs:
             for row in doc.get("rows", []):
@@ -82,11 +85,11 @@ def compare(old_docs: list[dict], new_docs: list[dict]) -> list[dict]:
                     continue
                 k = row_key(row)
                 runs.setdefault(k, {"old": [], "new": []})
-                errors.setdefault(k, {"old": 0, "new": 0})
+                errors.setdefault(k, {"old": [], "new": []})
                 if row.get("status") == "ok" and row.get("runs"):
                     runs[k][side] += [r["mpps"] for r in row["runs"]]
                 else:
-                    errors[k][side] += 1
+                    errors[k][side].append((row.get("reason") or row.get("status") or "?").splitlines()[0])
     out = []
     for k, sides in runs.items():
         mo = statistics.median(sides["old"]) if sides["old"] else None
@@ -94,8 +97,21 @@ def compare(old_docs: list[dict], new_docs: list[dict]) -> list[dict]:
         out.append({"id": k[0], "size": k[1], "work": k[2], "old_mpps": sides["old"],
                     "new_mpps": sides["new"], "old_median": mo, "new_median": mn,
                     "ratio": mn / mo if mo and mn is not None else None,
-                    "old_errors": errors[k]["old"], "new_errors": errors[k]["new"]})
+                    "old_errors": len(errors[k]["old"]), "new_errors": len(errors[k]["new"]),
+                    "old_failures": errors[k]["old"], "new_failures": errors[k]["new"]})
     return out
+
+
+def failures(results: list[dict]) -> str:
+    """Why runs failed: each distinct first line of a row's error, per side, with its count."""
+    out = []
+    for r in results:
+        for side in ("old", "new"):
+            for why in dict.fromkeys(r[f"{side}_failures"]):
+                n = r[f"{side}_failures"].count(why)
+                out.append(f"  {r['id']} {r['size']} B {r['work']}, {side}: {why}"
+                           + (f" (x{n})" if n > 1 else ""))
+    return "\n".join(out)
 
 
 def table(results: list[dict]) -> str:
@@ -174,13 +190,34 @@ def _check_paths(label: str, tree: str, paths: dict[str, str]) -> None:
             raise SystemExit(f"bench.compare: the {label} run imports {m} from {p}, not from {tree}")
 
 
+#: ``python -m bench`` inside a fresh emulator namespace of the run's own tree, removed afterwards:
+#: old and new code never share one (their registries need not agree), nor use the user's
+RUNNER = """\
+import os, runpy, sys
+try:
+    from netmap_emu.testing import isolated_namespace
+except ImportError:          # a tree without it: a namespace of its own, left behind
+    import contextlib
+    os.environ["PYNETMAP_EMU_NS"] = "cmp%d" % os.getpid()
+    isolated_namespace = lambda prefix: contextlib.nullcontext()
+sys.argv = ["bench"] + sys.argv[1:]
+with isolated_namespace("cmp"):
+    runpy.run_module("bench", run_name="__main__", alter_sys=True)
+"""
+
+
+def bench_command(a: argparse.Namespace, out_json: str) -> list[str]:
+    return [sys.executable, "-c", RUNNER, "--only", *a.rows, "--repeat", "1", "--sizes", a.sizes,
+            "--work", a.work, "--duration", str(a.duration), "--no-plot", "--json", out_json]
+
+
 def bench_once(env: dict, cwd: str, a: argparse.Namespace, out_json: str, log) -> dict | None:
-    cmd = [sys.executable, "-m", "bench", "--only", *a.rows, "--repeat", "1", "--sizes", a.sizes,
-           "--work", a.work, "--duration", str(a.duration), "--no-plot", "--json", out_json]
+    cmd = bench_command(a, out_json)
     r = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        text=True)
     if not os.path.exists(out_json):
-        log(f"\nbench.compare: {' '.join(cmd[1:])} failed (exit {r.returncode}):\n{r.stderr[-2000:]}\n")
+        log(f"\nbench.compare: python -m bench {' '.join(cmd[3:])} failed (exit {r.returncode}):\n"
+            f"{r.stderr[-2000:]}\n")
         return None
     with open(out_json) as f:
         return json.load(f)
@@ -238,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{noise.describe(share_after)}; load average {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
           f"(a shared, noisy machine: differences under ~10-20 % are within its swings)\n")
     print(table(results))
+    why = failures(results)
+    if why:
+        print(f"\nfailed runs:\n{why}")
     if a.json:
         os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
         with open(a.json, "w") as f:

@@ -23,6 +23,7 @@ def test_compare_arguments():
 
 def _doc(*rows):
     return {"rows": [{"id": i, "size": 60, "work": "none", "kind": "throughput", "status": st,
+                      "reason": "" if st == "ok" else "vale: role r0: boom\ntrace",
                       "runs": [{"mpps": m}] if m is not None else []} for i, m, st in rows]}
 
 
@@ -45,6 +46,8 @@ def test_compare_medians_and_ratio():
     line = next(ln for ln in text.splitlines() if ln.startswith("pipe"))
     assert line.split()[3:7] == ["20", "45", "2.25x", "3/3"]
     assert "(1/2 failed)" in text
+    assert compare.failures(list(res.values())).splitlines() == [
+        "  vale 60 B none, old: vale: role r0: boom", "  vale 60 B none, new: vale: role r0: boom (x2)"]
     only_old = compare.compare(old, [])
     assert all(r["ratio"] is None and r["new_median"] is None for r in only_old)
     assert "-" in compare.table(only_old).splitlines()[2].split()
