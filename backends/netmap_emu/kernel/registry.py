@@ -311,7 +311,9 @@ class Store:
         reg = self.reg
         if not reg.changed():
             return
-        conn = self._connect() if self._conn is None else self._conn
+        conn = self._conn
+        if conn is None or self.ver < 0:   # commit() without begin(): nothing to base it on
+            raise RuntimeError(f"{self.path}: commit without begin")
         nv = self.ver + 1
         rows = []
         for t in reg.tables:
