@@ -59,8 +59,8 @@ class Kernel:
         for owner in reg.bindings.values_of("owner"):
             if owner == me:
                 continue
-            first = reg.bindings.by("owner", owner)[0]
-            if self.ns.is_alive(first.bid, first.pid):
+            first = reg.bindings.first("owner", owner)
+            if first is None or self.ns.is_alive(first.bid, first.pid):
                 continue
             for b in reg.bindings.by("owner", owner):
                 done.append(f"binding {b.bid} ({b.name}, pid {b.pid}, dead) reclaimed")

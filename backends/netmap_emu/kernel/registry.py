@@ -81,6 +81,11 @@ class Table(Generic[K, R]):
         keys = self._idx[index].get(value)
         return [self._rows[k] for k in sorted(keys)] if keys else []
 
+    def first(self, index: str, value: Any) -> R | None:
+        """The record with the lowest key among those whose ``index`` value is ``value``."""
+        keys = self._idx[index].get(value)
+        return self._rows[min(keys)] if keys else None
+
     def any(self, index: str, value: Any) -> bool:
         return bool(self._idx[index].get(value))
 
