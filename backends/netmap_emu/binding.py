@@ -7,6 +7,8 @@ writes one byte into when this binding is sleeping (or armed) in ``poll``.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import select
 import time
@@ -14,7 +16,7 @@ import weakref
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
-from netmap_core.errors import ClosedPortError
+from netmap_core.errors import ClosedPortError, NetmapOSError
 
 from .datapath.monitor import MonitorRxRing, MonitorTxRing, gone_error
 from .datapath.pipe import PipeRing
@@ -24,6 +26,7 @@ from .kernel.core import Kernel
 from .kernel.pipes import Registered
 from .shm import allocator as shm_alloc, kring
 from .shm.allocator import Allocator
+from .shm.segment import fd_exhausted
 from .shm.switch import SwitchSeg
 from .shm.wake import fence
 from .views import monitors_of, switch_view
@@ -88,9 +91,17 @@ class EmuBinding:
             self._ring(a, o, f"{pfx}:tx{k}", strict) for o, k in zip(r.tx_objs, r.tx_ids))
         self._rx: tuple[RingController, ...] = tuple(
             self._ring(a, o, f"{pfx}:rx{k}", strict) for o, k in zip(r.rx_objs, r.rx_ids))
+        try:
+            fd = os.open(ns.fifo_path(r.bid), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:   # the caller unregisters; the FIFO is ours to remove
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ns.fifo_path(r.bid))
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise fd_exhausted(exc.errno, f"{r.info.name}: opening its wake FIFO") from exc
+            raise NetmapOSError(exc.errno or errno.EIO, f"{r.info.name}: opening its wake FIFO: "
+                                f"{exc.strerror}") from exc
         a.refs += 1
         self._no_tx_poll = bool(r.info.flags & abi.NR_NO_TX_POLL)
-        fd = os.open(ns.fifo_path(r.bid), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         self._fd = fd
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,9 @@ __all__ = ["SwitchView", "Snapshot", "SwitchRuntime", "runtime_for", "ValeTxRing
 _MAXRINGS = abi.NM_BDG_MAXRINGS
 #: process-local lookups installed with ``local=True``: (namespace, switch) -> callable
 local_lookups: dict[tuple[str, str], Callable] = {}
-_RUNTIMES: dict[tuple[str, str], SwitchRuntime] = {}
+#: held weakly: a runtime's snapshot maps the switch's allocators, which must be unmapped
+#: (their /dev/shm memory returned) once no ring or handle of this process uses the switch
+_RUNTIMES: weakref.WeakValueDictionary[tuple[str, str], SwitchRuntime] = weakref.WeakValueDictionary()
 _RT_LOCK = threading.Lock()
 _MEMFD: list[int] = []
 #: a ring in shared memory: (its allocator as mapped here, its ring object)

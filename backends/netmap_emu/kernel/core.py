@@ -16,14 +16,19 @@ Every method runs under the namespace lock (:meth:`Kernel.op` takes it). Closing
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 
+from netmap_core.errors import OutOfMemoryError
+
 from ..shm import allocator as shm_alloc
 from ..shm.namespace import REGISTRY, Namespace, owner_id
+from ..shm.segment import tolerate_missing
 from . import memory, monitors, vale
 from .registry import Registry, Store
 from .state import Binding
@@ -31,6 +36,7 @@ from .state import Binding
 __all__ = ["Kernel", "kernel_for", "END_NAMES"]
 
 END_NAMES = ("master", "slave")
+T = TypeVar("T")
 
 
 class Kernel:
@@ -68,10 +74,33 @@ class Kernel:
                 _unlink(self.ns.fifo_path(b.bid))
         return reg, done
 
+    def free_first(self, body: Callable[[], T]) -> T:
+        """Run ``body`` (namespace lock held), an operation that frees: a close, a reclaim, gc.
+        If the registry cannot be written for lack of space (a full /dev/shm also holds the
+        registry), run it again with its commits deferred: everything it frees is unlinked
+        first, then one commit writes the result into the space just freed. Should even that
+        commit fail, the segments are gone but the registry still names them; teardown
+        tolerates that (:func:`..shm.segment.tolerate_missing`), so the next operation or gc
+        finishes the job. Raises OutOfMemoryError (ENOSPC) then."""
+        try:
+            return body()
+        except OutOfMemoryError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        self.store.begin()
+        with self.store.deferred():
+            out = body()
+        self.store.commit()
+        return out
+
     # --- unregister ------------------------------------------------------------------------
     def drop(self, bid: int) -> list[str]:
         """Unregister binding ``bid`` (close or reclaim) in the order of the module doc;
         commits. Returns what was destroyed."""
+        with tolerate_missing():   # segments may be gone already (see free_first)
+            return self._drop(bid)
+
+    def _drop(self, bid: int) -> list[str]:
         reg, store, ns = self.store.reg, self.store, self.ns
         b = reg.bindings[bid]
         mem_id = b.mem_id
@@ -123,11 +152,14 @@ class Kernel:
         """Close binding ``bid``. Idempotent. The last binding of the namespace also sweeps
         wake FIFOs left by processes killed inside an open (cheap only then: a listing of the
         directory; with ports alive they wait for this moment or for gc)."""
-        with self.op() as reg:
-            if bid in reg.bindings:
-                self.drop(bid)
-            if not reg.bindings:
-                self._sweep_fifos(reg)
+        with self.ns.locked():
+            def close() -> None:
+                reg, _ = self.prepare()
+                if bid in reg.bindings:
+                    self.drop(bid)
+                if not reg.bindings:
+                    self._sweep_fifos(reg)
+            self.free_first(close)
 
     def _sweep_fifos(self, reg: Registry) -> list[str]:
         done = []
@@ -182,13 +214,24 @@ class Kernel:
         update, destroy unused allocators, unlink orphan segments and stale wake FIFOs, and
         (``remove_empty``) delete the namespace when nothing lives in it."""
         ns = self.ns
-        with ns.locked():
-            reg, done = self.prepare()
-            unused = [k for k in reg.mems if not memory.in_use(reg, k)]
-            for mem_id in unused:   # e.g. left by a process that died between creating and binding it
-                done += [f"unused allocator mem_id {mem_id}: segment {s}"
-                         for s in memory.destroy_mem(ns, reg, mem_id)]
-            self.store.commit()
+        with ns.locked(), tolerate_missing():
+            # frees first: what no committed record names needs no write to remove, and on a
+            # full /dev/shm the registry's commits below need the space
+            reg = self.store.begin()
+            done = [f"orphan segment {s}" for s in memory.sweep_orphans(ns, reg)]
+            done += self._sweep_fifos(reg)
+
+            def reclaim() -> list[str]:
+                reg, out = self.prepare()
+                unused = [k for k in reg.mems if not memory.in_use(reg, k)]
+                for mem_id in unused:   # e.g. left by a process that died between creating and binding it
+                    out += [f"unused allocator mem_id {mem_id}: segment {s}"
+                            for s in memory.destroy_mem(ns, reg, mem_id)]
+                self.store.commit()
+                return out
+
+            done += self.free_first(reclaim)
+            reg = self.store.reg
             done += [f"orphan segment {s}" for s in memory.sweep_orphans(ns, reg)]
             done += self._sweep_fifos(reg)
             if remove_empty and reg.empty() and not ns.local_bids and not ns.list_segments():

@@ -11,27 +11,35 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-from collections.abc import Iterable
+import os
+import secrets
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import numpy as np
 
 from netmap_core import abi
-from netmap_core.errors import OutOfMemoryError
+from netmap_core.errors import NetmapError, OutOfMemoryError
 
 from ..shm import allocator as shm_alloc
 from ..shm.allocator import Allocator
-from ..shm.namespace import Namespace
-from ..shm.segment import unlink_segments
+from ..shm.namespace import ENV_NS, Namespace
+from ..shm.segment import SegmentExistsError, tolerate_missing, unlink_segments
 from ..shm.switch import segment_name
 from .registry import Registry, Store
 from .state import Mem
 
-__all__ = ["GLOBAL_MEM_ID", "mapped", "new_mem_id", "create_mem", "take_obj", "release_objs",
+__all__ = ["GLOBAL_MEM_ID", "mapped", "new_mem_id", "fresh_gen", "create_mem", "take_obj", "release_objs",
            "release_rings", "destroy_mem", "in_use", "ring_objs", "slot_bufs", "referenced",
            "free_unreferenced", "mark", "finish", "undo", "recover", "known_segments",
            "sweep_orphans", "clamp"]
 
 GLOBAL_MEM_ID = abi.NETMAP_GLOBAL_MEM_ID
+#: names tried before giving up when segment names are taken by someone else
+_GEN_TRIES = 8
+#: how far past a taken name the next try jumps, at most (unpredictable to a squatter)
+_GEN_JUMP = 1 << 16
+T = TypeVar("T")
 
 
 def clamp(v: int, dflt: int, lo: int, hi: int) -> int:
@@ -58,12 +66,41 @@ def new_mem_id(reg: Registry) -> int:
     raise OutOfMemoryError(errno.ENOMEM, "every 16-bit mem_id is in use")
 
 
+def fresh_gen(ns: Namespace, reg: Registry, make: Callable[[int], T]) -> tuple[int, T]:
+    """``make(gen)`` with a new generation number (segments named after it), which then
+    becomes ``meta.gen``. A name already taken is not fatal: a segment of ours that nothing
+    names (its creator died before recording it) is unlinked and the name reused; another
+    user's (squatting a predictable name) is skipped for a generation a random distance
+    further on, a bounded number of times."""
+    gen = reg.meta.gen + 1
+    taken: list[SegmentExistsError] = []
+    for _ in range(_GEN_TRIES):
+        try:
+            out = make(gen)
+        except SegmentExistsError as exc:
+            mine = exc.owner == os.getuid() and exc.name not in known_segments(ns, reg)
+            if not (mine and unlink_segments([exc.name])):
+                taken.append(exc)
+                gen += 1 + secrets.randbelow(_GEN_JUMP)
+            continue
+        reg.meta = dataclasses.replace(reg.meta, gen=gen)
+        return gen, out
+    if not taken:   # only names of ours, which kept coming back after each unlink
+        raise SegmentExistsError(f"gen {gen}", os.getuid(), f"namespace {ns.name!r}: segment names "
+                                 "of ours reappear after being unlinked; run 'pynetmap emu gc'")
+    names = ", ".join(f"{e.name} (uid {e.owner})" for e in taken)
+    raise SegmentExistsError(taken[-1].name, taken[-1].owner,
+                             f"{len(taken)} segment names of namespace {ns.name!r} in a row are "
+                             f"taken by someone else: {names}; have their owner (or root) remove "
+                             f"them, or use another namespace (${ENV_NS})")
+
+
 def create_mem(ns: Namespace, reg: Registry, mem_id: int, params, priv: bool) -> Allocator:
-    """Create allocator ``mem_id`` (its segments and its record)."""
-    meta = reg.meta
-    gen, seq = meta.gen + 1, meta.seq + 1
-    reg.meta = dataclasses.replace(meta, gen=gen, seq=seq)
-    a = shm_alloc.create(ns, mem_id, gen, params, priv)
+    """Create allocator ``mem_id`` (its segments, memory reserved, and its record). Nothing
+    is left behind when it fails (OutOfMemoryError when /dev/shm cannot hold it)."""
+    gen, a = fresh_gen(ns, reg, lambda g: shm_alloc.create(ns, mem_id, g, params, priv))
+    seq = reg.meta.seq + 1
+    reg.meta = dataclasses.replace(reg.meta, seq=seq)
     reg.mems[mem_id] = Mem(mem_id, gen, seq, tuple(tuple(p) for p in params), priv, a.geom.memsize)
     return a
 
@@ -175,20 +212,32 @@ def finish(store: Store) -> None:
 
 def undo(ns: Namespace, store: Store) -> list[str]:
     """After a failed operation: forget its uncommitted changes, then repair what it did to
-    memory from the committed registry (bitmaps rebuilt, unknown segments unlinked)."""
+    memory from the committed registry (bitmaps rebuilt, unknown segments unlinked). Called
+    while the operation's error propagates, so it raises nothing of its own: if even clearing
+    the marker cannot be written (/dev/shm full), the marker stays committed and the next lock
+    holder repairs again."""
     store.rollback()
-    return recover(ns, store)
+    try:
+        return recover(ns, store)
+    except NetmapError:
+        store.rollback()
+        return []
 
 
 def recover(ns: Namespace, store: Store) -> list[str]:
-    """Finish after an operation that did not reach its final commit (see the module doc)."""
+    """Finish after an operation that did not reach its final commit (see the module doc).
+    An allocator whose segments are already gone has no bitmap to rebuild."""
     reg = store.reg
     done = []
-    for mem_id in reg.meta.txn or ():
-        if mem_id in reg.mems:
-            a = mapped(ns, reg, mem_id)
-            a.bitmap[:] = referenced(a, reg, mem_id)
-            done.append(f"mem_id {mem_id}: buffer bitmap rebuilt after an interrupted update")
+    with tolerate_missing():
+        for mem_id in reg.meta.txn or ():
+            if mem_id in reg.mems:
+                a = mapped(ns, reg, mem_id)
+                if a.ghost:
+                    done.append(f"mem_id {mem_id}: segments already removed")
+                    continue
+                a.bitmap[:] = referenced(a, reg, mem_id)
+                done.append(f"mem_id {mem_id}: buffer bitmap rebuilt after an interrupted update")
     done += [f"orphan segment {s}" for s in sweep_orphans(ns, reg)]
     if reg.meta.txn is not None:
         reg.meta = dataclasses.replace(reg.meta, txn=None)

@@ -15,19 +15,22 @@ commit is whole or absent (allocator memory has its own recovery, see :mod:`.cor
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
 import os
+import resource
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from netmap_core.errors import NetmapOSError
+from netmap_core.errors import NetmapOSError, OutOfMemoryError
 
+from ..shm.segment import GC_HINT, fd_exhausted
 from .state import Binding, Mem, Meta, Parent, Pipe, Switch, from_json, port_key
 
-__all__ = ["Table", "Registry", "Store"]
+__all__ = ["Table", "Registry", "Store", "db_error"]
 
 K = TypeVar("K", int, str)
 R = TypeVar("R")
@@ -224,6 +227,42 @@ class Registry:
         return self._by_name[name]
 
 
+#: below this much free space in the registry's directory, a failed write means "disk full"
+#: whatever SQLite called it (growing its index file fails as an I/O error)
+_LOW_SPACE = 1 << 20
+#: SQLite's primary result codes (sqlite3.SQLITE_FULL, ...: not in every stub set)
+_SQLITE_FULL, _SQLITE_CANTOPEN = 13, 14
+
+
+def _open_files() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def db_error(exc: BaseException, path: str, what: str) -> NetmapOSError:
+    """A failure of SQLite on the registry ``path`` as a typed error with the remedy:
+    no space left (ENOSPC, the usual cause: a full /dev/shm), no descriptor left (EMFILE),
+    else EIO with SQLite's words."""
+    if isinstance(exc, NetmapOSError):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    try:
+        st = os.statvfs(os.path.dirname(path))
+        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    except OSError:
+        free = total = -1
+    full = code == _SQLITE_FULL or "database or disk is full" in str(exc)   # SQLITE_FULL's text
+    if full or (isinstance(exc, sqlite3.OperationalError) and 0 <= free < _LOW_SPACE):
+        return OutOfMemoryError(errno.ENOSPC, f"registry {path}: {what}: {exc} ({free} bytes free of "
+                                f"{total} in {os.path.dirname(path)}); {GC_HINT}")
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if code is not None and code & 0xFF == _SQLITE_CANTOPEN and _open_files() >= soft - 2:
+        return fd_exhausted(errno.EMFILE, f"registry {path}: {what}")
+    return NetmapOSError(errno.EIO, f"registry {path}: {what}: {exc}")
+
+
 def _dump(rec: Any) -> str:
     return json.dumps(dataclasses.asdict(rec), separators=(",", ":"))
 
@@ -240,6 +279,7 @@ class Store:
         self._ino = -1
         self.ver = -1
         self._epoch = ""
+        self._defer = False
 
     # --- connection ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -251,7 +291,13 @@ class Store:
         if self._conn is not None and self._pid == os.getpid() and ino == self._ino:
             return self._conn
         self.close()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                raise fd_exhausted(exc.errno, f"registry {self.path}: opening") from exc
+            raise NetmapOSError(exc.errno or errno.EIO, f"registry {self.path}: opening: "
+                                f"{exc.strerror}") from exc
         try:
             st = os.fstat(fd)
             if st.st_uid != os.getuid() or st.st_mode & 0o077:
@@ -259,7 +305,25 @@ class Store:
                                     f"{self.path}: not a private (0600) file of uid {os.getuid()}")
         finally:
             os.close(fd)
+        try:
+            conn = self._open_db()
+        except sqlite3.Error as exc:
+            raise db_error(exc, self.path, "opening") from exc
+        self._conn, self._pid, self._ino = conn, os.getpid(), os.stat(self.path).st_ino
+        self.ver = -1
+        return conn
+
+    def _open_db(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._setup(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _setup(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         # a process killed mid-commit is rolled back by the next connection; synchronous=OFF
         # gives up only durability across a machine crash, which loses /dev/shm anyway
@@ -270,9 +334,6 @@ class Store:
         conn.execute("CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 0), "
                      "ver INTEGER NOT NULL, epoch TEXT NOT NULL, purged INTEGER NOT NULL)")
         conn.execute("INSERT OR IGNORE INTO head VALUES (0, 0, ?, 0)", (os.urandom(8).hex(),))
-        self._conn, self._pid, self._ino = conn, os.getpid(), os.stat(self.path).st_ino
-        self.ver = -1
-        return conn
 
     def close(self) -> None:
         """Drop the connection (before the namespace directory is removed, or after a fork)."""
@@ -288,14 +349,18 @@ class Store:
         reg = self.reg
         if reg.changed():   # an operation of ours failed without rollback: start clean
             reg.rollback()
-        ver, epoch, purged = conn.execute("SELECT ver, epoch, purged FROM head").fetchone()
-        if ver == self.ver and epoch == self._epoch:
-            return reg
-        if epoch != self._epoch or self.ver < purged or self.ver > ver:
-            reg.clear()
-            rows = conn.execute("SELECT tbl, key, data FROM rec").fetchall()
-        else:
-            rows = conn.execute("SELECT tbl, key, data FROM rec WHERE ver > ?", (self.ver,)).fetchall()
+        try:
+            ver, epoch, purged = conn.execute("SELECT ver, epoch, purged FROM head").fetchone()
+            if ver == self.ver and epoch == self._epoch:
+                return reg
+            if epoch != self._epoch or self.ver < purged or self.ver > ver:
+                reg.clear()
+                self.ver = -1
+                rows = conn.execute("SELECT tbl, key, data FROM rec").fetchall()
+            else:
+                rows = conn.execute("SELECT tbl, key, data FROM rec WHERE ver > ?", (self.ver,)).fetchall()
+        except sqlite3.Error as exc:
+            raise db_error(exc, self.path, "reading") from exc
         for tbl, key, data in rows:
             self._apply(reg, tbl, key, data)
         self.ver, self._epoch = ver, epoch
@@ -312,9 +377,12 @@ class Store:
 
     # --- writing -----------------------------------------------------------------------------
     def commit(self) -> None:
-        """Write every changed record in one transaction (namespace lock held)."""
+        """Write every changed record in one transaction (namespace lock held). On failure
+        nothing is written and the changes are forgotten; the error is a NetmapOSError
+        (:class:`OutOfMemoryError` with ENOSPC when the disk is full). Inside
+        :meth:`deferred` it writes nothing and keeps the changes for a later commit."""
         reg = self.reg
-        if not reg.changed():
+        if not reg.changed() or self._defer:
             return
         conn = self._conn
         if conn is None or self.ver < 0:   # commit() without begin(): nothing to base it on
@@ -337,13 +405,28 @@ class Store:
             else:
                 conn.execute("UPDATE head SET ver = ?", (nv,))
             conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass   # SQLite rolls back a failed transaction itself
             reg.rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise db_error(exc, self.path, f"writing {len(rows)} records") from exc
             raise
         reg.clean()
         self.ver = nv
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Inside, :meth:`commit` writes nothing: the changes of several operations pile up
+        for one commit afterwards (gc on a full disk: free first, write once)."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
 
     def rollback(self) -> None:
         """Forget uncommitted changes (in memory; nothing was written)."""

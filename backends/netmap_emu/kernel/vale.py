@@ -137,9 +137,7 @@ def _new_switch(ns: Namespace, reg: Registry, sw: str) -> Switch:
     if idx is None:
         raise OutOfMemoryError(errno.ENOMEM, f"{sw}: all {limit} VALE switches are in use "
                                "(dev.netmap.max_bridges)")
-    gen = reg.meta.gen + 1
-    reg.meta = dataclasses.replace(reg.meta, gen=gen)
-    create_seg(ns, idx, gen)
+    gen, _ = memory.fresh_gen(ns, reg, lambda g: create_seg(ns, idx, g))
     rec = Switch(sw, idx, gen, tuple(range(abi.NM_BDG_MAXPORTS)), 0)
     reg.switches[sw] = rec
     return rec

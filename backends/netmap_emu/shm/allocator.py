@@ -17,11 +17,11 @@ import threading
 import numpy as np
 
 from netmap_core import abi
-from netmap_core.errors import OutOfMemoryError
+from netmap_core.errors import NetmapOSError, OutOfMemoryError
 
 from . import kring
 from .geometry import Geometry, geometry
-from .segment import map_private_shm, unlink_segments
+from .segment import create_private_shm, is_ghost, map_private_shm, unlink_segments
 
 __all__ = ["Allocator", "attach", "create", "destroy", "forget"]
 
@@ -69,6 +69,8 @@ class Allocator:
         pool = self.arr[bp.offset: bp.offset + bp.objtotal * bp.objsize]
         self.buffers = pool.reshape(bp.objtotal, bp.objsize)
         self.refs = 0  # local bindings using this mapping
+        #: stands in for an allocator whose segments no longer exist (see :func:`attach`)
+        self.ghost = False
         self.pair_mutex: dict[int, threading.Lock] = {}
 
     # --- geometry ---------------------------------------------------------------------------
@@ -221,11 +223,18 @@ def _names(ns, mem_id: int, gen: int) -> tuple[str, str]:
 
 
 def create(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
-    """Create both segments of a new allocator (namespace lock held) and map them."""
+    """Create both segments of a new allocator (namespace lock held), their memory reserved,
+    and map them. On failure neither segment is left behind (see :mod:`.segment` for the
+    errors: a name taken, /dev/shm full, no descriptor left)."""
     g = geometry(params)
     rname, kname = _names(ns, mem_id, gen)
-    region = map_private_shm(rname, g.memsize, True)
-    kmap = map_private_shm(kname, _kstate_size(g), True)
+    region = create_private_shm(rname, g.memsize)
+    try:
+        kmap = create_private_shm(kname, _kstate_size(g))
+    except BaseException:
+        region.close()
+        unlink_segments([rname])
+        raise
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
     a.header["magic"] = kring.MAGIC
     a.header["version"] = kring.VERSION
@@ -245,12 +254,18 @@ def attach(ns, mem_id: int, gen: int, params, priv: bool) -> Allocator:
         if a is not None:
             return a
     g = geometry(params)
-    region = map_private_shm(rname, g.memsize, False)
-    kmap = map_private_shm(kname, _kstate_size(g), False)
+    region = map_private_shm(rname, g.memsize)
+    kmap = map_private_shm(kname, _kstate_size(g))
     a = Allocator(mem_id, gen, g, priv, rname, kname, region, kmap)
+    if is_ghost(region) or is_ghost(kmap):
+        # a teardown meeting an allocator whose segments are gone: it reads zeros (no ring,
+        # no list, no buffer in use) and what it writes goes nowhere; never cached
+        a.ghost = True
+        return a
     h = a.header
     if h["magic"] != kring.MAGIC or h["nrings"] != g.ring_pool.objtotal or h["nbufs"] != g.nbufs:
-        raise OSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry")
+        raise NetmapOSError(errno.EINVAL, f"shm {kname}: kernel state does not match the registry "
+                            "(changed behind the emulator's back); run 'pynetmap emu gc'")
     with _MAPS_LOCK:
         return _MAPS.setdefault(rname, a)
 

@@ -24,9 +24,10 @@ import threading
 import numpy as np
 
 from netmap_core import abi
+from netmap_core.errors import NetmapOSError
 
 from .namespace import VALE_BASE
-from .segment import map_private_shm, unlink_segments
+from .segment import create_private_shm, is_ghost, map_private_shm, unlink_segments
 
 __all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES", "create_seg",
            "attach_seg", "destroy_seg", "segment_name"]
@@ -119,14 +120,11 @@ _SEGS: dict[str, SwitchSeg] = {}
 _SEGS_LOCK = threading.Lock()
 
 
-def _open(name: str, create: bool) -> mmap.mmap:
-    return map_private_shm(name, SEG_SIZE, create)
-
-
 def create_seg(ns, idx: int, gen: int) -> SwitchSeg:
-    """Create the segment of a new switch (namespace lock held)."""
+    """Create the segment of a new switch (namespace lock held), its memory reserved; nothing
+    is left behind on failure (errors: see :mod:`.segment`)."""
     name = segment_name(ns, idx, gen)
-    mm = _open(name, True)
+    mm = create_private_shm(name, SEG_SIZE)
     words = np.frombuffer(mm, dtype=np.uint32, count=2)
     words[0], words[1] = _MAGIC, 1
     seg = SwitchSeg(ns, name, gen, mm)
@@ -142,9 +140,12 @@ def attach_seg(ns, idx: int, gen: int) -> SwitchSeg:
         seg = _SEGS.get(name)
         if seg is not None:
             return seg
-    mm = _open(name, False)
+    mm = map_private_shm(name, SEG_SIZE)
+    if is_ghost(mm):   # a teardown meeting a switch whose segment is gone (see .segment)
+        return SwitchSeg(ns, name, gen, mm)
     if int(np.frombuffer(mm, dtype=np.uint32, count=1)[0]) != _MAGIC:
-        raise OSError(errno.EINVAL, f"shm {name}: not a VALE switch segment")
+        raise NetmapOSError(errno.EINVAL, f"shm {name}: not a VALE switch segment (changed behind "
+                            "the emulator's back); run 'pynetmap emu gc'")
     seg = SwitchSeg(ns, name, gen, mm)
     with _SEGS_LOCK:
         return _SEGS.setdefault(name, seg)
