@@ -141,8 +141,13 @@ def _mem_id(control: Control, text: str | None, err: TextIO) -> int:
 
 
 def _strerror(exc: BaseException) -> str:
+    """netmap's vale-ctl wording (``strerror(errno)``), then the cause when there is one."""
     code = getattr(exc, "errno", None)
-    return os.strerror(code) if code else str(exc)
+    if not code:
+        return str(exc)
+    detail = getattr(exc, "detail", None) or getattr(exc, "strerror", None)
+    text = os.strerror(code)
+    return f"{text}: {detail}" if detail and detail != text else text
 
 
 def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
