@@ -43,6 +43,7 @@ vale-ctl [arguments]
 \t-m memid to use when creating a new interface
 \t-v increase verbosity
 \t--backend NAME\temu or netmap (default: $PYNETMAP_BACKEND, else netmap if usable, else emu)
+\t--help\t\tthis text (-h is netmap's option: attach with the host stack)
 with no arguments: list all existing vale ports
 """
 
@@ -223,7 +224,10 @@ def main(argv: list[str] | None = None, *, control: Control | None = None,
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        opts, rest = getopt.getopt(argv, _SHORT, ["backend="])
+        opts, rest = getopt.getopt(argv, _SHORT, ["backend=", "help"])
+        if ("--help", "") in opts:   # -h is netmap's "attach with the host stack"
+            out.write(USAGE)
+            return 0
         if rest:
             raise _Usage(f"unexpected argument {rest[0]!r}")
         backend = None

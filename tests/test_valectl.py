@@ -200,3 +200,20 @@ def test_backend_unavailable_reports(monkeypatch):
     out, err = io.StringIO(), io.StringIO()
     rc = valectl.main(["--backend", "nosuch"], stdout=out, stderr=err)
     assert rc == 1 and "nosuch" in err.getvalue()
+
+
+def test_help_prints_usage_and_succeeds():
+    rc, out, err, ctl = run(["--help"])
+    assert rc == 0 and out == valectl.USAGE and err == "" and ctl.calls == []
+    assert "--help" in valectl.USAGE
+    rc, out, err, _ = run(["-h"])            # -h needs an interface, as in netmap's vale-ctl
+    assert rc == 1 and "Usage:" in err
+
+
+def test_help_through_the_pynetmap_command():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "netmap_tools", "vale-ctl", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("Usage:") and "not recognized" not in r.stderr
