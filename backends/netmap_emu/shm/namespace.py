@@ -27,7 +27,7 @@ from netmap_core.errors import InvalidRequestError, NetmapOSError
 
 __all__ = [
     "ENV_NS", "ENV_DIR", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
-    "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "owner_id", "sync_lock_pos",
+    "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "LOCK_FILE", "owner_id", "sync_lock_pos",
 ]
 
 ENV_NS = "PYNETMAP_EMU_NS"
@@ -37,6 +37,7 @@ VALE_BASE = 1 << 36
 REGISTRY = "registry.db"
 _NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LOCK = "lock"
+LOCK_FILE = _LOCK   # the lock file's name in a namespace directory
 
 
 class NamespaceError(NetmapOSError):
