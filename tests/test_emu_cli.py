@@ -196,3 +196,25 @@ def test_ls_creates_nothing(tmp_path, monkeypatch):
     assert run("ls", "--all") == "no emulator namespace\n"
     assert run("ls", "--ns", "bare") == "no emulator namespace\n"
     assert os.listdir(base / "bare") == [], "no lock file made"
+
+
+def test_an_isolated_namespace_leaves_nothing_when_a_cycle_holds_a_port(tmp_path, monkeypatch):
+    """A port kept only by a reference cycle (an exception's traceback) was closed after the
+    namespace had been removed, and its close made the directory again: each test run left
+    an empty namespace directory behind."""
+    import gc
+
+    from netmap_emu.shm.namespace import ENV_DIR
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "base"))
+    gc.disable()   # the cycle must outlive the body, as it does when no collection happens
+    try:
+        with isolated_namespace("cyc"):
+            port = open_emu("netmap:cyc{1")
+            holder = {"port": port}
+            holder["self"] = holder       # a cycle that keeps the port
+            del port, holder
+        gc.collect()                      # whatever was left closes now
+    finally:
+        gc.enable()
+    assert os.listdir(tmp_path / "base") == []
