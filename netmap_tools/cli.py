@@ -189,7 +189,8 @@ def build_parser(registered: dict[str, Registered] | None = None,
     s.add_argument("-b", "--batch", type=_ranged("batch"), default=2048, help="slots per sync (default 2048)")
     s.add_argument("-s", "--slots", type=_ranged("slots"), default=4096,
                    help="pipe ring size, 2..4096 (default 4096)")
-    s.add_argument("-l", "--size", type=_ranged("size"), default=60, help="frame length, 24..2048 (default 60)")
+    s.add_argument("-l", "--size", type=_ranged("size"), default=60,
+                   help="frame length, 24..2048 (default 60)")
     s.add_argument("--backend", default=None, help="emu or netmap (default: as netmap_core.open)")
     s.set_defaults(func=cmd_demo)
     for name, (_, help_text) in DELEGATED.items():

@@ -72,9 +72,8 @@ def test_a_port_attached_elsewhere_gets_advice_that_works():
 def test_detach_of_an_open_port_says_close_it_first():
     assert ctl("-n", "mv3") == (0, "")
     assert ctl("-a", "valemsg:mv3") == (0, "")
-    with open_emu("valemsg:mv3"):
-        with pytest.raises(PortBusyError, match="close it first"):
-            control_for("emu").vale_detach("valemsg:mv3")
+    with open_emu("valemsg:mv3"), pytest.raises(PortBusyError, match="close it first"):
+        control_for("emu").vale_detach("valemsg:mv3")
     assert ctl("-d", "valemsg:mv3") == (0, "")
     assert ctl("-r", "mv3") == (0, "")
 

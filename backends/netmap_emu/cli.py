@@ -67,11 +67,13 @@ def _print_ls(snap: dict, out) -> None:
               f"rings tx {p['tx_rings']} rx {p['rx_rings']} (master, slave), slots {p['slots']}", file=out)
     for sw in snap.get("switches", ()):
         ports = ", ".join(f"{k} {n}" for k, n in sw["ports"].items()) or "none"
-        print(f"  switch {sw['name']}: bridge_idx {sw['bridge_idx']}, ports [{ports}], segment {sw['segment']}"
+        print(f"  switch {sw['name']}: bridge_idx {sw['bridge_idx']}, ports [{ports}], "
+              f"segment {sw['segment']}"
               f"{'' if sw['present'] else ' (MISSING)'}", file=out)
     for b in snap["bindings"]:
         state = "alive" if b["alive"] else "DEAD"
-        kind = {"pipe": f"pipe {b['end']}", "vale": "VALE port", "monitor": "monitor"}.get(b.get("kind"), b["end"])
+        kinds = {"pipe": f"pipe {b['end']}", "vale": "VALE port", "monitor": "monitor"}
+        kind = kinds.get(b.get("kind"), b["end"])
         print(f"  binding {b['bid']}: {b['name']} ({kind}) pid {b['pid']} {state}, mem_id {b['mem_id']}, "
               f"tx {b['tx']} rx {b['rx']}, extra_bufs {b['extra_bufs']}", file=out)
     for s in snap["orphan_segments"]:

@@ -170,8 +170,9 @@ class Switch:
 def _empty_batch() -> LookupBatch:
     z = np.zeros(0, dtype=np.uint64)
     z.flags.writeable = False
-    return LookupBatch(dst=z, src=z, len=np.zeros(0, dtype=np.int64), head=np.zeros((0, HEAD_BYTES), np.uint8),
-                       head_len=np.zeros(0, dtype=np.int64), src_port=0, src_ring=0)
+    return LookupBatch(dst=z, src=z, len=np.zeros(0, dtype=np.int64),
+                       head=np.zeros((0, HEAD_BYTES), np.uint8), head_len=np.zeros(0, dtype=np.int64),
+                       src_port=0, src_ring=0)
 
 
 def _check_lookup(fn, what: str) -> None:

@@ -135,7 +135,8 @@ def _pointer_dir(create: bool) -> str:
             st = os.stat(xdg)
         except OSError:
             st = None
-        if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        private = st is not None and st.st_uid == os.getuid() and not st.st_mode & 0o077
+        if st is not None and private and stat.S_ISDIR(st.st_mode):
             d = os.path.join(xdg, "pynetmap")
             if create:
                 _check_dir(d, f"remove it, or set {ENV_DIR}")
@@ -183,8 +184,8 @@ def _fallback(root: str) -> str:
     random name in ``root`` (nobody can take it first), recorded in a pointer file only this
     user can write so that every process of the user finds the same one."""
     pdir = _pointer_dir(True)
-    fd = os.open(os.path.join(pdir, _POINTER + ".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = os.open(os.path.join(pdir, _POINTER + ".lock"),
+                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)
         found = _read_pointer(root)
