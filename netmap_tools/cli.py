@@ -130,6 +130,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
                slots=args.slots)
 
 
+def _ranged(what: str) -> Callable[[str], int]:
+    """An argparse type: an integer within the demo's range for ``what``."""
+    from .demo import LIMITS
+
+    lo, hi = LIMITS[what]
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed {lo}..{hi}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed {lo}..{hi}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """Imports the registered subcommands only when the help is shown: their one-line help is
     theirs, and a broken one must not trouble a command that does not need it."""
@@ -166,10 +185,12 @@ def build_parser(registered: dict[str, Registered] | None = None,
     s = sub.add_parser("info", help="which backends are usable here, and why not")
     s.set_defaults(func=cmd_info)
     s = sub.add_parser("demo", help="two processes exchange packets through a netmap pipe")
-    s.add_argument("-n", "--count", type=int, default=1_000_000, help="packets (default 1M)")
-    s.add_argument("-b", "--batch", type=int, default=2048, help="slots per sync (default 2048)")
-    s.add_argument("-s", "--slots", type=int, default=4096, help="pipe ring size (default 4096)")
-    s.add_argument("-l", "--size", type=int, default=60, help="frame length (default 60)")
+    s.add_argument("-n", "--count", type=_ranged("count"), default=1_000_000, help="packets (default 1M)")
+    s.add_argument("-b", "--batch", type=_ranged("batch"), default=2048, help="slots per sync (default 2048)")
+    s.add_argument("-s", "--slots", type=_ranged("slots"), default=4096,
+                   help="pipe ring size, 2..4096 (default 4096)")
+    s.add_argument("-l", "--size", type=_ranged("size"), default=60,
+                   help="frame length, 24..2048 (default 60)")
     s.add_argument("--backend", default=None, help="emu or netmap (default: as netmap_core.open)")
     s.set_defaults(func=cmd_demo)
     for name, (_, help_text) in DELEGATED.items():

@@ -43,6 +43,7 @@ vale-ctl [arguments]
 \t-m memid to use when creating a new interface
 \t-v increase verbosity
 \t--backend NAME\temu or netmap (default: $PYNETMAP_BACKEND, else netmap if usable, else emu)
+\t--help\t\tthis text (-h is netmap's option: attach with the host stack)
 with no arguments: list all existing vale ports
 """
 
@@ -141,8 +142,13 @@ def _mem_id(control: Control, text: str | None, err: TextIO) -> int:
 
 
 def _strerror(exc: BaseException) -> str:
+    """netmap's vale-ctl wording (``strerror(errno)``), then the cause when there is one."""
     code = getattr(exc, "errno", None)
-    return os.strerror(code) if code else str(exc)
+    if not code:
+        return str(exc)
+    detail = getattr(exc, "detail", None) or getattr(exc, "strerror", None)
+    text = os.strerror(code)
+    return f"{text}: {detail}" if detail and detail != text else text
 
 
 def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
@@ -218,7 +224,10 @@ def main(argv: list[str] | None = None, *, control: Control | None = None,
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        opts, rest = getopt.getopt(argv, _SHORT, ["backend="])
+        opts, rest = getopt.getopt(argv, _SHORT, ["backend=", "help"])
+        if ("--help", "") in opts:   # -h is netmap's "attach with the host stack"
+            out.write(USAGE)
+            return 0
         if rest:
             raise _Usage(f"unexpected argument {rest[0]!r}")
         backend = None

@@ -36,9 +36,54 @@ def test_no_command_prints_help_and_fails():
     assert cli.main([]) == 2
 
 
-def test_demo_rejects_a_bad_size(capsys):
-    assert cli.main(["demo", "--size", "5"]) == 2
-    assert "--size=5 out of range" in capsys.readouterr().out
+@pytest.mark.parametrize("argv, says", [
+    (["--size", "5"], "argument -l/--size: 5 is out of range; allowed 24..2048"),
+    (["-n", "-5"], "argument -n/--count: -5 is out of range; allowed 1.."),
+    (["-s", "1", "-n", "100"], "argument -s/--slots: 1 is out of range; allowed 2..4096"),
+    (["-b", "0", "-n", "10"], "argument -b/--batch: 0 is out of range; allowed 1.."),
+    (["-n", "ten"], "argument -n/--count: 'ten' is not an integer"),
+])
+def test_demo_refuses_arguments_it_cannot_run_with(capsys, argv, says):
+    """-s 1 and -b 0 used to hang forever (no slot can be sent), -n -5 was accepted."""
+    with pytest.raises(SystemExit) as ei:
+        cli.main(["demo", *argv])
+    assert ei.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_demo_run_refuses_bad_arguments_too(capsys):
+    from netmap_tools import demo
+
+    assert demo.run(count=10, batch=0) == 2
+    assert "--batch=0 out of range; allowed 1.." in capsys.readouterr().out
+
+
+def test_demo_with_the_smallest_ring_finishes(capsys):
+    from netmap_tools import demo
+
+    assert demo.run(count=50, batch=1, slots=2, backend="emu") == 0
+    assert "received 50 of 50 frames" in capsys.readouterr().out
+
+
+def _stuck_sender(*args) -> None:
+    import time
+
+    time.sleep(60)
+
+
+def test_demo_gives_up_on_a_stuck_sender(capsys, monkeypatch):
+    import time
+
+    from netmap_tools import demo
+
+    monkeypatch.setattr(demo, "STALL", 0.5)
+    monkeypatch.setattr(demo, "_send", _stuck_sender)
+    t0 = time.monotonic()
+    assert demo.run(count=10, slots=8, backend="emu") == 1
+    assert time.monotonic() - t0 < 15, "gave up, and did not wait for the sender"
+    out = capsys.readouterr().out
+    assert "no frame for 0 s: giving up" in out or "no frame for 1 s: giving up" in out
+    assert "received 0 of 10" in out
 
 
 def test_the_version_is_written_once():

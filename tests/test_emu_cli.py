@@ -112,8 +112,9 @@ def test_gc_removes_an_empty_namespace_dir(ns):
         pass
     d = namespace().dir
     assert os.path.isdir(d)
-    assert cli.gc() == []
+    assert cli.gc() == [f"empty namespace {ns} removed"], "a removal is reported"
     assert not os.path.exists(d)
+    assert cli.gc() == [], "and then there is nothing to do"
     with open_emu("netmap:e{1") as p:               # and the namespace comes back on demand
         assert p.info.mem_id == 2
         assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
@@ -154,3 +155,66 @@ def test_pynetmap_emu_runs_through_the_registered_entry_point(ns):
     snap = json.loads(r.stdout)[0]
     assert snap["namespace"] == ns
     assert [(b["name"], b["pid"]) for b in snap["bindings"]] == [("ep{1", os.getpid())]
+
+
+def test_gc_says_clean_only_when_it_removed_nothing(ns):
+    with open_emu("netmap:gcl{1"):
+        pass
+    assert run("gc") == f"{ns}: empty namespace {ns} removed\n"
+    assert run("gc") == "clean\n"
+
+
+def test_ls_shows_switches_and_what_each_binding_is(ns):
+    from netmap_emu.testing.vale import unique_switch
+
+    sw = unique_switch("valels")
+    with open_emu(f"{sw}:a") as a, open_emu(f"{sw}:b"), open_emu(f"{sw}:a/rt"), open_emu("netmap:lsk{1"):
+        snap = json.loads(run("ls", "--json"))[0]
+        assert [(s["name"], s["ports"]) for s in snap["switches"]] == [(sw, {"0": f"{sw}:a", "1": f"{sw}:b"})]
+        seg = snap["switches"][0]["segment"]
+        assert seg in segments() and snap["switches"][0]["present"]
+        assert snap["orphan_segments"] == [], "a live switch's segment is not an orphan"
+        text = run("ls")
+        assert f"switch {sw}: bridge_idx {snap['switches'][0]['bridge_idx']}, ports [0 {sw}:a, 1 {sw}:b], " \
+               f"segment {seg}" in text
+        assert f"{sw}:a (VALE port) pid {os.getpid()} alive, mem_id {a.info.mem_id}" in text
+        assert f"{sw}:a/rt#0 (monitor)" in text and "lsk{1 (pipe master)" in text
+        assert "(master)" not in text.replace("(pipe master)", "")
+
+
+def test_ls_creates_nothing(tmp_path, monkeypatch):
+    from netmap_emu.shm.namespace import ENV_DIR
+
+    base = tmp_path / "base"
+    monkeypatch.setenv(ENV_DIR, str(base))
+    assert run("ls", "--all") == "no emulator namespace\n"
+    assert run("ls", "--ns", "nosuch") == "no emulator namespace\n"
+    assert run("gc", "--all") == "clean\n"
+    assert not base.exists(), "no base directory made"
+    base.mkdir(mode=0o700)
+    (base / "bare").mkdir(mode=0o700)         # e.g. left by a process killed while creating it
+    assert run("ls", "--all") == "no emulator namespace\n"
+    assert run("ls", "--ns", "bare") == "no emulator namespace\n"
+    assert os.listdir(base / "bare") == [], "no lock file made"
+
+
+def test_an_isolated_namespace_leaves_nothing_when_a_cycle_holds_a_port(tmp_path, monkeypatch):
+    """A port kept only by a reference cycle (an exception's traceback) was closed after the
+    namespace had been removed, and its close made the directory again: each test run left
+    an empty namespace directory behind."""
+    import gc
+
+    from netmap_emu.shm.namespace import ENV_DIR
+
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "base"))
+    gc.disable()   # the cycle must outlive the body, as it does when no collection happens
+    try:
+        with isolated_namespace("cyc"):
+            port = open_emu("netmap:cyc{1")
+            holder = {"port": port}
+            holder["self"] = holder       # a cycle that keeps the port
+            del port, holder
+        gc.collect()                      # whatever was left closes now
+    finally:
+        gc.enable()
+    assert os.listdir(tmp_path / "base") == []

@@ -97,3 +97,17 @@ def test_share_refusals(opener, backend_name):
         opener(f"{sw}:c@share={unique_switch('valesh')}:nosuch")
     with pytest.raises(NoSuchPortError):
         opener(f"{sw}:d@share=netmap:nosuch{np.random.randint(1 << 30)}")   # C5: ENXIO
+
+
+def test_share_errors_name_the_port_and_say_what_to_do(opener, backend_name):
+    if backend_name != "emu":
+        pytest.skip("the emulator's wording")
+    sw = unique_switch("valesh")
+    missing = f"nosuch{np.random.randint(1 << 30)}"
+    with pytest.raises(NoSuchPortError, match=f"@share=netmap:{missing}: no port '{missing}'") as ei:
+        opener(f"{sw}:d@share=netmap:{missing}")
+    assert ei.value.errno == 6 and "open that port first" in str(ei.value)
+    ghost = f"{unique_switch('valesh')}:ghost"
+    with pytest.raises(InvalidRequestError, match=f"VALE port '{ghost}' does not exist") as ei:
+        opener(f"netmap:{unique_switch('shp')}{{1@share={ghost}")
+    assert "nr_mem_id" not in str(ei.value), "not the allocator id of a port nobody opened"

@@ -98,7 +98,7 @@ def test_list_all_with_only_backend_option_and_empty():
 
 def test_list_all_other_error():
     rc, out, err, _ = run([], FakeControl(fail={"vale_list": errno.EPERM}))
-    assert rc == 1 and err == "failed to list all: Operation not permitted\n"
+    assert rc == 1 and err == "failed to list all: Operation not permitted: fake vale_list\n"
 
 
 def test_port_info_output_format():
@@ -150,18 +150,21 @@ def test_memid_from_port_name():
 
 def test_delete_and_errors_use_netmap_wording():
     rc, _, err, ctl = run(["-r", "v0"], FakeControl(fail={"vale_delif": errno.EBUSY}))
-    assert rc == 1 and err == "failed to remove v0: Device or resource busy\n"
+    # netmap's wording (strerror), then the cause the Control gave
+    assert rc == 1 and err == "failed to remove v0: Device or resource busy: fake vale_delif\n"
     rc, _, err, _ = run(["-a", "vale0:nosuch"], FakeControl(fail={"vale_attach": errno.EINVAL}))
-    assert err == "failed to attach vale0:nosuch: Invalid argument\n"
+    assert err == "failed to attach vale0:nosuch: Invalid argument: fake vale_attach\n"
 
 
 def test_polling_not_supported_on_virtual_ports():
     rc, _, err, _ = run(["-p", "vale0:v0", "-C", "0,1"])
-    assert rc == 1 and err == "failed to enable polling on vale0:v0: Operation not supported\n"
+    assert rc == 1 and err == ("failed to enable polling on vale0:v0: Operation not supported: "
+                               "polling threads need a NIC attached to a switch\n")
     rc, _, err, _ = run(["-P", "vale0:v0"])
     assert rc == 1
     assert err == ("invalid null/empty config\n"
-                   "failed to disable polling on vale0:v0: Operation not supported\n")
+                   "failed to disable polling on vale0:v0: Operation not supported: "
+                   "polling threads need a NIC attached to a switch\n")
 
 
 def test_polling_passed_to_a_control_that_supports_it():
@@ -197,3 +200,20 @@ def test_backend_unavailable_reports(monkeypatch):
     out, err = io.StringIO(), io.StringIO()
     rc = valectl.main(["--backend", "nosuch"], stdout=out, stderr=err)
     assert rc == 1 and "nosuch" in err.getvalue()
+
+
+def test_help_prints_usage_and_succeeds():
+    rc, out, err, ctl = run(["--help"])
+    assert rc == 0 and out == valectl.USAGE and err == "" and ctl.calls == []
+    assert "--help" in valectl.USAGE
+    rc, out, err, _ = run(["-h"])            # -h needs an interface, as in netmap's vale-ctl
+    assert rc == 1 and "Usage:" in err
+
+
+def test_help_through_the_pynetmap_command():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "netmap_tools", "vale-ctl", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("Usage:") and "not recognized" not in r.stderr

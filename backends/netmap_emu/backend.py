@@ -16,7 +16,7 @@ from netmap_core.portspec import PortSpec
 
 from .binding import EmuBinding, MonitorBinding, PipeBinding, ValeBinding
 from .control import EmuControl
-from .kernel import monitors, pipes, vale
+from .kernel import memory, monitors, pipes, vale
 from .kernel.core import Kernel, kernel_for
 from .kernel.pipes import Registered
 from .shm.namespace import namespace
@@ -125,7 +125,20 @@ class EmuBackend:
         which must agree with an ``@N`` given too. A VALE name that does not exist yields the
         id a temporary port would get, which no allocator has afterwards: REGISTER then fails
         with EINVAL, as on netmap."""
-        shared = self.control().port_info(spec.share_name).mem_id
+        name = spec.share_name
+        try:
+            shared = self.control().port_info(name).mem_id
+        except NoSuchPortError as exc:
+            raise NoSuchPortError(errno.ENXIO, f"{spec.text!r}: @share={spec.share}: no port {name!r} in "
+                                  f"emulator namespace {namespace().name!r} ({exc.detail}); open that "
+                                  "port first, or leave @share out") from None
+        k = kernel_for(namespace())
+        with k.op() as reg:
+            exists = shared == memory.GLOBAL_MEM_ID or shared in reg.mems
+        if not exists:   # a VALE name nobody has opened: its temporary port is gone (EINVAL, as netmap)
+            raise InvalidRequestError(errno.EINVAL, f"{spec.text!r}: @share={spec.share}: VALE port "
+                                      f"{name!r} does not exist (it lives while it is open or attached); "
+                                      "open it first, or leave @share out")
         if mem_id and mem_id != shared:
             raise InvalidRequestError(
                 errno.EINVAL, f"{spec.text!r}: @share={spec.share} is in mem_id {shared} but "

@@ -1,7 +1,8 @@
 """``pynetmap emu ls|gc``: inspect the emulator's namespaces and remove what dead processes left.
 
-``ls`` shows allocators (segments, sizes), pipes and bindings with their owners' pids and whether
-those are alive; ``gc`` reclaims bindings of dead processes, finishes interrupted updates,
+``ls`` shows allocators (segments, sizes), pipes, switches (bridge index, ports, segment) and
+bindings (pipe end, VALE port or monitor) with their owners' pids and whether those are alive,
+creating nothing; ``gc`` reclaims bindings of dead processes, finishes interrupted updates,
 unlinks orphan segments and removes empty namespaces, printing each removal (or ``clean``).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 
 from .kernel.core import kernel_for
-from .shm.namespace import base_dir, namespace, namespace_name
+from .shm.namespace import LOCK_FILE, base_dir, namespace, namespace_name
 
 __all__ = ["main", "ls", "gc", "namespaces"]
 
@@ -21,24 +22,36 @@ HELP = "emulator housekeeping: ls, gc"
 
 
 def namespaces() -> list[str]:
-    """Names of the namespaces that exist for this user."""
+    """Names of the namespaces that exist for this user (creating nothing)."""
+    base = base_dir(create=False)
+    if not base:
+        return []
     try:
-        return sorted(d for d in os.listdir(base_dir()) if os.path.isdir(os.path.join(base_dir(), d)))
+        return sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)))
     except FileNotFoundError:
         return []
 
 
-def ls(name: str | None = None) -> dict:
-    """A snapshot of namespace ``name`` (see :meth:`netmap_emu.kernel.core.Kernel.snapshot`)."""
+def _exists(name: str) -> bool:
+    """Whether namespace ``name`` has state (its lock file), looking without creating."""
+    base = base_dir(create=False)
+    return bool(base) and os.path.isfile(os.path.join(base, namespace_name(name), LOCK_FILE))
+
+
+def ls(name: str | None = None) -> dict | None:
+    """A snapshot of namespace ``name`` (see :meth:`netmap_emu.kernel.core.Kernel.snapshot`),
+    None when it does not exist (nothing is created to find out)."""
+    if not _exists(name or namespace_name()):
+        return None
     return kernel_for(namespace(name)).snapshot()
 
 
 def gc(name: str | None = None, *, remove_empty: bool = True) -> list[str]:
     """Clean namespace ``name``; returns one line per thing removed (empty: it was clean)."""
-    ns = namespace(name)
-    if not os.path.isdir(ns.dir):
+    base = base_dir(create=False)
+    if not base or not os.path.isdir(os.path.join(base, namespace_name(name))):
         return []
-    return kernel_for(ns).gc(remove_empty=remove_empty)
+    return kernel_for(namespace(name)).gc(remove_empty=remove_empty)
 
 
 def _print_ls(snap: dict, out) -> None:
@@ -52,13 +65,20 @@ def _print_ls(snap: dict, out) -> None:
     for p in snap["pipes"]:
         print(f"  pipe {p['parent']}{{{p['pipe']} / {p['parent']}}}{p['pipe']}: mem_id {p['mem_id']}, "
               f"rings tx {p['tx_rings']} rx {p['rx_rings']} (master, slave), slots {p['slots']}", file=out)
+    for sw in snap.get("switches", ()):
+        ports = ", ".join(f"{k} {n}" for k, n in sw["ports"].items()) or "none"
+        print(f"  switch {sw['name']}: bridge_idx {sw['bridge_idx']}, ports [{ports}], "
+              f"segment {sw['segment']}"
+              f"{'' if sw['present'] else ' (MISSING)'}", file=out)
     for b in snap["bindings"]:
         state = "alive" if b["alive"] else "DEAD"
-        print(f"  binding {b['bid']}: {b['name']} ({b['end']}) pid {b['pid']} {state}, mem_id {b['mem_id']}, "
+        kinds = {"pipe": f"pipe {b['end']}", "vale": "VALE port", "monitor": "monitor"}
+        kind = kinds.get(b.get("kind"), b["end"])
+        print(f"  binding {b['bid']}: {b['name']} ({kind}) pid {b['pid']} {state}, mem_id {b['mem_id']}, "
               f"tx {b['tx']} rx {b['rx']}, extra_bufs {b['extra_bufs']}", file=out)
     for s in snap["orphan_segments"]:
         print(f"  orphan segment {s}", file=out)
-    if not (snap["mems"] or snap["bindings"] or snap["orphan_segments"]):
+    if not (snap["mems"] or snap["bindings"] or snap["orphan_segments"] or snap.get("switches")):
         print("  (empty)", file=out)
 
 
@@ -72,7 +92,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
     args = ap.parse_args(argv)
     names = namespaces() if args.all else [namespace_name(args.ns)]
     if args.command == "ls":
-        snaps = [ls(n) for n in names if os.path.isdir(namespace(n).dir)]
+        snaps = [snap for snap in map(ls, names) if snap is not None]
         if args.json:
             json.dump(snaps, out, indent=1)
             print(file=out)

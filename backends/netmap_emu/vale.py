@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import errno
 import importlib
+import inspect
 from collections.abc import Callable
+
+import numpy as np
 
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
 
+from .datapath.forward import lookup_result
 from .datapath.lookup import (
+    HEAD_BYTES,
     NM_BDG_BROADCAST,
     NM_BDG_NOPORT,
     LearningBridge,
@@ -34,7 +39,7 @@ from .datapath.lookup import (
     int_to_mac,
     mac_to_int,
 )
-from .datapath.vale import local_lookups, runtime_for
+from .datapath.vale import import_lookup, local_lookups, runtime_for
 from .kernel import vale as _vk
 from .kernel.core import kernel_for
 from .shm.namespace import namespace
@@ -99,14 +104,19 @@ class Switch:
     def set_lookup(self, fn: Callable | str, *, local: bool = False) -> None:
         """Install ``fn`` (a callable or ``"module:qualname"``) as the switch's lookup.
 
-        Without ``local`` the name goes to shared memory and every sender imports it (an
-        import failure there drops that sender's packets; see :attr:`lookup_error`). With
-        ``local=True`` only senders of this process use ``fn`` (any callable)."""
+        It is checked here: it must import (by name), be callable with one argument and
+        answer an empty :class:`LookupBatch` with an empty integer array (it is called once
+        so); otherwise InvalidRequestError and the switch keeps its lookup. Without ``local``
+        the name goes to shared memory and every sender imports it; with ``local=True`` only
+        senders of this process use ``fn`` (any callable). A lookup that fails later (raises,
+        answers a wrong length or type, does not import in a sender's process) drops that
+        batch, in that sender only; see :attr:`lookup_error`."""
         key = (self._ns.name, self.name)
         if local:
             if not callable(fn):
                 raise InvalidRequestError(errno.EINVAL,
                                           f"set_lookup(local=True) needs a callable, got {fn!r}")
+            _check_lookup(fn, repr(fn))
             local_lookups[key] = fn
             self.seg.set_lookup_name(self.seg.lookup_name)   # bump: senders pick it up
             return
@@ -118,6 +128,13 @@ class Switch:
         mod, _, qual = name.partition(":")
         if not mod or not qual:
             raise InvalidRequestError(errno.EINVAL, f"lookup name {name!r}: need 'module:qualname'")
+        try:
+            obj = import_lookup(name)
+        except Exception as exc:  # noqa: BLE001 - whatever the import raised, reported
+            raise InvalidRequestError(errno.EINVAL, f"lookup {name!r} cannot be imported here: "
+                                      f"{type(exc).__name__}: {exc}; senders import it by this "
+                                      "name") from None
+        _check_lookup(obj, repr(name))
         local_lookups.pop(key, None)
         self.seg.set_lookup_name(name)
 
@@ -129,8 +146,15 @@ class Switch:
 
     @property
     def lookup_error(self) -> str | None:
-        """Why this process's senders could not import the lookup (None if they could)."""
-        return self._rt.lookup_error
+        """The last failure of the current lookup in any sender of any process (it raised,
+        answered wrongly or could not be imported there; that batch was dropped), or None.
+        Cleared when a lookup is set."""
+        return self.seg.lookup_error or None
+
+    @property
+    def lookup_errors(self) -> int:
+        """Batches the current lookup failed on, in every process, since it was set."""
+        return self.seg.lookup_errors
 
     @property
     def stats(self):
@@ -141,6 +165,38 @@ class Switch:
     def __repr__(self) -> str:
         lookup = self.seg.lookup_name or "learning"
         return f"<vale.Switch {self.name!r} bridge_idx={self.bridge_idx} lookup={lookup!r}>"
+
+
+def _empty_batch() -> LookupBatch:
+    z = np.zeros(0, dtype=np.uint64)
+    z.flags.writeable = False
+    return LookupBatch(dst=z, src=z, len=np.zeros(0, dtype=np.int64),
+                       head=np.zeros((0, HEAD_BYTES), np.uint8), head_len=np.zeros(0, dtype=np.int64),
+                       src_port=0, src_ring=0)
+
+
+def _check_lookup(fn, what: str) -> None:
+    """EINVAL unless ``fn`` is callable with one argument and answers an empty batch with an
+    empty integer array (or a pair of them)."""
+    if not callable(fn):
+        raise InvalidRequestError(errno.EINVAL, f"lookup {what} is a {type(fn).__name__}, not callable")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        sig = None   # some builtins have none: the trial call below decides
+    if sig is not None:
+        try:
+            sig.bind(object())
+        except TypeError as exc:
+            raise InvalidRequestError(errno.EINVAL, f"lookup {what}{sig} cannot be called with one "
+                                      f"argument (the batch): {exc}; need fn(batch) -> ports") from None
+    try:
+        lookup_result(fn(_empty_batch()), 0)
+    except Exception as exc:  # noqa: BLE001 - whatever the lookup raised, reported
+        raise InvalidRequestError(errno.EINVAL, f"lookup {what} failed on an empty batch (it is "
+                                  f"tried once when installed): {type(exc).__name__}: {exc}; a lookup "
+                                  "must take a LookupBatch of any size, 0 included, and return one "
+                                  "integer port per packet") from None
 
 
 def switch(name: str) -> Switch:

@@ -37,7 +37,7 @@ from .lookup import (
 )
 
 __all__ = ["RxTarget", "SourceSlots", "Destinations", "ForwardStats", "forward", "packetize",
-           "MAX_PORTS", "MAX_RINGS"]
+           "MAX_PORTS", "MAX_RINGS", "LookupResultError", "LookupUnavailable", "lookup_result"]
 
 MAX_PORTS = abi.NM_BDG_MAXPORTS          # port slots 0..253
 MAX_RINGS = abi.NM_BDG_MAXRINGS
@@ -103,7 +103,10 @@ class ForwardStats:
     """What one :func:`forward` call did. ``delivered[p]``/``dropped[p]``: packets copied to /
     dropped at port p (full or unbound ring, header-length mismatch); ``no_dest``: packets the
     lookup sent nowhere (NOPORT, own port, empty port slot, short frame, > 64 fragments);
-    ``touched``: (port, ring) pairs that received something and need a wakeup."""
+    ``touched``: (port, ring) pairs that received something and need a wakeup.
+    ``lookup_errors``: batches dropped whole because the lookup raised or answered something
+    that is not one integer port per packet (``lookup_dropped`` packets in them);
+    ``lookup_error``: what went wrong the last time."""
 
     packets: int = 0
     slots: int = 0
@@ -112,6 +115,9 @@ class ForwardStats:
     delivered: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     dropped: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
     touched: set = field(default_factory=set)
+    lookup_errors: int = 0
+    lookup_dropped: int = 0
+    lookup_error: str = ""
 
 
 def packetize(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,7 +263,8 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
     len)`` returns the payload of an ``NS_INDIRECT`` slot (None: unreadable -> empty fragment);
     without it such slots are empty fragments. Never raises for bad slot contents: buffer
     indexes outside the pool read buffer 0 and over-long ``len`` becomes an empty fragment,
-    as in netmap (spec A6, E10).
+    as in netmap (spec A6, E10). Nor for a lookup that raises or answers wrongly: that
+    batch is dropped and counted (``lookup_errors``), the next one is tried.
     """
     st = stats if stats is not None else ForwardStats()
     nslots = int(src.flags.shape[0])
@@ -432,22 +439,35 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
                        src_port=int(src.port), src_ring=int(src.ring))
 
 
-def _lookup_result(res, k: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """A lookup's answer as (ports, rings or None), both (k,) int64."""
+class LookupUnavailable(Exception):
+    """Raised by the stand-in for a lookup that cannot run here; its text is the report."""
+
+
+class LookupResultError(ValueError):
+    """A lookup answered something other than one integer port (and ring) per packet."""
+
+
+def _int_array(x, what: str, k: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.shape != (k,):
+        raise LookupResultError(f"lookup returned {what} of shape {a.shape} for {k} packets; "
+                                f"need one integer per packet, shape ({k},)")
+    if a.dtype.kind not in "iu" and a.size:
+        raise LookupResultError(f"lookup returned {what} of dtype {a.dtype}; need integers")
+    return a.astype(np.int64, copy=False)
+
+
+def lookup_result(res, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A lookup's answer for ``k`` packets as (ports, rings or None), both (k,) int64.
+    Anything else (a scalar, another length, floats, booleans) is a
+    :class:`LookupResultError`: it is never broadcast."""
     rings = None
     if isinstance(res, tuple):
+        if len(res) != 2:
+            raise LookupResultError(f"lookup returned a tuple of {len(res)}; need ports or (ports, rings)")
         res, rings = res
-        rings = np.asarray(rings, dtype=np.int64)
-        if rings.shape != (k,):
-            rings = np.broadcast_to(rings, (k,))
-    ports = np.asarray(res, dtype=np.int64)
-    if ports.shape != (k,):
-        try:
-            ports = np.broadcast_to(ports, (k,))
-        except ValueError:
-            raise ValueError(f"lookup returned {ports.shape[0] if ports.ndim else 1} ports for "
-                             f"{k} packets") from None
-    return ports, rings
+        rings = _int_array(rings, "rings", k)
+    return _int_array(res, "ports", k), rings
 
 
 def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
@@ -455,10 +475,16 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
     k = _count(starts)
     lb = _lookup_batch(src, pool, flen, starts, nfr, hdr)
     refs = sys.getrefcount(lb)
-    res = lookup(lb)
+    try:
+        res = lookup(lb)
+        ports, rings = lookup_result(res, k)
+    except Exception as exc:  # noqa: BLE001 - a lookup's failure drops its batch, never the sync
+        st.lookup_errors += 1
+        st.lookup_dropped += k
+        st.lookup_error = _describe_failure(lookup, exc)
+        return
     if sys.getrefcount(lb) > refs:
         _ = lb.head   # the lookup kept the batch: gather its head now, before the buffers change
-    ports, rings = _lookup_result(res, k)
     if nfr is not None:
         too_long = nfr > abi.NETMAP_MAX_FRAGS
         if too_long.any():
@@ -547,6 +573,17 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
         q, r = divmod(int(group[a]), MAX_RINGS)
         _deliver_group(st, dests, pool, flen, src_hdr, q, r, d_start[a:b],
                        None if nfr is None else nfr[d_pkt[a:b]])
+
+
+def _describe_failure(lookup, exc: BaseException) -> str:
+    name = getattr(lookup, "__qualname__", None) or type(lookup).__name__
+    mod = getattr(lookup, "__module__", None)
+    who = f"{mod}:{name}" if mod else name
+    if isinstance(exc, LookupUnavailable):
+        return str(exc)
+    if isinstance(exc, LookupResultError):
+        return f"lookup {who}: {exc}"
+    return f"lookup {who} raised {type(exc).__name__}: {exc}"
 
 
 class _Prepared:

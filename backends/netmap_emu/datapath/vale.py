@@ -31,12 +31,12 @@ from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.switch import SwitchSeg
 from .delivery import RxTarget, copy_to_monitors, swap_with_monitor
-from .forward import Destinations, ForwardStats, SourceSlots, forward
-from .lookup import LearningBridge, drop_all
+from .forward import Destinations, ForwardStats, LookupUnavailable, SourceSlots, forward
+from .lookup import LearningBridge
 from .ring import RingController, span
 
 __all__ = ["SwitchView", "Snapshot", "SwitchRuntime", "runtime_for", "ValeTxRing", "ValeRxRing",
-           "local_lookups", "read_indirect", "RingRef"]
+           "local_lookups", "read_indirect", "RingRef", "import_lookup"]
 
 _MAXRINGS = abi.NM_BDG_MAXRINGS
 #: process-local lookups installed with ``local=True``: (namespace, switch) -> callable
@@ -114,7 +114,6 @@ class SwitchRuntime:
         self.bridge = LearningBridge(seg.table)
         self.snap: Snapshot | None = None
         self.targets: dict[tuple[str, int], RxTarget] = {}
-        self.lookup_error: str | None = None
         self.stats = ForwardStats()
 
     def current(self) -> Snapshot:
@@ -164,15 +163,24 @@ class SwitchRuntime:
         if not name:
             return self.bridge
         try:
-            mod, _, qual = name.partition(":")
-            obj: Any = importlib.import_module(mod)
-            for part in qual.split("."):
-                obj = getattr(obj, part)
-            self.lookup_error = None
-            return obj
+            return import_lookup(name)
         except Exception as exc:  # noqa: BLE001 - a broken lookup drops, it must not break txsync
-            self.lookup_error = f"lookup {name!r} not importable here: {exc!r}"
-            return drop_all
+            why = f"lookup {name!r} not importable in pid {os.getpid()}: {type(exc).__name__}: {exc}"
+
+            def unimportable(batch):
+                raise LookupUnavailable(why)
+            return unimportable
+
+
+def import_lookup(name: str) -> Callable:
+    """The object ``"module:qualname"`` names (ImportError/AttributeError/ValueError if none)."""
+    mod, _, qual = name.partition(":")
+    if not mod or not qual:
+        raise ValueError(f"{name!r} is not 'module:qualname'")
+    obj: Any = importlib.import_module(mod)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def runtime_for(ns_name: str, sw: str, seg: SwitchSeg, lockfd: int, ns_dir: str,
@@ -263,9 +271,13 @@ class ValeTxRing(_ValeRing):
                         src = SourceSlots(buf_idx=s["buf_idx"], len=s["len"], flags=s["flags"],
                                           buffers=a.buffers, port=port, ring=self.ringid,
                                           hdr_len=int(snap.hdr_len[port]), ptr=s["ptr"])
+                        st = rt.stats
+                        failed = st.lookup_errors
                         forward(src, snap.lookup, snap.dests, read_indirect=read_indirect,
-                                stats=rt.stats)   # receivers were woken by each commit
-                        rt.stats.touched.clear()
+                                stats=st)   # receivers were woken by each commit
+                        st.touched.clear()
+                        if st.lookup_errors != failed:   # where the lookup's installer sees it
+                            rt.seg.record_lookup_error(st.lookup_error, st.lookup_errors - failed)
                     return snap
             snap = rt.current()   # a port changed meanwhile: reload without holding the switch
 

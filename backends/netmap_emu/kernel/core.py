@@ -29,6 +29,7 @@ from netmap_core.errors import OutOfMemoryError
 from ..shm import allocator as shm_alloc
 from ..shm.namespace import REGISTRY, Namespace, owner_id
 from ..shm.segment import tolerate_missing
+from ..shm.switch import segment_name as switch_segment
 from . import memory, monitors, vale
 from .registry import Registry, Store
 from .state import Binding
@@ -180,8 +181,9 @@ class Kernel:
 
     # --- inspection and cleanup --------------------------------------------------------------
     def snapshot(self) -> dict:
-        """What ``ls`` shows: allocators, pipes and bindings (with liveness), changing nothing:
-        dead processes' bindings are shown, not reclaimed."""
+        """What ``ls`` shows: allocators, pipes, switches (bridge index, ports, segment) and
+        bindings (with kind and liveness), changing nothing: dead processes' bindings are
+        shown, not reclaimed."""
         ns = self.ns
         with ns.locked():
             reg = self.store.begin()
@@ -205,9 +207,20 @@ class Kernel:
                 binds.append({"bid": bid, "name": b.name, "pid": b.pid, "mem_id": b.mem_id,
                               "alive": ns.is_alive(bid, b.pid), "end": END_NAMES[b.end], "kind": b.kind,
                               "tx": list(b.tx), "rx": list(b.rx), "extra_bufs": b.extra})
+            switches = []
+            for name in sorted(reg.switches):
+                sw = reg.switches[name]
+                seg = switch_segment(ns, sw.idx, sw.gen)
+                ports = {}
+                for k, pname in sorted(sw.ports):
+                    v = reg.parents[pname].vale if pname in reg.parents else None
+                    ports[k] = v.listed(pname) if v is not None and v.persistent else pname
+                switches.append({"name": name, "bridge_idx": sw.idx, "ports": ports, "segment": seg,
+                                 "present": seg in segs})
             known = memory.known_segments(ns, reg)
-            return {"namespace": ns.name, "dir": ns.dir, "mems": mems, "pipes": pipes, "bindings": binds,
-                    "orphan_segments": sorted(segs - known), "interrupted": reg.meta.txn is not None}
+            return {"namespace": ns.name, "dir": ns.dir, "mems": mems, "pipes": pipes, "switches": switches,
+                    "bindings": binds, "orphan_segments": sorted(segs - known),
+                    "interrupted": reg.meta.txn is not None}
 
     def gc(self, *, remove_empty: bool = True) -> list[str]:
         """Remove what dead processes left: reclaim their bindings, finish an interrupted
@@ -237,8 +250,7 @@ class Kernel:
             if remove_empty and reg.empty() and not ns.local_bids and not ns.list_segments():
                 self.store.close()
                 ns.remove()
-                if done:
-                    done.append(f"empty namespace {ns.name} removed")
+                done.append(f"empty namespace {ns.name} removed")
         return done
 
 

@@ -115,6 +115,7 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
     memory.mark(store, *([first] if first else []))
     try:
         # --- the parent and its allocator -------------------------------------------------------
+        made = False   # True: the allocator is made for this pipe, sized by its hints
         if parent is None:
             txs = clamp(hints.get("tx_slots", 0), abi.NM_BRIDGE_RINGSIZE, 1, abi.NM_PIPE_MAXSLOTS)
             rxs = clamp(hints.get("rx_slots", 0), abi.NM_BRIDGE_RINGSIZE, 1, abi.NM_PIPE_MAXSLOTS)
@@ -123,6 +124,7 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
                 if mem_id not in reg.mems:  # the global allocator, created on demand
                     memory.create_mem(ns, reg, mem_id, GLOBAL_PARAMS, False)
             else:
+                made = True
                 mem_id = memory.new_mem_id(reg)
                 memory.mark(store, mem_id)
                 # an auto-created parent is sized like a default VALE port (npipes = 2, spec A5, F1)
@@ -161,6 +163,10 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
             if n > geom.max_slots():
                 raise OutOfMemoryError(errno.ENOMEM, f"{kname}: {n} slots do not fit a ring object of "
                                        f"mem_id {mem_id} (at most {geom.max_slots()})")
+        need = 2 * (len(new_rx) + len(new_tx))   # each ring and its peer's
+        if need > total - len(reg.mems[mem_id].ring_used):
+            raise OutOfMemoryError(errno.ENOMEM, _no_ring_room(reg, kname, mem_id, total, need, made,
+                                                               h_txr, h_rxr, pipe, extra_req))
         p = 1 - e
         for k in new_rx:
             obj = memory.take_obj(reg, mem_id, "ring", total)
@@ -217,3 +223,27 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         host_tx_rings=0, host_rx_rings=0, extra_bufs=int(extra.size))
     return Registered(bnd.bid, info, a, tuple(tx[e][k] for k in tx_ids), tuple(rx[e][k] for k in rx_ids),
                       tuple(tx_ids), tuple(rx_ids), parent_name)
+
+
+def _no_ring_room(reg: Registry, kname: str, mem_id: int, total: int, need: int, made: bool,
+                  txr: int, rxr: int, pipe: Pipe, extra: int) -> str:
+    """ENOMEM text when a pipe's rings do not fit its allocator: why, and what would fit."""
+    free = total - len(reg.mems[mem_id].ring_used)
+    hint = f"or put the pipe in the global allocator (nr_mem_id 1, {GLOBAL_PARAMS[1][1]} ring objects: " \
+           f"add @1 to the name, e.g. 'netmap:{kname}@1')"
+    if made:
+        fit = 0
+        for r in range(max(txr, rxr), 0, -1):
+            t, x = min(txr, r), min(rxr, r)
+            params = private_params(t, max(pipe.txs), x, max(pipe.rxs), extra, abi.NM_BDG_PRIV_NPIPES)
+            if 2 * (t + x) <= params[1][1]:
+                fit = r
+                break
+        return (f"{kname}: {txr} TX and {rxr} RX rings need {need} ring objects (each ring and its "
+                f"peer's), but the allocator made for this pipe (mem_id {mem_id}, sized as netmap sizes "
+                f"a port with these rings) has {total}: it is too small for {max(txr, rxr)} rings per "
+                f"direction; use at most {fit} rings per direction, {hint}")
+    return (f"{kname}: needs {need} ring objects (each ring and its peer's) but mem_id {mem_id} has "
+            f"{free} of {total} free, the rest used by the other pipes and ports in it; close some, "
+            f"use fewer rings, {hint}")
+

@@ -96,8 +96,16 @@ def find_port(reg: Registry, kname: str) -> str | None:
     if q is not None:
         if q.vale is not None and q.vale.persistent and q.vale.switch == sw:
             return port
-        raise InvalidRequestError(errno.EINVAL, f"{kname}: {port!r} is an existing interface not "
-                                  f"attached to {sw}; attach it first (VALE_ATTACH / vale-ctl -a)")
+        if q.vale is None:   # a pipe parent: nothing can attach it
+            why = (f"{port!r} is the parent of netmap pipes ({port}{{N), not a VALE interface, and "
+                   "cannot be attached; use another port name")
+        elif q.vale.switch is not None:
+            why = (f"{port!r} is attached to {q.vale.switch}; open {q.vale.switch}:{port}, or detach "
+                   f"it first (vale-ctl -d {q.vale.switch}:{port}) and attach it to {sw}")
+        else:
+            why = (f"{port!r} is an interface not attached to {sw}; attach it first "
+                   f"(VALE_ATTACH / vale-ctl -a {sw}:{port})")
+        raise InvalidRequestError(errno.EINVAL, f"{kname}: {why}")
     return None
 
 
@@ -389,8 +397,14 @@ def newif(ns: Namespace, store: Store, name: str, tx_rings: int, rx_rings: int, 
     """VALE_NEWIF: a persistent VALE interface ``name`` (spec C5, E5). Returns the effective
     geometry as a dict. EINVAL for a bad name or mem_id, EEXIST if the interface exists."""
     if not name or len(name) >= abi.IFNAMSIZ or name[:3] == "val" or not re.match(r"^[^\s:{}/@*^-]+$", name):
-        raise InvalidRequestError(errno.EINVAL, f"VALE_NEWIF {name!r}: need an interface name of 1..15 "
-                                  "characters, not starting with 'val', without ':{}/@*^-'")
+        why = ("is empty" if not name else
+               f"is {len(name)} characters, more than the limit of {abi.IFNAMSIZ - 1} (IFNAMSIZ)"
+               if len(name) >= abi.IFNAMSIZ else
+               "starts with 'val' (that names a VALE switch port)" if name[:3] == "val" else
+               "contains one of ':{}/@*^-' or a space")
+        raise InvalidRequestError(errno.EINVAL, f"VALE_NEWIF {name!r}: the interface name {why}; need "
+                                  f"1..{abi.IFNAMSIZ - 1} characters, not starting with 'val', "
+                                  "without ':{}/@*^-'")
     reg = store.reg
     if name in reg.parents:
         raise NetmapOSError(errno.EEXIST, f"VALE_NEWIF {name!r}: the interface exists")
@@ -418,8 +432,11 @@ def delif(ns: Namespace, store: Store, name: str) -> None:
     if v is None or not v.persistent:
         raise InvalidRequestError(errno.EINVAL, f"VALE_DELIF {name!r}: not a persistent VALE interface")
     if v.switch is not None or _port_users(reg, name) or reg.pipes.any("parent", name):
-        raise PortBusyError(errno.EBUSY, f"VALE_DELIF {name!r}: in use"
-                            + (f" (attached to {v.switch})" if v.switch else ""))
+        if v.switch:
+            raise PortBusyError(errno.EBUSY, f"VALE_DELIF {name!r}: attached to {v.switch}; detach it "
+                                f"first (VALE_DETACH / vale-ctl -d {v.switch}:{name})")
+        raise PortBusyError(errno.EBUSY, f"VALE_DELIF {name!r}: in use (open, or the parent of open "
+                            "pipes); close it first")
     del reg.parents[name]
     if not memory.in_use(reg, p.mem_id) and p.mem_id in reg.mems:
         memory.destroy_mem(ns, reg, p.mem_id)
@@ -474,7 +491,7 @@ def detach(ns: Namespace, store: Store, name: str) -> int:
     if p is None or p.vale is None or p.vale.switch is None or (sw and p.vale.switch != sw):
         raise NoSuchPortError(errno.ENXIO, f"VALE_DETACH {name!r}: no such port on a switch")
     if _port_users(reg, port):
-        raise PortBusyError(errno.EBUSY, f"VALE_DETACH {name!r}: the port is open")
+        raise PortBusyError(errno.EBUSY, f"VALE_DETACH {name!r}: the port is open; close it first")
     idx = p.vale.port
     assert idx is not None
     out: list[str] = []

@@ -20,13 +20,14 @@ import fcntl
 import os
 import re
 import stat
+import tempfile
 import threading
 
 from netmap_core.errors import InvalidRequestError, NetmapOSError
 
 __all__ = [
-    "ENV_NS", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
-    "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "owner_id", "sync_lock_pos",
+    "ENV_NS", "ENV_DIR", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
+    "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "LOCK_FILE", "owner_id", "sync_lock_pos",
 ]
 
 ENV_NS = "PYNETMAP_EMU_NS"
@@ -36,6 +37,7 @@ VALE_BASE = 1 << 36
 REGISTRY = "registry.db"
 _NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LOCK = "lock"
+LOCK_FILE = _LOCK   # the lock file's name in a namespace directory
 
 
 class NamespaceError(NetmapOSError):
@@ -72,7 +74,26 @@ def namespace_name(name: str | None = None) -> str:
     return ns
 
 
-def _check_dir(path: str) -> None:
+def _describe(st: os.stat_result) -> str:
+    kind = ("a symlink" if stat.S_ISLNK(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+            else "not a directory")
+    return f"{kind} owned by uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):04o}"
+
+
+def _unsafe(st: os.stat_result) -> str | None:
+    """Why a directory with this lstat() cannot hold our state (None: it can)."""
+    if not stat.S_ISDIR(st.st_mode):
+        return "not a directory (a symlink or file is refused)"
+    if st.st_uid != os.getuid():
+        return f"not owned by uid {os.getuid()}"
+    if st.st_mode & 0o022:
+        return "group/world writable; need mode 0700"
+    return None
+
+
+def _check_dir(path: str, remedy: str = "") -> None:
+    """Create ``path`` (0700) if missing; refuse it unless it is a directory of ours that only
+    we can write (NamespaceError naming its owner and mode, and ``remedy``)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -81,25 +102,147 @@ def _check_dir(path: str) -> None:
         except FileExistsError:
             pass
         st = os.lstat(path)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o700:
+        if st.st_uid == os.getuid() and stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) != 0o700:
             os.chmod(path, 0o700)
             st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode):
-        raise NamespaceError(errno.EPERM, f"{path}: not a directory (a symlink or file is refused)")
-    if st.st_uid != os.getuid():
-        raise NamespaceError(errno.EPERM, f"{path}: owned by uid {st.st_uid}, not by uid {os.getuid()}")
-    if st.st_mode & 0o022:
-        raise NamespaceError(
-            errno.EPERM, f"{path}: mode {stat.S_IMODE(st.st_mode):04o} is group/world writable; need 0700")
+    why = _unsafe(st)
+    if why is not None:
+        raise NamespaceError(errno.EPERM, f"{path}: {_describe(st)}: {why}; "
+                             + (remedy or f"remove it, or set {ENV_DIR} to a private directory"))
 
 
-def base_dir() -> str:
-    """The per-user directory holding every namespace: the first usable of /dev/shm,
-    ``$XDG_RUNTIME_DIR`` and /tmp, as ``<root>/pynetmap-<uid>``."""
-    for root in ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR"), "/tmp"):
+#: environment variable naming the directory that holds every namespace of this user
+ENV_DIR = "PYNETMAP_EMU_DIR"
+#: where the per-user directory is made (tests point this elsewhere)
+ROOTS: tuple[str, ...] = ("/dev/shm",)
+_POINTER = "shm-dir"
+
+
+def _root() -> str:
+    for root in (*ROOTS, os.environ.get("XDG_RUNTIME_DIR"), "/tmp"):
         if root and os.path.isdir(root) and os.access(root, os.W_OK | os.X_OK):
-            return os.path.join(root, f"pynetmap-{os.getuid()}")
-    raise NamespaceError(errno.EPERM, "no writable directory among /dev/shm, $XDG_RUNTIME_DIR, /tmp")
+            return root
+    raise NamespaceError(errno.EPERM, f"no writable directory among {', '.join(ROOTS)}, $XDG_RUNTIME_DIR, "
+                         f"/tmp; set {ENV_DIR} to a private directory of yours")
+
+
+def _pointer_dir(create: bool) -> str:
+    """A directory only this user can write, for the pointer to a fallback base directory:
+    ``$XDG_RUNTIME_DIR/pynetmap`` when that is private, else ``~/.cache/pynetmap``."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        try:
+            st = os.stat(xdg)
+        except OSError:
+            st = None
+        private = st is not None and st.st_uid == os.getuid() and not st.st_mode & 0o077
+        if st is not None and private and stat.S_ISDIR(st.st_mode):
+            d = os.path.join(xdg, "pynetmap")
+            if create:
+                _check_dir(d, f"remove it, or set {ENV_DIR}")
+            return d
+    home = os.path.expanduser("~")
+    cache = os.path.join(home, ".cache")
+    d = os.path.join(cache, "pynetmap")
+    if create:
+        remedy = f"fix it, or set {ENV_DIR} to a private directory of yours"
+        if not os.path.isdir(cache):
+            os.makedirs(cache, 0o700, exist_ok=True)
+        st = os.stat(cache)
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise NamespaceError(errno.EPERM, f"{cache}: {_describe(st)}, not a private directory of uid "
+                                 f"{os.getuid()}; {remedy}")
+        _check_dir(d, remedy)
+    return d
+
+
+def _read_pointer(root: str) -> str | None:
+    """The fallback base directory a pointer names, if it is still one of ours in ``root``."""
+    try:
+        fd = os.open(os.path.join(_pointer_dir(False), _POINTER), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None
+        target = os.read(fd, 4096).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    prefix = os.path.join(root, f"pynetmap-{os.getuid()}-")
+    if not target.startswith(prefix) or "/" in target[len(prefix):]:
+        return None
+    try:
+        ok = _unsafe(os.lstat(target)) is None
+    except OSError:
+        return None
+    return target if ok else None
+
+
+def _fallback(root: str) -> str:
+    """The base directory to use when ``<root>/pynetmap-<uid>`` is not ours: a directory of
+    random name in ``root`` (nobody can take it first), recorded in a pointer file only this
+    user can write so that every process of the user finds the same one."""
+    pdir = _pointer_dir(True)
+    fd = os.open(os.path.join(pdir, _POINTER + ".lock"),
+                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        found = _read_pointer(root)
+        if found is not None:
+            return found
+        made = tempfile.mkdtemp(dir=root, prefix=f"pynetmap-{os.getuid()}-")
+        tmp = os.path.join(pdir, f"{_POINTER}.{os.getpid()}")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600),
+                  "w") as f:
+            f.write(made + "\n")
+        os.replace(tmp, os.path.join(pdir, _POINTER))
+        return made
+    finally:
+        os.close(fd)
+
+
+def _from_env(path: str, create: bool) -> str | None:
+    if not os.path.isabs(path):
+        raise NamespaceError(errno.EPERM, f"{ENV_DIR}={path!r} is not an absolute path; name a private "
+                             "directory of yours (mode 0700), or unset it")
+    if create:
+        _check_dir(path, f"{ENV_DIR}={path} must name a private directory of uid {os.getuid()} "
+                         "(mode 0700): fix it, or name another one")
+    return path if create or os.path.isdir(path) else None
+
+
+def base_dir(create: bool = True) -> str:
+    """The per-user directory holding every namespace, created (0700) if missing:
+    ``$PYNETMAP_EMU_DIR`` when set, else ``<root>/pynetmap-<uid>`` in the first writable of
+    /dev/shm, ``$XDG_RUNTIME_DIR``, /tmp. When that name is taken by someone else (another
+    user's directory, a symlink, a group/world writable one) it is left alone and a private
+    directory of random name is used instead (see :func:`_fallback`).
+
+    ``create=False`` creates nothing: returns "" when no directory of ours exists yet."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return _from_env(env, create) or ""
+    root = _root()
+    found = _read_pointer(root)
+    if found is not None:
+        return found
+    default = os.path.join(root, f"pynetmap-{os.getuid()}")
+    try:
+        st: os.stat_result | None = os.lstat(default)
+    except FileNotFoundError:
+        st = None
+    if st is None:
+        if not create:
+            return ""
+        try:
+            _check_dir(default)
+            return default
+        except NamespaceError:
+            pass   # someone made it between our look and our mkdir
+    elif _unsafe(st) is None:
+        return default
+    return _fallback(root) if create else ""
 
 
 class Namespace:

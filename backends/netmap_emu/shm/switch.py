@@ -4,8 +4,10 @@ learning table) and the fcntl byte that forwarding holds shared and reconfigurat
 Segment layout (``/<prefix>v<bridge_idx>.<gen>``, 16 KiB)::
 
     0   u32 magic 'PNMV'   4 u32 version   8 u64 ports_gen (bumped on every port/ring/monitor change)
-    16  u64 lookup_gen     24..63 reserved
+    16  u64 lookup_gen     24 u64 lookup_errors (batches a lookup failed, any process)
+    32..63 reserved
     64  lookup name (utf-8, NUL padded, 256 B): "" = learning bridge, else "module:qualname"
+    320 the last lookup failure (utf-8, NUL padded, 192 B; the installer reads it)
     512 learning table (LearningBridge: 1024 + 256 u64 words)
 
 Locking (on the namespace lock file, see :mod:`.namespace`): byte
@@ -35,6 +37,7 @@ __all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES
 SEG_SIZE = 16384
 _MAGIC = 0x564D4E50  # "PNMV"
 _LOOKUP_OFS, _LOOKUP_LEN = 64, 256
+_ERROR_OFS, _ERROR_LEN = 320, 192
 _TABLE_OFS = 512
 #: the learning table: ``TABLE_BUCKETS`` MAC entries then ``TABLE_PORTS`` last-source words,
 #: u64 each (the learning bridge of :mod:`netmap_emu.datapath.lookup` gives them meaning)
@@ -91,7 +94,26 @@ class SwitchSeg:
         if len(data) >= _LOOKUP_LEN:
             raise ValueError(f"lookup name {name!r} longer than {_LOOKUP_LEN - 1} bytes")
         self.mm[_LOOKUP_OFS:_LOOKUP_OFS + _LOOKUP_LEN] = data + bytes(_LOOKUP_LEN - len(data))
+        self.words[3] = 0
         self.words[2] += np.uint64(1)
+
+    @property
+    def lookup_errors(self) -> int:
+        return int(self.words[3])
+
+    @property
+    def lookup_error(self) -> str:
+        """The last lookup failure any sender recorded since the lookup was set ("" if none).
+        Writers do not exclude each other: two failing at once may mix their texts."""
+        if not self.words[3]:
+            return ""
+        raw = bytes(self.mm[_ERROR_OFS:_ERROR_OFS + _ERROR_LEN])
+        return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+    def record_lookup_error(self, text: str, batches: int = 1) -> None:
+        data = text.encode(errors="replace")[:_ERROR_LEN - 1]
+        self.mm[_ERROR_OFS:_ERROR_OFS + _ERROR_LEN] = data + bytes(_ERROR_LEN - len(data))
+        self.words[3] += np.uint64(batches)
 
     @contextlib.contextmanager
     def shared(self):

@@ -6,6 +6,7 @@ afterwards, so tests cannot see or leak into each other's ports.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import shutil
@@ -37,6 +38,11 @@ def isolated_namespace(prefix: str = "t"):
         else:
             os.environ[ENV_NS] = old
         ns = namespace(name)
+        if ns.local_bids:
+            # ports the body dropped but a reference cycle keeps (a traceback's frame, say)
+            # are closed now, while the namespace exists: closed later, they would make its
+            # directory again
+            gc.collect()
         kernel_for(ns).store.close()
         unlink_segments(ns.list_segments())
         shutil.rmtree(ns.dir, ignore_errors=True)
