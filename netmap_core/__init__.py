@@ -12,6 +12,7 @@ from .errors import (
     BackendUnavailable,
     ClosedPortError,
     InvalidRequestError,
+    LockTimeoutError,
     NetmapError,
     NetmapOSError,
     NoSuchPortError,
@@ -37,5 +38,5 @@ __all__ = [
     "POLLIN", "POLLOUT", "POLLERR",
     "NetmapError", "PortSpecError", "RingProtocolError", "NetmapOSError", "InvalidRequestError",
     "NoSuchPortError", "PortBusyError", "OutOfMemoryError", "NotSupportedError",
-    "ClosedPortError", "BackendUnavailable", "error_from_errno",
+    "LockTimeoutError", "ClosedPortError", "BackendUnavailable", "error_from_errno",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "PortBusyError",
     "OutOfMemoryError",
     "NotSupportedError",
+    "LockTimeoutError",
     "ClosedPortError",
     "BackendUnavailable",
     "error_from_errno",
@@ -89,6 +90,19 @@ class OutOfMemoryError(NetmapOSError):
 
 class NotSupportedError(NetmapOSError):
     """EOPNOTSUPP: the port does not support the request or option."""
+
+
+class LockTimeoutError(NetmapOSError):
+    """ETIMEDOUT: another process held a lock (``what``: the namespace, a ring, a switch) for
+    longer than the call may wait. ``holder_pid`` and ``holder_state`` name that process as
+    seen when giving up (0 and "" when unknown); a stopped one is resumed with ``kill -CONT``."""
+
+    def __init__(self, code: int, detail: str, *, what: str = "", holder_pid: int = 0,
+                 holder_state: str = "") -> None:
+        super().__init__(code, detail)
+        self.what = what
+        self.holder_pid = holder_pid
+        self.holder_state = holder_state
 
 
 class ClosedPortError(NetmapError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import select
 import time
@@ -16,7 +17,7 @@ import weakref
 
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
-from netmap_core.errors import ClosedPortError, NetmapOSError
+from netmap_core.errors import ClosedPortError, InvalidRequestError, LockTimeoutError, NetmapOSError
 
 from .datapath.monitor import MonitorRxRing, MonitorTxRing, gone_error
 from .datapath.pipe import PipeRing
@@ -26,6 +27,7 @@ from .kernel.core import Kernel
 from .kernel.pipes import Registered
 from .shm import allocator as shm_alloc, kring
 from .shm.allocator import Allocator
+from .shm.namespace import MIN_WAIT, cap_waits
 from .shm.segment import fd_exhausted
 from .shm.switch import SwitchSeg
 from .shm.wake import fence
@@ -59,6 +61,12 @@ class _Owner:
             return
         try:
             self.kernel.unregister(self.bid)
+        except LockTimeoutError:
+            # a process stopped while holding a lock the unregister needs: the binding is dead
+            # to everyone now (its liveness lock goes below) and the next operation of any
+            # process, this one included, reclaims it
+            self.ns.abandoned.add(self.bid)
+            raise
         finally:
             self.ns.release_live(self.bid)
             os.close(self.fd)
@@ -137,6 +145,8 @@ class EmuBinding:
         time if none was ready (the kernel's retry after joining the wait queue), whatever
         POLLERR says: so a TX head that the first sync adopted (B8) is sent by the second. The
         second scan skips rings whose sync would change nothing (``RingController.idle``).
+        A ring whose sync could not get a lock in time (its holder is stopped, say) is not
+        ready, as netmap's poll skips a busy ring; the next pass tries it again.
         Ring controllers: ``txsync()``/``rxsync()`` (1 if the prologue failed), ``pending()``,
         ``rw`` (the ring's u32 words: head 5, cur 6, tail 7), optionally ``idle()``."""
         revents = 0
@@ -148,8 +158,11 @@ class EmuBinding:
                         continue
                     if retry and c.idle():
                         continue
-                    if c.txsync():
-                        revents |= POLLERR
+                    try:
+                        if c.txsync():
+                            revents |= POLLERR
+                    except LockTimeoutError:
+                        continue
                     rw = c.rw
                     if want_tx and rw[6] != rw[7]:
                         revents |= POLLOUT
@@ -163,8 +176,11 @@ class EmuBinding:
                 for c in self._rx:
                     if retry and c.idle():
                         continue
-                    if c.rxsync():
-                        revents |= POLLERR
+                    try:
+                        if c.rxsync():
+                            revents |= POLLERR
+                    except LockTimeoutError:
+                        continue
                     rw = c.rw
                     if rw[6] != rw[7]:
                         revents |= POLLIN
@@ -206,10 +222,31 @@ class EmuBinding:
     def poll(self, events: int, timeout: float | None) -> int:
         """netmap's poll: sync (TX part if POLLOUT was asked or NR_NO_TX_POLL is unset, RX part
         if POLLIN was asked), report POLLOUT/POLLIN when ``cur != tail`` on a bound ring (POLLERR
-        if a prologue failed), else sleep until a peer's sync or ``timeout`` seconds (None =
-        forever). A call that reports nothing leaves the binding armed: the next peer sync makes
-        ``fileno()`` readable. Costs one sync per bound ring per pass; sleeping costs no CPU."""
+        if a prologue failed), else sleep until a peer's sync or ``timeout`` seconds (None,
+        negative or infinite: forever). A call that reports nothing leaves the binding armed:
+        the next peer sync makes ``fileno()`` readable. Costs one sync per bound ring per pass;
+        sleeping costs no CPU. Returns within ``timeout`` (plus :data:`~netmap_emu.shm.namespace.MIN_WAIT`
+        at most) even when another process holding a ring's lock is stopped: that ring is not
+        ready."""
         self._check()
+        if timeout is not None:
+            if timeout != timeout:   # NaN
+                raise InvalidRequestError(errno.EINVAL, "poll timeout=nan; allowed: seconds >= 0, "
+                                          "or None (or a negative number) to wait forever")
+            if timeout < 0 or timeout == math.inf:
+                timeout = None
+        if timeout is None:
+            return self._poll(events, None)
+        start = time.monotonic()
+        deadline = start + timeout
+        # no lock wait inside this call may end later than this
+        old = cap_waits(max(deadline, start + MIN_WAIT))
+        try:
+            return self._poll(events, deadline)
+        finally:
+            cap_waits(old)
+
+    def _poll(self, events: int, deadline: float | None) -> int:
         want_tx = events & POLLOUT
         want_rx = events & POLLIN
         if self._armed:  # wake bytes can only be pending after we armed
@@ -219,11 +256,10 @@ class EmuBinding:
             if self._armed:
                 self._arm(POLLOUT, POLLIN, False)
             return revents
-        if timeout != 0 and self._spin(want_tx, want_rx):
+        if (deadline is None or deadline > time.monotonic()) and self._spin(want_tx, want_rx):
             revents = self._scan(want_tx, want_rx)
             if revents:
                 return revents
-        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             # sleep protocol: publish "about to sleep", fence, re-check, then block
             self._arm(want_tx, want_rx, True)

@@ -5,6 +5,8 @@ with zero-copy monitors (spec G3, G4).
 from __future__ import annotations
 
 import fcntl
+import os
+from threading import get_ident
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from netmap_core import abi
 
 from ..shm import kring
 from ..shm.allocator import Allocator
-from ..shm.namespace import sync_lock_pos
+from ..shm.namespace import acquire, sync_lock_pos, sync_timeout, take_mutex, wait_deadline
 from ..shm.wake import wake_ring
 from .ring import span
 
@@ -21,15 +23,17 @@ __all__ = ["RxTarget", "copy_to_monitors", "swap_with_monitor"]
 _TXMON = np.uint16(abi.NS_TXMON)
 _NOT_TXMON = np.uint16(0xFFFF ^ abi.NS_TXMON)
 _CHANGED = np.uint16(abi.NS_BUF_CHANGED)
+_EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 
 
 class RxTarget:
     """A VALE or monitor RX ring as a destination (see :class:`netmap_emu.datapath.forward.RxTarget`):
-    ``lease`` takes the ring's locks and returns (hwtail, free slots), ``commit`` publishes the
-    new hwtail with one store, unlocks and wakes receivers sleeping in poll on the ring."""
+    ``lease`` takes the ring's locks and returns (hwtail, free slots) - no room when they
+    cannot be had in time - ``commit`` publishes the new hwtail with one store, unlocks and
+    wakes receivers sleeping in poll on the ring."""
 
     __slots__ = ("slots", "buffers", "ks", "n", "i_hwcur", "i_hwtail", "wait", "mutex", "lockfd",
-                 "lockpos", "ns_dir", "_tail", "monitors")
+                 "lockpos", "ns_dir", "_tail", "_held", "busy", "monitors")
 
     def __init__(self, a: Allocator, obj: int, lockfd: int, ns_dir: str) -> None:
         self.slots = a.slots(obj)
@@ -44,15 +48,30 @@ class RxTarget:
         self.lockpos = sync_lock_pos(a.gen, obj)
         self.ns_dir = ns_dir
         self._tail = 0
+        self._held = 0   # the thread holding the lease (0: none)
+        self.busy = 0   # leases that found the ring's lock held by a stopped or stuck process
         self.monitors: list[RxTarget] | None = None   # copy monitors (set by the switch snapshot)
 
     def lease(self) -> tuple[int, int]:
-        self.mutex.acquire()
+        """Lock the ring and return (hwtail, free slots). A ring whose lock cannot be had -
+        its holder is stopped (SIGSTOP, a debugger), or busy past the sync's deadline - is
+        leased with no room, as netmap treats a busy ring: what was meant for it is dropped
+        (and counted by the caller), ``busy`` counts the occasions."""
+        mutex = self.mutex
+        if not mutex.acquire(False) and not take_mutex(mutex, wait_deadline(sync_timeout()), "", quiet=True):
+            self.busy += 1
+            return 0, 0
         try:
-            fcntl.lockf(self.lockfd, fcntl.LOCK_EX, 1, self.lockpos)
+            held = _try(self.lockfd, self.lockpos) or acquire(
+                self.lockfd, self.lockpos, wait_deadline(sync_timeout()), "", early=True, quiet=True)
         except BaseException:
-            self.mutex.release()
+            mutex.release()
             raise
+        if not held:
+            mutex.release()
+            self.busy += 1
+            return 0, 0
+        self._held = get_ident()
         n, ks = self.n, self.ks
         hwcur, hwtail = ks[self.i_hwcur], ks[self.i_hwtail]
         if hwcur >= n or hwtail >= n:   # corrupted kernel state: deliver nothing
@@ -62,6 +81,9 @@ class RxTarget:
         return hwtail, n - 1 - (hwtail - hwcur) % n
 
     def commit(self, filled: int) -> None:
+        if self._held != get_ident():   # our lease found the ring busy: nothing was filled
+            return
+        self._held = 0
         try:
             if filled:
                 t = self._tail + filled
@@ -75,6 +97,17 @@ class RxTarget:
             self.mutex.release()
         if filled:
             wake_ring(self.ks, self.wait, self.ns_dir)
+
+
+def _try(fd: int, pos: int) -> bool:
+    """A few non-blocking attempts (a holder keeps a ring's lock for microseconds)."""
+    for _ in range(4):
+        try:
+            fcntl.lockf(fd, _EX_NB, 1, pos)
+            return True
+        except OSError:
+            os.sched_yield()
+    return False
 
 
 def copy_to_monitors(mons, slots: np.ndarray, buffers: np.ndarray, *, tx: bool) -> None:

@@ -20,9 +20,9 @@ import numpy as np
 from netmap_core import abi, rules as _rules
 from netmap_core.rules import KRing
 
-from ..shm import kring, wake
+from ..shm import kring, namespace as _ns, wake
 from ..shm.allocator import Allocator
-from ..shm.namespace import sync_lock_pos
+from ..shm.namespace import sync_lock_pos, sync_timeout, take_mutex, wait_deadline
 
 __all__ = ["RingController", "span", "NOT_CHANGED"]
 
@@ -103,9 +103,13 @@ class RingController:
 
     # --- lock ---------------------------------------------------------------------------------
     def lock(self) -> None:
-        """Take the ring's lock. A holder keeps it a few µs, while a blocked F_SETLKW sleeps
-        and costs a context switch: try a few times (yielding) first."""
-        self.mutex.acquire()
+        """Take the ring's lock. A holder keeps it a few µs, while a sleep between attempts
+        costs more: try a few times (yielding) first. Then wait, with backoff, at most
+        :func:`~netmap_emu.shm.namespace.sync_timeout` (or until poll's deadline): a process
+        stopped while holding the lock raises :class:`LockTimeoutError` naming it, here."""
+        mutex = self.mutex
+        if not mutex.acquire(False):
+            take_mutex(mutex, wait_deadline(sync_timeout()), self._what())
         fd, pos = self.lockfd, self.lockpos
         try:
             for _ in range(8):
@@ -114,10 +118,13 @@ class RingController:
                     return
                 except OSError:
                     os.sched_yield()
-            fcntl.lockf(fd, fcntl.LOCK_EX, 1, pos)
+            _ns.acquire(fd, pos, wait_deadline(sync_timeout()), self._what(), env=_ns.ENV_SYNC_TIMEOUT)
         except BaseException:
-            self.mutex.release()
+            mutex.release()
             raise
+
+    def _what(self) -> str:
+        return f"the lock of ring {self.name}"
 
     def unlock(self) -> None:
         try:

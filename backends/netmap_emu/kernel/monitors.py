@@ -33,7 +33,7 @@ from netmap_core.portspec import PortSpec
 from ..shm import kring
 from ..shm.allocator import Allocator
 from ..shm.geometry import private_params
-from ..shm.namespace import Namespace, sync_lock_pos
+from ..shm.namespace import Namespace, acquire, lock_timeout, sync_lock_pos, take_mutex, wait_deadline
 from ..shm.wake import wake_ring
 from . import memory, vale
 from .memory import clamp
@@ -163,13 +163,19 @@ def _set_mon_word(ns: Namespace, a: Allocator, obj: int, value: int) -> None:
     lockobj = obj if a.blocks[obj, kring.DIR] == abi.NR_TX else int(a.blocks[obj, kring.PEER]) - 1
     if not 0 <= lockobj < a.blocks.shape[0]:
         lockobj = obj
-    with a.mutex(lockobj):
+    what = f"the lock of ring object {lockobj} of mem_id {a.mem_id}"
+    deadline = wait_deadline(lock_timeout())   # a process stopped inside a sync: bounded
+    mutex = a.mutex(lockobj)
+    take_mutex(mutex, deadline, what)
+    try:
         pos = sync_lock_pos(a.gen, lockobj)
-        fcntl.lockf(ns.fd, fcntl.LOCK_EX, 1, pos)
+        acquire(ns.fd, pos, deadline, what)
         try:
             a.blocks[obj, kring.MON] = value
         finally:
             fcntl.lockf(ns.fd, fcntl.LOCK_UN, 1, pos)
+    finally:
+        mutex.release()
 
 
 def retopo(ns: Namespace, reg: Registry, key: PortKey) -> None:

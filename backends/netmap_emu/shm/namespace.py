@@ -11,23 +11,38 @@ file, which the OS drops when a holder dies::
 
 The registry (``registry.db``, see :mod:`netmap_emu.kernel.registry`) lives in the same
 directory; this module only names it.
+
+No wait is unbounded: a process stopped (SIGSTOP, Ctrl-Z, a debugger) while holding a lock must
+not freeze the others. Locks are taken by non-blocking attempts with backoff up to a deadline
+(:func:`acquire`); past it the waiter gets a :class:`~netmap_core.errors.LockTimeoutError` that
+names the holder (``F_GETLK``) and its state (``/proc/<pid>/stat``), or, where skipping is safe,
+gives up quietly. Deadlines: the namespace lock and the kernel's other waits
+:func:`lock_timeout` (``$PYNETMAP_EMU_LOCK_TIMEOUT``, 5 s), a sync's waits :func:`sync_timeout`
+(``$PYNETMAP_EMU_SYNC_TIMEOUT``, 1 s); inside ``poll`` no wait outlasts poll's own deadline
+(:func:`cap_waits`).
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import re
 import stat
+import struct
+import sys
 import tempfile
 import threading
+import time
 
-from netmap_core.errors import InvalidRequestError, NetmapOSError
+from netmap_core.errors import InvalidRequestError, LockTimeoutError, NetmapOSError
 
 __all__ = [
     "ENV_NS", "ENV_DIR", "NamespaceError", "Namespace", "namespace", "namespace_name", "base_dir",
     "LIVE_BASE", "SYNC_BASE", "VALE_BASE", "SHM_PREFIX", "REGISTRY", "LOCK_FILE", "owner_id", "sync_lock_pos",
+    "ENV_LOCK_TIMEOUT", "ENV_SYNC_TIMEOUT", "lock_timeout", "sync_timeout", "wait_deadline",
+    "cap_waits", "acquire", "take_mutex", "lock_holder", "proc_state", "timeout_error",
 ]
 
 ENV_NS = "PYNETMAP_EMU_NS"
@@ -38,6 +53,23 @@ REGISTRY = "registry.db"
 _NS_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _LOCK = "lock"
 LOCK_FILE = _LOCK   # the lock file's name in a namespace directory
+ENV_LOCK_TIMEOUT = "PYNETMAP_EMU_LOCK_TIMEOUT"
+ENV_SYNC_TIMEOUT = "PYNETMAP_EMU_SYNC_TIMEOUT"
+#: default seconds the kernel (open, close, gc, control requests) waits for a lock
+LOCK_TIMEOUT = 5.0
+#: default seconds a txsync/rxsync waits for a lock (netmap's syncs never block)
+SYNC_TIMEOUT = 1.0
+#: the least a capped wait (inside poll) may last: a lock is normally held for microseconds
+MIN_WAIT = 0.01
+_FIRST_PAUSE, _MAX_PAUSE = 50e-6, 2e-3   # backoff between attempts: 50 us doubling to 2 ms
+_BUSY = (errno.EAGAIN, errno.EACCES)
+_EX_NB, _SH_NB = fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_SH | fcntl.LOCK_NB
+#: struct flock as Linux defines it (native alignment): l_type, l_whence, l_start, l_len, l_pid
+_FLOCK = "@hhqqi4x"
+_STATES = {
+    "T": "stopped by SIGSTOP or Ctrl-Z", "t": "stopped by a debugger", "R": "running",
+    "S": "sleeping", "D": "in uninterruptible sleep", "Z": "a zombie", "X": "dead", "I": "idle",
+}
 
 
 class NamespaceError(NetmapOSError):
@@ -63,6 +95,157 @@ def owner_id() -> str:
 def sync_lock_pos(gen: int, obj: int) -> int:
     """The lock byte of ring object ``obj`` of allocator incarnation ``gen``."""
     return SYNC_BASE + gen * 4096 + obj
+
+
+# --- bounded lock waits --------------------------------------------------------------------------
+
+_ENV_CACHE: dict[str, tuple[str | None, float]] = {}
+
+
+def _seconds(var: str, default: float) -> float:
+    raw = os.environ.get(var)
+    hit = _ENV_CACHE.get(var)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    if not raw:
+        value = default
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value < math.inf:
+            raise InvalidRequestError(
+                errno.EINVAL, f"{var}={raw!r} is not a usable number of seconds; allowed: a finite "
+                f"number >= 0 (default {default}); fix or unset it")
+    _ENV_CACHE[var] = (raw, value)
+    return value
+
+
+def lock_timeout() -> float:
+    """Seconds the kernel waits for a lock another process holds: ``$PYNETMAP_EMU_LOCK_TIMEOUT``,
+    default 5."""
+    return _seconds(ENV_LOCK_TIMEOUT, LOCK_TIMEOUT)
+
+
+def sync_timeout() -> float:
+    """Seconds a txsync/rxsync waits for a lock another process holds:
+    ``$PYNETMAP_EMU_SYNC_TIMEOUT``, default 1."""
+    return _seconds(ENV_SYNC_TIMEOUT, SYNC_TIMEOUT)
+
+
+_CAP = threading.local()
+
+
+def cap_waits(deadline: float | None) -> float | None:
+    """Make every lock wait of this thread end by ``deadline`` (``time.monotonic()``; None: no
+    cap) - poll sets its own deadline around its syncs. Returns the previous cap."""
+    old = getattr(_CAP, "deadline", None)
+    _CAP.deadline = deadline
+    return old
+
+
+def wait_deadline(timeout: float) -> float:
+    """The deadline of a wait of ``timeout`` seconds starting now, ended earlier by the
+    thread's cap (:func:`cap_waits`)."""
+    end = time.monotonic() + timeout
+    cap = getattr(_CAP, "deadline", None)
+    return end if cap is None or cap >= end else cap
+
+
+def lock_holder(fd: int, pos: int, shared: bool = False) -> int | None:
+    """The pid of a process whose lock on byte ``pos`` of ``fd`` conflicts with ours (``F_GETLK``),
+    None if none does (or it cannot be told: not Linux, or a pid in another pid namespace)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    req = struct.pack(_FLOCK, fcntl.F_RDLCK if shared else fcntl.F_WRLCK, os.SEEK_SET, pos, 1, 0)
+    try:
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, req)
+    except OSError:
+        return None
+    typ, _, _, _, pid = struct.unpack(_FLOCK, res)
+    return pid if typ != fcntl.F_UNLCK and pid > 0 else None
+
+
+def proc_state(pid: int) -> str:
+    """The state letter of process ``pid`` from ``/proc/<pid>/stat`` (``T`` stopped, ``t``
+    stopped by a debugger, ``R``, ``S``, ``D``, ...), "" if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read(512)
+    except OSError:
+        return ""
+    rest = raw.rpartition(b")")[2].split()   # the command name may contain spaces and ')'
+    return rest[0].decode("ascii", "replace") if rest else ""
+
+
+def _stopped(state: str) -> bool:
+    return state in ("T", "t")
+
+
+def timeout_error(fd: int, pos: int, what: str, waited: float, *, shared: bool = False,
+                  env: str = ENV_LOCK_TIMEOUT) -> LockTimeoutError:
+    """The error for giving up on lock byte ``pos`` (``what`` names it for the user) after
+    ``waited`` seconds: who holds it, in what state, and what to do."""
+    pid = lock_holder(fd, pos, shared)
+    state = proc_state(pid) if pid else ""
+    if pid is None:
+        who = "another process (not visible from here, or it just let go)"
+        todo = "retry"
+    elif pid == os.getpid():
+        who, todo = f"this process ({pid})", "another thread holds it; retry"
+    else:
+        who = f"process {pid} ({_STATES.get(state, f'state {state!r}' if state else 'state unknown')})"
+        if state == "T":
+            todo = f"resume it with `kill -CONT {pid}`, or end it with `kill -KILL {pid}`"
+        elif state == "t":
+            todo = f"continue it in its debugger, or end it with `kill -KILL {pid}`"
+        else:
+            todo = f"retry, or set ${env} (seconds) higher if it needs longer"
+    return LockTimeoutError(errno.ETIMEDOUT, f"{what} is held by {who}; gave up after {waited:.2f} s: "
+                            f"{todo}", what=what, holder_pid=pid or 0, holder_state=state)
+
+
+def acquire(fd: int, pos: int, deadline: float, what: str, *, shared: bool = False,
+            early: bool = False, quiet: bool = False, env: str = ENV_LOCK_TIMEOUT) -> bool:
+    """Take lock byte ``pos`` of ``fd`` (exclusive, or ``shared``) by non-blocking attempts with
+    backoff until ``deadline`` (``time.monotonic()``; at least one attempt). True once held.
+    Giving up - at the deadline, or (``early``) as soon as the holder is seen stopped - raises
+    :func:`timeout_error`, or returns False when ``quiet``."""
+    flags = _SH_NB if shared else _EX_NB
+    start = time.monotonic()
+    pause = _FIRST_PAUSE
+    look = start   # when to look at the holder's state next (``early`` only)
+    while True:
+        try:
+            fcntl.lockf(fd, flags, 1, pos)
+            return True
+        except OSError as exc:
+            if exc.errno not in _BUSY:
+                raise
+        now = time.monotonic()
+        give_up = now >= deadline
+        if early and not give_up and now >= look:
+            pid = lock_holder(fd, pos, shared)
+            give_up = pid is not None and _stopped(proc_state(pid))
+            look = now + 0.01
+        if give_up:
+            if quiet:
+                return False
+            raise timeout_error(fd, pos, what, now - start, shared=shared, env=env)
+        time.sleep(min(pause, deadline - now))
+        pause = min(pause * 2, _MAX_PAUSE)
+
+
+def take_mutex(mutex, deadline: float, what: str, *, quiet: bool = False) -> bool:
+    """Acquire a thread lock of this process (paired with an fcntl byte) by ``deadline``: True
+    once held; else raise :class:`LockTimeoutError`, or return False when ``quiet``."""
+    if mutex.acquire(False) or mutex.acquire(True, max(0.0, deadline - time.monotonic())):
+        return True
+    if quiet:
+        return False
+    raise LockTimeoutError(errno.ETIMEDOUT, f"{what} is held by another thread of this process "
+                           f"({os.getpid()}) for too long; retry", what=what, holder_pid=os.getpid())
 
 
 def namespace_name(name: str | None = None) -> str:
@@ -262,6 +445,7 @@ class Namespace:
         self._holder: int | None = None
         self.deferred: list = []  # closes requested (by the GC) inside a locked section
         self.local_bids: set[int] = set()  # bindings opened (and not closed) by this process
+        self.abandoned: set[int] = set()   # closed here, but the unregister timed out on a lock
 
     # --- files ---------------------------------------------------------------------------
     def _ensure(self) -> None:
@@ -300,13 +484,19 @@ class Namespace:
 
     # --- the namespace lock --------------------------------------------------------------
     @contextlib.contextmanager
-    def locked(self):
-        """Hold the namespace lock (re-entrant within a process, blocking across processes)."""
-        with self._mutex:
+    def locked(self, timeout: float | None = None, *, early: bool = False):
+        """Hold the namespace lock (re-entrant within a process). Another process holding it is
+        waited for ``timeout`` seconds at most (default :func:`lock_timeout`; less inside
+        ``poll``, see :func:`cap_waits`), then :class:`LockTimeoutError` names it; ``early``:
+        give up as soon as that process is seen stopped."""
+        what = f"the lock of emulator namespace {self.name!r}"
+        deadline = wait_deadline(lock_timeout() if timeout is None else timeout)
+        take_mutex(self._mutex, deadline, what)
+        try:
             if self._depth == 0:
                 while True:
                     self._ensure()
-                    fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, 0)
+                    acquire(self._fd, 0, deadline, what, early=early)
                     try:
                         ino = os.stat(self.path(_LOCK)).st_ino
                     except FileNotFoundError:
@@ -326,10 +516,18 @@ class Namespace:
                 if self._depth == 0:
                     self._holder = None
                     fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, 0)
+        finally:
+            self._mutex.release()
         if self._depth == 0 and self.deferred:
             todo, self.deferred = self.deferred, []
             for fn in todo:
                 fn()
+
+    def holder(self) -> tuple[int, str] | None:
+        """(pid, state letter) of the process holding the namespace lock, None if none does
+        (or it is this process)."""
+        pid = lock_holder(self.fd, 0)
+        return None if pid is None else (pid, proc_state(pid))
 
     def held_here(self) -> bool:
         """True inside a ``locked()`` section of the calling thread."""

@@ -14,6 +14,7 @@ Locking (on the namespace lock file, see :mod:`.namespace`): byte
 ``VALE_BASE + gen`` is held shared by every forwarding pass and exclusive while ports are
 added or removed, so a sender never writes into a ring that is being freed; a dead holder's
 lock is dropped by the OS. Forwarding never waits for the namespace lock while holding it.
+Both waits are bounded (see :mod:`.namespace`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 from netmap_core import abi
 from netmap_core.errors import NetmapOSError
 
+from . import namespace as _ns
 from .namespace import VALE_BASE
 from .segment import create_private_shm, is_ghost, map_private_shm, unlink_segments
 
@@ -35,6 +37,7 @@ __all__ = ["SwitchSeg", "SEG_SIZE", "TABLE_BUCKETS", "TABLE_PORTS", "TABLE_BYTES
            "attach_seg", "destroy_seg", "segment_name"]
 
 SEG_SIZE = 16384
+_SH_NB = fcntl.LOCK_SH | fcntl.LOCK_NB
 _MAGIC = 0x564D4E50  # "PNMV"
 _LOOKUP_OFS, _LOOKUP_LEN = 64, 256
 _ERROR_OFS, _ERROR_LEN = 320, 192
@@ -117,25 +120,44 @@ class SwitchSeg:
 
     @contextlib.contextmanager
     def shared(self):
-        """Held around one forwarding pass (shared with other senders, not with reconfiguration)."""
-        with self.mutex:
-            fd = self.ns.fd
-            fcntl.lockf(fd, fcntl.LOCK_SH, 1, self.lockpos)
+        """Held around one forwarding pass (shared with other senders, not with reconfiguration).
+        Waits like a sync (:func:`~.namespace.sync_timeout`): a process stopped while changing
+        the switch raises :class:`LockTimeoutError` naming it, the sync is retried later."""
+        mutex, fd, pos = self.mutex, self.ns.fd, self.lockpos
+        if not mutex.acquire(False):   # the fast path computes no deadline
+            _ns.take_mutex(mutex, _ns.wait_deadline(_ns.sync_timeout()), self._what())
+        try:
+            try:
+                fcntl.lockf(fd, _SH_NB, 1, pos)
+            except OSError:
+                _ns.acquire(fd, pos, _ns.wait_deadline(_ns.sync_timeout()), self._what(), shared=True,
+                            env=_ns.ENV_SYNC_TIMEOUT)
             try:
                 yield
             finally:
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.lockpos)
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, pos)
+        finally:
+            mutex.release()
 
     @contextlib.contextmanager
     def exclusive(self):
-        """Held (with the namespace lock) while the switch's ports or rings change."""
-        with self.mutex:
+        """Held (with the namespace lock) while the switch's ports or rings change. Waits like
+        the kernel (:func:`~.namespace.lock_timeout`) for forwarding passes to end: a process
+        stopped inside one raises :class:`LockTimeoutError` naming it."""
+        deadline = _ns.wait_deadline(_ns.lock_timeout())
+        _ns.take_mutex(self.mutex, deadline, self._what())
+        try:
             fd = self.ns.fd
-            fcntl.lockf(fd, fcntl.LOCK_EX, 1, self.lockpos)
+            _ns.acquire(fd, self.lockpos, deadline, self._what())
             try:
                 yield
             finally:
                 fcntl.lockf(fd, fcntl.LOCK_UN, 1, self.lockpos)
+        finally:
+            self.mutex.release()
+
+    def _what(self) -> str:
+        return f"the lock of VALE switch segment {self.name}"
 
 
 _SEGS: dict[str, SwitchSeg] = {}
