@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from netmap_core.errors import LockTimeoutError
+
 from .kernel.core import kernel_for
 from .shm.namespace import LOCK_FILE, base_dir, namespace, namespace_name
 
@@ -56,6 +58,9 @@ def gc(name: str | None = None, *, remove_empty: bool = True) -> list[str]:
 
 def _print_ls(snap: dict, out) -> None:
     print(f"namespace {snap['namespace']} ({snap['dir']})", file=out)
+    if snap.get("locked_by"):
+        print(f"  shown without the namespace lock, as last committed: {snap['locked_by']['detail']}",
+              file=out)
     if snap["interrupted"]:
         print("  an update was interrupted by a dead process: run gc", file=out)
     for m in snap["mems"]:
@@ -104,7 +109,11 @@ def main(argv: list[str] | None = None, out=None) -> int:
         return 0
     removed = []
     for n in names:
-        removed += [f"{n}: {line}" for line in gc(n)]
+        try:
+            removed += [f"{n}: {line}" for line in gc(n)]
+        except LockTimeoutError as exc:   # a holder that is stopped or stuck: say who
+            print(f"pynetmap emu gc: {n}: {exc}", file=sys.stderr)
+            return 1
     for line in removed:
         print(line, file=out)
     if not removed:

@@ -14,6 +14,7 @@ from .datapath.vale import Describe, SwitchView
 from .kernel import memory, monitors
 from .kernel.core import Kernel
 from .shm.allocator import Allocator
+from .shm.namespace import sync_timeout
 from .shm.switch import SwitchSeg
 
 __all__ = ["switch_view", "monitors_of"]
@@ -24,7 +25,7 @@ def switch_view(kernel: Kernel, sw: str) -> Describe:
     ns = kernel.ns
 
     def describe(seg: SwitchSeg) -> SwitchView:
-        with kernel.op() as reg:
+        with kernel.op(sync_timeout()) as reg:   # asked inside a sync: wait like one
             gen, lgen = seg.ports_gen, seg.lookup_gen
             rec = reg.switches.get(sw)
             port_of: dict[str, int] = {}
@@ -59,7 +60,7 @@ def monitors_of(kernel: Kernel) -> PipeMonitors:
     ns = kernel.ns
 
     def resolve(a: Allocator, obj: int, i_mon: int) -> Watch:
-        with kernel.op() as reg:
+        with kernel.op(sync_timeout()) as reg:   # asked inside a sync: wait like one
             g = a.ks[i_mon]
             copies, zmon, peer = monitors.ring_watchers(ns, reg, a.mem_id, obj)
 

@@ -19,25 +19,28 @@ import contextlib
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import numpy as np
 
-from netmap_core.errors import OutOfMemoryError
+from netmap_core.errors import LockTimeoutError, OutOfMemoryError
 
 from ..shm import allocator as shm_alloc
-from ..shm.namespace import REGISTRY, Namespace, owner_id
+from ..shm.namespace import REGISTRY, Namespace, cap_waits, owner_id
 from ..shm.segment import tolerate_missing
 from ..shm.switch import segment_name as switch_segment
 from . import memory, monitors, vale
-from .registry import Registry, Store
+from .registry import Registry, Store, peek
 from .state import Binding
 
 __all__ = ["Kernel", "kernel_for", "END_NAMES"]
 
 END_NAMES = ("master", "slave")
 T = TypeVar("T")
+#: how long an operation waits to finish closes that had timed out (see ``_retry_abandoned``)
+_RETRY_WAIT = 0.05
 
 
 class Kernel:
@@ -48,9 +51,10 @@ class Kernel:
         self.store = Store(ns.path(REGISTRY))
 
     @contextlib.contextmanager
-    def op(self) -> Iterator[Registry]:
-        """Hold the namespace lock with the registry prepared (see :meth:`prepare`)."""
-        with self.ns.locked():
+    def op(self, timeout: float | None = None) -> Iterator[Registry]:
+        """Hold the namespace lock with the registry prepared (see :meth:`prepare`); ``timeout``:
+        see :meth:`Namespace.locked`."""
+        with self.ns.locked(timeout):
             reg, _ = self.prepare()
             yield reg
 
@@ -73,6 +77,8 @@ class Kernel:
                 done.append(f"binding {b.bid} ({b.name}, pid {b.pid}, dead) reclaimed")
                 done += self.drop(b.bid)
                 _unlink(self.ns.fifo_path(b.bid))
+        if self.ns.abandoned:
+            done += self._retry_abandoned(reg)
         return reg, done
 
     def free_first(self, body: Callable[[], T]) -> T:
@@ -93,6 +99,27 @@ class Kernel:
             out = body()
         self.store.commit()
         return out
+
+    def _retry_abandoned(self, reg: Registry) -> list[str]:
+        """Drop the bindings whose close timed out on a lock (a stopped holder), if that lock
+        is free now; waits briefly: an unrelated operation must not pay for them."""
+        done: list[str] = []
+        end = time.monotonic() + _RETRY_WAIT
+        old = cap_waits(end)
+        if old is not None and old < end:
+            cap_waits(old)
+        try:
+            for bid in sorted(self.ns.abandoned):
+                if bid in reg.bindings:
+                    try:
+                        done += self.drop(bid)
+                    except LockTimeoutError:
+                        break   # still held: the next operation tries again
+                    done.append(f"binding {bid} (its close had timed out) reclaimed")
+                self.ns.abandoned.discard(bid)
+        finally:
+            cap_waits(old)
+        return done
 
     # --- unregister ------------------------------------------------------------------------
     def drop(self, bid: int) -> list[str]:
@@ -180,47 +207,59 @@ class Kernel:
                        for o in reg.bindings.by("parent", me.parent))
 
     # --- inspection and cleanup --------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self, timeout: float = 1.0) -> dict:
         """What ``ls`` shows: allocators, pipes, switches (bridge index, ports, segment) and
         bindings (with kind and liveness), changing nothing: dead processes' bindings are
-        shown, not reclaimed."""
+        shown, not reclaimed. When another process keeps the namespace lock (for ``timeout``
+        seconds, or it is seen stopped) the registry is read without it, as last committed,
+        and ``locked_by`` names that process."""
         ns = self.ns
-        with ns.locked():
-            reg = self.store.begin()
-            segs = set(ns.list_segments())
-            mems = []
-            for k in sorted(reg.mems):
-                m = reg.mems[k]
-                names = [ns.shm_name(x, k, m.gen) for x in "mk"]
-                mems.append({"mem_id": k, "memsize": m.memsize, "segments": names,
-                             "present": [s in segs for s in names], "rings": len(m.ring_used),
-                             "ifs": len(m.if_used)})
-            pipes = []
-            for key in sorted(reg.pipes):
-                p = reg.pipes[key]
-                pipes.append({"parent": p.parent, "pipe": p.pipe_id, "mem_id": reg.parents[p.parent].mem_id,
-                              "tx_rings": list(p.ntx), "rx_rings": list(p.nrx),
-                              "slots": [list(p.txs), list(p.rxs)]})
-            binds = []
-            for bid in sorted(reg.bindings):
-                b = reg.bindings[bid]
-                binds.append({"bid": bid, "name": b.name, "pid": b.pid, "mem_id": b.mem_id,
-                              "alive": ns.is_alive(bid, b.pid), "end": END_NAMES[b.end], "kind": b.kind,
-                              "tx": list(b.tx), "rx": list(b.rx), "extra_bufs": b.extra})
-            switches = []
-            for name in sorted(reg.switches):
-                sw = reg.switches[name]
-                seg = switch_segment(ns, sw.idx, sw.gen)
-                ports = {}
-                for k, pname in sorted(sw.ports):
-                    v = reg.parents[pname].vale if pname in reg.parents else None
-                    ports[k] = v.listed(pname) if v is not None and v.persistent else pname
-                switches.append({"name": name, "bridge_idx": sw.idx, "ports": ports, "segment": seg,
-                                 "present": seg in segs})
-            known = memory.known_segments(ns, reg)
-            return {"namespace": ns.name, "dir": ns.dir, "mems": mems, "pipes": pipes, "switches": switches,
-                    "bindings": binds, "orphan_segments": sorted(segs - known),
-                    "interrupted": reg.meta.txn is not None}
+        try:
+            with ns.locked(timeout, early=True):
+                return self._snapshot(self.store.begin(), None)
+        except LockTimeoutError as exc:
+            reg = peek(ns.path(REGISTRY)) or Registry()
+            return self._snapshot(reg, {"pid": exc.holder_pid, "state": exc.holder_state,
+                                        "detail": exc.detail})
+
+    def _snapshot(self, reg: Registry, locked_by: dict | None) -> dict:
+        ns = self.ns
+        segs = set(ns.list_segments())
+        mems = []
+        for k in sorted(reg.mems):
+            m = reg.mems[k]
+            names = [ns.shm_name(x, k, m.gen) for x in "mk"]
+            mems.append({"mem_id": k, "memsize": m.memsize, "segments": names,
+                         "present": [s in segs for s in names], "rings": len(m.ring_used),
+                         "ifs": len(m.if_used)})
+        pipes = []
+        for key in sorted(reg.pipes):
+            p = reg.pipes[key]
+            parent = reg.parents.get(p.parent)
+            pipes.append({"parent": p.parent, "pipe": p.pipe_id,
+                          "mem_id": parent.mem_id if parent is not None else None,
+                          "tx_rings": list(p.ntx), "rx_rings": list(p.nrx),
+                          "slots": [list(p.txs), list(p.rxs)]})
+        binds = []
+        for bid in sorted(reg.bindings):
+            b = reg.bindings[bid]
+            binds.append({"bid": bid, "name": b.name, "pid": b.pid, "mem_id": b.mem_id,
+                          "alive": ns.is_alive(bid, b.pid), "end": END_NAMES[b.end], "kind": b.kind,
+                          "tx": list(b.tx), "rx": list(b.rx), "extra_bufs": b.extra})
+        switches = []
+        for name in sorted(reg.switches):
+            sw = reg.switches[name]
+            seg = switch_segment(ns, sw.idx, sw.gen)
+            ports = {}
+            for k, pname in sorted(sw.ports):
+                v = reg.parents[pname].vale if pname in reg.parents else None
+                ports[k] = v.listed(pname) if v is not None and v.persistent else pname
+            switches.append({"name": name, "bridge_idx": sw.idx, "ports": ports, "segment": seg,
+                             "present": seg in segs})
+        known = memory.known_segments(ns, reg)
+        return {"namespace": ns.name, "dir": ns.dir, "mems": mems, "pipes": pipes, "switches": switches,
+                "bindings": binds, "orphan_segments": sorted(segs - known),
+                "interrupted": reg.meta.txn is not None, "locked_by": locked_by}
 
     def gc(self, *, remove_empty: bool = True) -> list[str]:
         """Remove what dead processes left: reclaim their bindings, finish an interrupted

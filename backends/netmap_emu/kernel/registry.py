@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -30,7 +31,7 @@ from netmap_core.errors import NetmapOSError, OutOfMemoryError
 from ..shm.segment import GC_HINT, fd_exhausted
 from .state import Binding, Mem, Meta, Parent, Pipe, Switch, from_json, port_key
 
-__all__ = ["Table", "Registry", "Store", "db_error"]
+__all__ = ["Table", "Registry", "Store", "db_error", "peek"]
 
 K = TypeVar("K", int, str)
 R = TypeVar("R")
@@ -431,3 +432,23 @@ class Store:
     def rollback(self) -> None:
         """Forget uncommitted changes (in memory; nothing was written)."""
         self.reg.rollback()
+
+
+def peek(path: str) -> Registry | None:
+    """The registry as last committed, read WITHOUT the namespace lock (``ls`` while another
+    process holds it): a read-only connection and one read transaction, a consistent snapshot
+    in WAL mode even while a writer is stopped inside its commit. None if there is none."""
+    if not os.path.exists(path):
+        return None
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, isolation_level=None,
+                           timeout=1.0, check_same_thread=False)
+    try:
+        conn.execute("BEGIN")
+        rows = conn.execute("SELECT tbl, key, data FROM rec").fetchall()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    reg = Registry()
+    for tbl, key, data in rows:
+        Store._apply(reg, tbl, key, data)
+    return reg
