@@ -11,6 +11,7 @@ from .backend import BACKENDS, Backend, Binding, RegisterInfo, default_backend_n
 from .errors import (
     BackendUnavailable,
     ClosedPortError,
+    CorruptRingError,
     InvalidRequestError,
     LockTimeoutError,
     NetmapError,
@@ -36,7 +37,7 @@ __all__ = [
     "PortSpec", "Conf", "ExtMem", "Offset", "parse_portspec",
     "RegisterInfo", "Binding", "Backend", "BACKENDS", "get_backend", "default_backend_name", "probe",
     "POLLIN", "POLLOUT", "POLLERR",
-    "NetmapError", "PortSpecError", "RingProtocolError", "NetmapOSError", "InvalidRequestError",
-    "NoSuchPortError", "PortBusyError", "OutOfMemoryError", "NotSupportedError",
+    "NetmapError", "PortSpecError", "RingProtocolError", "CorruptRingError", "NetmapOSError",
+    "InvalidRequestError", "NoSuchPortError", "PortBusyError", "OutOfMemoryError", "NotSupportedError",
     "LockTimeoutError", "ClosedPortError", "BackendUnavailable", "error_from_errno",
 ]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import abi
-from .errors import InvalidRequestError, RingProtocolError
+from .errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -34,14 +34,20 @@ def move_slots(src: Ring, spos: SlotSel, dst: Ring, dpos: SlotSel, *, copy: bool
     dbuf = dst.slots["buf_idx"][dpos].astype(np.int64)
     if sbuf.size == 0:
         return
-    for ring, bufs in ((src, sbuf), (dst, dbuf)):
+    for ring, bufs, pos in ((src, sbuf, spos), (dst, dbuf, dpos)):
         if int(bufs.max()) >= ring.nbufs:
-            raise RingProtocolError(ring.name, "slot buf_idx", int(bufs.max()),
-                                    f"0..{ring.nbufs - 1} (buffers in the mapping)")
+            bad = int(np.argmax(bufs >= ring.nbufs))
+            raise ring._slot_error("buf_idx", _nth(pos, bad), int(bufs[bad]))
     lens = src.slots["len"][spos]
-    if int(lens.max()) > min(src.buf_size, dst.buf_size):
-        raise RingProtocolError(src.name, "slot len", int(lens.max()),
-                                f"0..{min(src.buf_size, dst.buf_size)}")
+    limit = min(src.buf_size, dst.buf_size)
+    if int(lens.max()) > limit:
+        bad = int(np.argmax(lens > limit))
+        if lens[bad] > src.buf_size:
+            raise src._slot_error("len", _nth(spos, bad), int(lens[bad]))
+        raise InvalidRequestError(
+            22, f"{src.name}: slot[{_nth(spos, bad)}].len={int(lens[bad])} does not fit "
+            f"{dst.name}'s {dst.buf_size}-byte buffers; shorten the frame or use copy=False "
+            "into a ring of the same pool")
     frag = src.slots["flags"][spos] & abi.NS_MOREFRAG
     if copy:
         width = int(lens.max())
@@ -53,6 +59,13 @@ def move_slots(src: Ring, spos: SlotSel, dst: Ring, dpos: SlotSel, *, copy: bool
         src.slots["flags"][spos] |= abi.NS_BUF_CHANGED
         dst.slots["flags"][dpos] = frag | abi.NS_BUF_CHANGED
     dst.slots["len"][dpos] = lens
+
+
+def _nth(sel: SlotSel, i: int) -> int:
+    """The slot at position ``i`` of a selection (a slice or an index array)."""
+    if isinstance(sel, slice):
+        return int(sel.start or 0) + i
+    return int(np.asarray(sel)[i])
 
 
 @dataclass(frozen=True)
@@ -76,25 +89,27 @@ def dispatch(src: Ring, dsts: Sequence[Ring], choice: ArrayLike, *,
     """
     choice = np.asarray(choice)
     k = int(choice.shape[0])
-    if k > src.space():
-        raise InvalidRequestError(22, f"dispatch: {k} choices but only {src.space()} ready slots")
+    shead, sroom = src._hroom()   # one read of head and tail each, checked
+    if k > sroom:
+        raise InvalidRequestError(22, f"dispatch: {k} choices but only {sroom} ready slots")
     if k and int(choice.max()) >= len(dsts):
         raise InvalidRequestError(22, f"dispatch: choice {int(choice.max())} but only {len(dsts)} rings")
-    spos_all = (src.head + np.arange(k)) % src.num_slots
+    spos_all = (shead + np.arange(k)) % src.num_slots
     forwarded = []
     for j, dst in enumerate(dsts):
         spos = spos_all[choice == j]
-        m = min(int(spos.shape[0]), dst.space())
+        dhead, droom = dst._hroom()
+        m = min(int(spos.shape[0]), droom)
         if m:
-            dpos = (dst.head + np.arange(m)) % dst.num_slots
+            dpos = (dhead + np.arange(m)) % dst.num_slots
             same = src.same_pool(dst)
             if copy is False and not same:
                 raise InvalidRequestError(
                     22, f"dispatch: {src.name} and {dst.name} do not share a buffer pool")
             move_slots(src, spos[:m], dst, dpos, copy=bool(copy) or not same)
-            dst.advance(m)
+            dst._set_head(dhead, m)
         forwarded.append(m)
-    src.advance(k)
+    src._set_head(shead, k)
     return Dispatched(tuple(forwarded), k - sum(forwarded))
 
 

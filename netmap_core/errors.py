@@ -12,6 +12,7 @@ __all__ = [
     "NetmapError",
     "PortSpecError",
     "RingProtocolError",
+    "CorruptRingError",
     "NetmapOSError",
     "InvalidRequestError",
     "NoSuchPortError",
@@ -60,6 +61,19 @@ class RingProtocolError(NetmapError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{ring}: {field}={value} is illegal; allowed: {allowed}")
+
+
+class CorruptRingError(RingProtocolError):
+    """An index or length read from a ring's shared memory is out of range (``value`` is what
+    was read, ``allowed`` the legal range): another process, a stray write or a bug changed
+    the ring behind the library's back. Nothing was read or written through it; ``hint``
+    says how to recover."""
+
+    def __init__(self, ring: str, field: str, value: int, allowed: str, hint: str) -> None:
+        super().__init__(ring, field, value, allowed)
+        self.hint = hint
+        self.args = (f"{ring}: {field}={value} read from shared memory is out of range; "
+                     f"allowed: {allowed}. {hint}",)
 
 
 class NetmapOSError(NetmapError, OSError):

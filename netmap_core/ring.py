@@ -1,6 +1,15 @@
 """A netmap ring as a view over any writable memory region: head/cur/tail, slots, buffers.
 
-Pure: no syscalls. The ring owns nothing; the backend that mapped the region keeps it alive.
+Pure: no syscalls. The ring owns nothing; the backend that mapped the region keeps it alive,
+and a ring keeps its port's registration alive through its :class:`RingOwner` (once the port
+is closed, every method raises :class:`~netmap_core.errors.ClosedPortError`).
+
+Shared memory is not trusted: every index and length a method reads from it (head, cur, tail,
+a slot's buf_idx and len) is checked against what the ring had when it was mapped (its
+``num_slots``, the pool's buffer count, the buffer size) before it is used, and a bad value
+is a :class:`~netmap_core.errors.CorruptRingError` naming the ring, the field, the value and
+the legal range. A method reads each header word once, so a value changing underneath it
+cannot slip past the check.
 
 Ownership (netmap(4))::
 
@@ -15,6 +24,7 @@ CPython; the batch ones cost a few µs per call plus a few ns per slot.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +32,7 @@ import numpy as np
 
 from . import abi
 from .batch import move_slots
-from .errors import InvalidRequestError, RingProtocolError
+from .errors import ClosedPortError, CorruptRingError, InvalidRequestError, RingProtocolError
 
 if TYPE_CHECKING:
     from mmap import mmap
@@ -35,9 +45,34 @@ if TYPE_CHECKING:
     #: slot positions: a slice (no wrap) or an index array
     SlotSel: TypeAlias = "slice | np.ndarray"
 
-__all__ = ["Ring", "Batch", "as_region"]
+__all__ = ["Ring", "RingOwner", "Batch", "as_region"]
 
 _HEAD, _CUR, _TAIL, _FLAGS = 5, 6, 7, 8  # u32 word indexes in the ring header
+
+
+class RingOwner:
+    """What a ring belongs to: ``closed`` turns True when the owner (a port) is closed, and
+    ``keep`` (the port's registration) stays alive as long as one of its rings does. ``label``
+    names the owner in errors. A ring built without an owner is never closed."""
+
+    __slots__ = ("closed", "keep", "label")
+
+    def __init__(self, keep: object = None, label: str = "") -> None:
+        self.closed = False
+        self.keep = keep
+        self.label = label
+
+
+_UNOWNED = RingOwner(None, "")
+
+
+def _index(what: str, value: object) -> int:
+    """``value`` as a Python int (numpy integers accepted), or InvalidRequestError."""
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidRequestError(
+            22, f"{what}={value!r} is not an integer; pass an int") from None
 
 
 def as_region(region: Region) -> np.ndarray:
@@ -69,19 +104,23 @@ class Batch:
 
     def gather(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Bytes ``[start, stop)`` of every buffer as a new ``(k, stop - start)`` array (copies)."""
+        self.ring._live()
         stop = self.ring.buf_size if stop is None else stop
         return self.ring.buffers[self.buf_idx, start:stop]
 
     def read(self, offset: int, dtype: DTypeLike = "<u8") -> np.ndarray:
         """One ``dtype`` value per frame, from byte ``offset`` of each buffer (a new array)."""
+        self.ring._live()
         return self.ring.field(offset, dtype)[self.buf_idx]
 
     def write(self, offset: int, values: ArrayLike, dtype: DTypeLike = "<u8") -> None:
         """Store one ``dtype`` value per frame (or one for all) at byte ``offset``."""
+        self.ring._live()
         self.ring.field(offset, dtype)[self.buf_idx] = values
 
     def scatter(self, data: ArrayLike, start: int = 0) -> None:
         """Write ``data`` (``(k, w)`` or one ``(w,)`` row for all) at byte ``start`` of each buffer."""
+        self.ring._live()
         data = np.asarray(data, dtype=np.uint8)
         width = data.shape[-1]
         if start < 0 or start + width > self.ring.buf_size:
@@ -95,15 +134,20 @@ class Ring:
 
     ``name`` only labels errors and ``repr``. All header and slot reads and writes go straight
     to shared memory, so the ring always shows what the kernel (or the emulator) last wrote.
+    ``owner`` (a :class:`RingOwner`, given by the port) ties the ring to its port: the ring
+    keeps the port's registration alive and refuses every use once the port is closed. The
+    raw views (``slots``, ``buffers``, ``header``) are not guarded: after ``close()`` they
+    show memory the port no longer owns.
     """
 
     __slots__ = (
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
         "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords",
-        "_shalves", "__weakref__",
+        "_shalves", "_owner", "__weakref__",
     )
 
-    def __init__(self, region: Region, offset: int, *, name: str = "ring") -> None:
+    def __init__(self, region: Region, offset: int, *, name: str = "ring",
+                 owner: RingOwner | None = None) -> None:
         arr = as_region(region)
         size = arr.shape[0]
         if offset < 0 or offset % 8 or offset + abi.NETMAP_RING_SLOTS_OFFSET > size:
@@ -112,6 +156,7 @@ class Ring:
         self.name = name
         self.region = arr
         self.offset = offset
+        self._owner = _UNOWNED if owner is None else owner
         self.header = np.ndarray((), dtype=abi.netmap_ring, buffer=arr, offset=offset)
         n = int(self.header["num_slots"])
         if n < 1 or offset + abi.NETMAP_RING_SLOTS_OFFSET + n * abi.netmap_slot.itemsize > size:
@@ -123,7 +168,7 @@ class Ring:
             raise InvalidRequestError(
                 22, f"{name}: buffer pool at region offset {base} (buf_ofs="
                 f"{int(self.header['buf_ofs'])}, nr_buf_size={bsize}) lies outside the region")
-        self.num_slots = n
+        self.num_slots = n   # fixed here: a later write to the header's num_slots is ignored
         self.buf_size = bsize
         self.ringid = int(self.header["ringid"])
         self.dir = int(self.header["dir"])
@@ -140,42 +185,129 @@ class Ring:
         self._shalves = raw.cast("H")  # ... and its len is half-word 8i + 2
         self._words = arr[offset:offset + 40].data.cast("I")
 
+    # --- guards ----------------------------------------------------------------------------
+    def _live(self) -> None:
+        """Raise ClosedPortError once the owner (the port) is closed."""
+        if self._owner.closed:
+            raise self._dead()
+
+    def _dead(self) -> ClosedPortError:
+        return ClosedPortError(
+            f"{self.name}: its port {self._owner.label!r} is closed, and a ring dies with its "
+            "port; use the rings of a port opened again (port.tx_rings / port.rx_rings)")
+
+    def _corrupt(self, field: str, value: int) -> CorruptRingError:
+        """The error for header word ``field`` (head, cur or tail) read as ``value``."""
+        n = self.num_slots
+        if field == "tail":
+            hint = ("Only a sync writes tail: txsync(), rxsync() or poll() restores it from "
+                    "the kernel's copy.")
+        else:
+            hint = (f"Set ring.{field} to a slot in 0..{n - 1} (with rules='netmap' the next "
+                    "sync resets it), or close and reopen the port.")
+        return CorruptRingError(self.name, field, value,
+                                f"0..{n - 1} (num_slots={n} when the ring was mapped)", hint)
+
+    def _slot_error(self, field: str, slot: int, value: int) -> CorruptRingError:
+        """The error for slot ``slot``'s ``buf_idx`` or ``len`` read as ``value``."""
+        if field == "buf_idx":
+            allowed = f"0..{self._nbufs - 1} (buffers in the mapping)"
+        else:
+            allowed = f"0..{self.buf_size} (the buffer size)"
+        return CorruptRingError(
+            self.name, f"slot[{slot}].{field}", value, allowed,
+            "The slot was last written by its owner (this process or the peer that handed it "
+            "over); write a valid value into it, or close and reopen the port.")
+
+    def _hroom(self) -> tuple[int, int]:
+        """(head, space()) from one read of each header word, both checked."""
+        if self._owner.closed:
+            raise self._dead()
+        w = self._words
+        h = w[_HEAD]
+        t = w[_TAIL]
+        n = self.num_slots
+        if h >= n:
+            raise self._corrupt("head", h)
+        if t >= n:
+            raise self._corrupt("tail", t)
+        ret = t - h
+        return h, (ret + n if ret < 0 else ret)
+
+    def _set_head(self, h: int, k: int) -> None:
+        """head = cur = ``h`` + ``k`` (wrapping); ``h`` was read and checked by the caller."""
+        h += k
+        if h >= self.num_slots:
+            h -= self.num_slots
+        w = self._words
+        w[_HEAD] = h
+        w[_CUR] = h
+
+    def _slot_index(self, what: str, value: int) -> int:
+        if value.__class__ is not int:
+            value = _index(f"{self.name}: {what}", value)
+        if not 0 <= value < self.num_slots:
+            raise InvalidRequestError(
+                22, f"{self.name}: {what}={value} is out of range; allowed: 0..{self.num_slots - 1} "
+                f"(the ring has {self.num_slots} slots); pass a slot index, e.g. ring.next(i)")
+        return value
+
     # --- indexes -------------------------------------------------------------------------
     @property
     def head(self) -> int:
-        """First slot owned by the user (user-written)."""
+        """First slot owned by the user (user-written). As read from shared memory: the
+        methods check it, this property shows it as it is."""
+        if self._owner.closed:
+            raise self._dead()
         return self._words[_HEAD]
 
     @head.setter
     def head(self, value: int) -> None:
-        self._words[_HEAD] = self._u32("head", value)
+        if self._owner.closed:
+            raise self._dead()
+        if value.__class__ is not int or not 0 <= value < self.num_slots:
+            value = self._slot_index("head", value)
+        self._words[_HEAD] = value
 
     @property
     def cur(self) -> int:
         """Wake-up point: poll reports this ring ready when ``cur != tail`` (user-written)."""
+        if self._owner.closed:
+            raise self._dead()
         return self._words[_CUR]
 
     @cur.setter
     def cur(self, value: int) -> None:
-        self._words[_CUR] = self._u32("cur", value)
+        if self._owner.closed:
+            raise self._dead()
+        if value.__class__ is not int or not 0 <= value < self.num_slots:
+            value = self._slot_index("cur", value)
+        self._words[_CUR] = value
 
     @property
     def tail(self) -> int:
         """First slot owned by the kernel (kernel-written; read-only here)."""
+        if self._owner.closed:
+            raise self._dead()
         return self._words[_TAIL]
 
     @property
     def flags(self) -> int:
         """Ring flags (``NR_TIMESTAMP``, ``NR_FORWARD``), user-written."""
+        if self._owner.closed:
+            raise self._dead()
         return self._words[_FLAGS]
 
     @flags.setter
     def flags(self, value: int) -> None:
+        if self._owner.closed:
+            raise self._dead()
         self._words[_FLAGS] = self._u32("flags", value)
 
     @property
     def ts(self) -> float:
         """Timestamp of the last RX sync in seconds (``struct timeval``)."""
+        self._live()
         t = self.header["ts"]
         return int(t["tv_sec"]) + int(t["tv_usec"]) * 1e-6
 
@@ -184,75 +316,106 @@ class Ring:
         """Number of buffers addressable through this ring's mapping."""
         return self._nbufs
 
+    @property
+    def closed(self) -> bool:
+        """True once the ring's port is closed (every method then raises ClosedPortError)."""
+        return self._owner.closed
+
     def _u32(self, field: str, value: int) -> int:
         if not 0 <= value <= 0xFFFFFFFF:
             raise RingProtocolError(self.name, field, value, "an unsigned 32-bit integer")
         return value
 
     def next(self, i: int) -> int:
-        """The slot after ``i`` (wraps at ``num_slots``, which need not be a power of two)."""
+        """The slot after ``i`` (wraps at ``num_slots``, which need not be a power of two).
+        ``i`` must be a slot index (0..num_slots-1)."""
+        if self._owner.closed:
+            raise self._dead()
+        if not 0 <= i < self.num_slots:
+            self._slot_index("next: slot", i)
         i += 1
         return 0 if i == self.num_slots else i
 
     def space(self) -> int:
-        """Slots in ``[head, tail)``: free slots on TX, received slots on RX."""
-        ret = self._words[_TAIL] - self._words[_HEAD]
-        return ret + self.num_slots if ret < 0 else ret
+        """Slots in ``[head, tail)``: free slots on TX, received slots on RX (0..num_slots-1)."""
+        return self._hroom()[1]
 
     @property
     def empty(self) -> bool:
         """True when ``head == tail`` (nothing to send into / nothing received)."""
+        if self._owner.closed:
+            raise self._dead()
         return self._words[_HEAD] == self._words[_TAIL]
 
     def tx_pending(self) -> bool:
         """TX only: slots handed over but not yet reclaimed (``next(tail) != head``)."""
-        return self.next(self._words[_TAIL]) != self._words[_HEAD]
+        if self._owner.closed:
+            raise self._dead()
+        w = self._words
+        t = w[_TAIL] + 1
+        if t > self.num_slots:
+            raise self._corrupt("tail", t - 1)
+        return (0 if t == self.num_slots else t) != w[_HEAD]
 
     def advance(self, k: int) -> None:
         """Move ``head`` and ``cur`` forward by ``k`` slots (at most ``space()``).
 
         TX: publishes ``k`` filled slots for the next txsync. RX: returns ``k`` read slots.
         """
-        if not 0 <= k <= self.space():
-            raise RingProtocolError(self.name, "advance", k, f"0..{self.space()} (space())")
-        h = self._words[_HEAD] + k
-        if h >= self.num_slots:
-            h -= self.num_slots
-        self._words[_HEAD] = h
-        self._words[_CUR] = h
+        h, room = self._hroom()
+        if k.__class__ is not int:
+            k = _index(f"{self.name}: advance", k)
+        if not 0 <= k <= room:
+            raise RingProtocolError(self.name, "advance", k, f"0..{room} (space())")
+        self._set_head(h, k)
 
     # --- one slot at a time --------------------------------------------------------------
     def buf(self, i: int) -> np.ndarray:
         """Writable zero-copy view of the whole buffer of slot ``i`` (``buf_size`` bytes).
         Cost: ~0.2 µs (per-packet path)."""
-        if not 0 <= i < self.num_slots:
-            raise RingProtocolError(self.name, "slot", i, f"0..{self.num_slots - 1}")
+        if self._owner.closed:
+            raise self._dead()
+        if i.__class__ is not int or not 0 <= i < self.num_slots:
+            i = self._slot_arg(i)
         idx = self._swords[i << 2]
         if idx >= self._nbufs:
-            raise RingProtocolError(
-                self.name, f"slot[{i}].buf_idx", idx, f"0..{self._nbufs - 1} (buffers in the mapping)")
+            raise self._slot_error("buf_idx", i, idx)
         return self.buffers[idx]
 
     def payload(self, i: int) -> np.ndarray:
         """Zero-copy view of the first ``len`` bytes of slot ``i``'s buffer. Cost: ~0.3 µs."""
-        if not 0 <= i < self.num_slots:
-            raise RingProtocolError(self.name, "slot", i, f"0..{self.num_slots - 1}")
+        if self._owner.closed:
+            raise self._dead()
+        if i.__class__ is not int or not 0 <= i < self.num_slots:
+            i = self._slot_arg(i)
         idx, ln = self._swords[i << 2], self._shalves[(i << 3) + 2]
         if idx >= self._nbufs:
-            raise RingProtocolError(
-                self.name, f"slot[{i}].buf_idx", idx, f"0..{self._nbufs - 1} (buffers in the mapping)")
+            raise self._slot_error("buf_idx", i, idx)
         if ln > self.buf_size:
-            raise RingProtocolError(self.name, f"slot[{i}].len", ln, f"0..{self.buf_size}")
+            raise self._slot_error("len", i, ln)
         return self.buffers[idx][:ln]
+
+    def _slot_arg(self, i: object) -> int:
+        i = _index(f"{self.name}: slot", i)
+        if not 0 <= i < self.num_slots:
+            raise RingProtocolError(self.name, "slot", i, f"0..{self.num_slots - 1}")
+        return i
 
     def set_len(self, i: int, length: int) -> None:
         """Per-packet: set slot ``i``'s ``len`` (checked against the buffer size). ~0.1 µs."""
+        if self._owner.closed:
+            raise self._dead()
+        if i.__class__ is not int or not 0 <= i < self.num_slots:
+            i = self._slot_arg(i)
+        if length.__class__ is not int:
+            length = _index(f"{self.name}: slot[{i}].len", length)
         if not 0 <= length <= self.buf_size:
             raise RingProtocolError(self.name, f"slot[{i}].len", length, f"0..{self.buf_size}")
         self._shalves[(i << 3) + 2] = length
 
     # --- batches -------------------------------------------------------------------------
     def _span(self, start: int, k: int) -> SlotSel:
+        """Slots ``start .. start+k`` (wrapping); ``start < num_slots`` and ``k <= num_slots``."""
         n = self.num_slots
         if start + k <= n:
             return slice(start, start + k)
@@ -262,6 +425,7 @@ class Ring:
         """Zero-copy strided view: element ``i`` is the ``dtype`` value at byte ``offset`` of
         buffer ``i``. ``ring.field(14, "<u8")[batch.buf_idx]`` reads one header field of a
         whole batch (a few ns per frame); assigning through it writes them."""
+        self._live()
         dt = np.dtype(dtype)
         if offset < 0 or offset + dt.itemsize > self.buf_size:
             raise InvalidRequestError(
@@ -270,13 +434,22 @@ class Ring:
                           offset=self._pool_off + offset,
                           strides=(self.buf_size,))
 
+    def _limit(self, what: str, limit: object, room: int) -> int:
+        lim = limit if isinstance(limit, int) else _index(f"{self.name}: {what}", limit)
+        if lim < 0:
+            raise InvalidRequestError(
+                22, f"{self.name}: {what}={lim} is negative; allowed: 0 or more (None: all)")
+        return lim if lim < room else room
+
     def ready(self, limit: int | None = None) -> Batch:
         """The slots ``[head, tail)`` (at most ``limit``) as arrays; does not move ``head``.
-
-        Cost: a few µs per call, independent of the payload.
+        Every slot's ``buf_idx`` and ``len`` is checked (CorruptRingError names the first bad
+        slot). Cost: a few µs per call, independent of the payload.
         """
-        k = self.space() if limit is None else min(limit, self.space())
-        h, n = self._words[_HEAD], self.num_slots
+        h, k = self._hroom()
+        if limit is not None:
+            k = self._limit("ready: limit", limit, k)
+        n = self.num_slots
         if h + k <= n:
             idx = np.arange(h, h + k)
             bidx = self._bidx[h:h + k].astype(np.intp)
@@ -287,14 +460,16 @@ class Ring:
             bidx = np.concatenate((self._bidx[h:], self._bidx[:r]), dtype=np.intp)
             lens = np.concatenate((self._lens[h:], self._lens[:r]))
         self._check_bufs(bidx, idx)
+        if k and int(lens.max()) > self.buf_size:
+            bad = int(np.argmax(lens > self.buf_size))
+            raise self._slot_error("len", int(idx[bad]), int(lens[bad]))
         return Batch(self, idx, bidx, lens)
 
     def _check_bufs(self, bidx: np.ndarray, sel: SlotSel) -> None:
         if bidx.size and int(bidx.max()) >= self._nbufs:
             bad = int(np.argmax(bidx >= self._nbufs))
             slot = (sel.start + bad) if isinstance(sel, slice) else int(np.asarray(sel)[bad])
-            raise RingProtocolError(self.name, f"slot[{slot}].buf_idx", int(bidx[bad]),
-                                    f"0..{self._nbufs - 1} (buffers in the mapping)")
+            raise self._slot_error("buf_idx", slot, int(bidx[bad]))
 
     def fill(self, k: int | None = None, *,
              template: bytes | bytearray | memoryview | np.ndarray | None = None,
@@ -307,7 +482,9 @@ class Ring:
         (default: the payload width). Returns the number of slots filled, which is
         ``min(k, space())``. Cost: a few µs plus one copy of the payload bytes.
         """
-        room = self.space()
+        h, room = self._hroom()
+        if k is not None and k.__class__ is not int:
+            k = _index(f"{self.name}: fill: k", k)
         if data is not None:
             data = np.asarray(data, dtype=np.uint8)
             if data.ndim != 2:
@@ -325,7 +502,7 @@ class Ring:
             raise InvalidRequestError(22, f"fill: frame width {width} exceeds buffer size {self.buf_size}")
         if k <= 0:
             return 0
-        sel = self._span(self._words[_HEAD], k)
+        sel = self._span(h, k)
         slots = self.slots[sel] if isinstance(sel, slice) else None
         bidx = (slots["buf_idx"] if slots is not None else self.slots["buf_idx"][sel]).astype(np.int64)
         self._check_bufs(bidx, sel)
@@ -343,7 +520,7 @@ class Ring:
         self.slots["len"][sel] = lens
         self.slots["flags"][sel] = flags
         if advance:
-            self.advance(k)
+            self._set_head(h, k)
         return k
 
     def same_pool(self, other: Ring) -> bool:
@@ -357,35 +534,46 @@ class Ring:
         and ``NS_BUF_CHANGED`` set on both slots (netmap's bridge). Otherwise (or with
         ``copy=True``) the payload bytes are copied. Returns the number of slots moved.
         """
+        sh, sroom = self._hroom()
+        dh, droom = dst._hroom()
         if copy is None:
             copy = not self.same_pool(dst)
         elif not copy and not self.same_pool(dst):
             raise InvalidRequestError(22, f"forward: {self.name} and {dst.name} do not share a buffer pool")
-        k = min(self.space(), dst.space())
+        k = min(sroom, droom)
         if limit is not None:
-            k = min(k, limit)
+            k = self._limit("forward: limit", limit, k)
         if k <= 0:
             return 0
-        move_slots(self, self._span(self._words[_HEAD], k), dst, dst._span(dst._words[_HEAD], k),
-                   copy=copy)
-        self.advance(k)
-        dst.advance(k)
+        move_slots(self, self._span(sh, k), dst, dst._span(dh, k), copy=copy)
+        self._set_head(sh, k)
+        dst._set_head(dh, k)
         return k
 
     # --- pictures ------------------------------------------------------------------------
     def describe(self, width: int = 64) -> str:
-        """An ASCII picture of ownership: ``u`` user slots [head, tail), ``.`` kernel slots."""
-        n, h, c, t = self.num_slots, self.head, self.cur, self.tail
+        """An ASCII picture of ownership: ``u`` user slots [head, tail), ``.`` kernel slots.
+        Indexes out of range are shown as they are (and no slot as the user's)."""
+        self._live()
+        w = self._words
+        n, h, c, t = self.num_slots, w[_HEAD], w[_CUR], w[_TAIL]
+        ok = h < n and t < n
         cells = min(n, width)
         row = []
         for j in range(cells):
             i = j * n // cells
-            user = ((i - h) % n) < ((t - h) % n) if h < n and t < n else False
+            user = ((i - h) % n) < ((t - h) % n) if ok else False
             row.append("u" if user else ".")
-        return (f"[{''.join(row)}]  head={h} cur={c} tail={t} space={self.space()} "
+        space = (t - h) % n if ok else "? (corrupt)"
+        return (f"[{''.join(row)}]  head={h} cur={c} tail={t} space={space} "
                 f"of {n} ({'TX' if self.dir == abi.NR_TX else 'RX'})")
 
     def __repr__(self) -> str:
         kind = "TX" if self.dir == abi.NR_TX else "RX"
-        return (f"<Ring {self.name} {kind}{self.ringid} slots={self.num_slots} head={self.head} "
-                f"cur={self.cur} tail={self.tail} space={self.space()}>")
+        if self._owner.closed:
+            return f"<Ring {self.name} {kind}{self.ringid} slots={self.num_slots} closed>"
+        w = self._words
+        n, h, t = self.num_slots, w[_HEAD], w[_TAIL]
+        space = (t - h) % n if h < n and t < n else "?"
+        return (f"<Ring {self.name} {kind}{self.ringid} slots={n} head={h} "
+                f"cur={w[_CUR]} tail={t} space={space}>")

@@ -142,9 +142,9 @@ class PipeMachine(RuleBasedStateMachine):
     def _set_indexes(self, h: Handle, kind: str, head=None, cur=None, tail=None) -> None:
         ring = self._ring(h, kind)
         if head is not None:
-            ring.head = head
+            ring.header["head"] = head  # raw: the head/cur setters refuse values >= num_slots
         if cur is not None:
-            ring.cur = cur
+            ring.header["cur"] = cur
         if tail is not None:
             ring.header["tail"] = tail  # only a misbehaving user writes tail (B6/B7)
         self.model.set_indexes(h.role, kind, head, cur, tail)

@@ -308,7 +308,7 @@ def test_poll_timeout_in_seconds(fake, backend, timeout, ms):
 def test_netmap_rules_let_the_kernel_judge(fake, backend):
     b, port = opened(backend, "netmap")
     tx = port.tx_rings[0]
-    tx.head = 100
+    tx.header["head"] = 100   # raw: the setter refuses it
     port.txsync()
     assert fake.kinds()[-1] == "NIOCTXSYNC"
 
@@ -317,7 +317,7 @@ def test_strict_tx_refuses_before_the_syscall(fake, backend):
     b, port = opened(backend, "strict")
     tx = port.tx_rings[0]
     n = len(fake.calls)
-    tx.head = tx.cur = 8
+    tx.header["head"] = tx.header["cur"] = 8   # raw: the setters refuse 8
     with pytest.raises(RingProtocolError, match=r"vale0:a:tx0: head=8 is illegal; allowed: \[0, 7\]"):
         port.txsync()
     tx.head, tx.cur = 3, 2
@@ -346,7 +346,7 @@ def test_strict_rx_and_poll_check_the_rings_poll_syncs(fake, backend):
         port.poll(select.POLLIN, 0)
     port.poll(select.POLLOUT, 0)   # poll(POLLOUT) runs no RX part: RX is not checked
     rx.head = rx.cur = 0
-    tx.head = tx.cur = 9
+    tx.header["head"] = tx.header["cur"] = 9
     with pytest.raises(RingProtocolError, match="tx0: head=9"):
         port.poll(select.POLLIN, 0)   # the TX part runs on every poll without NR_NO_TX_POLL
 
@@ -373,7 +373,7 @@ def test_strict_poll_checks_only_tx_rings_the_kernel_syncs(fake, backend):
     its cur is not checked then (and what the user wrote there is not taken as synced)."""
     _, port = opened(backend, "strict")
     tx = port.tx_rings[0]
-    tx.cur = 9
+    tx.header["cur"] = 9
     port.poll(select.POLLIN, 0)
     assert fake.kinds()[-1] == "poll"
     with pytest.raises(RingProtocolError, match="tx0: cur=9"):
@@ -384,7 +384,7 @@ def test_strict_poll_checks_only_tx_rings_the_kernel_syncs(fake, backend):
 def test_strict_poll_skips_tx_with_no_tx_poll(fake, backend):
     fake.handlers[abi.NETMAP_REQ_REGISTER] = register_reply(nr_flags=abi.NR_NO_TX_POLL)
     b, port = opened(backend, "strict", flags=abi.NR_NO_TX_POLL)
-    port.tx_rings[0].head = 9
+    port.tx_rings[0].header["head"] = 9
     port.poll(select.POLLIN, 0)
     assert fake.kinds()[-1] == "poll"
     with pytest.raises(RingProtocolError):

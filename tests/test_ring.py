@@ -83,9 +83,8 @@ def test_bad_indexes_from_memory_are_refused_with_field_and_range():
     assert e.value.field == "slot[5].buf_idx" and e.value.value == 10**6
     with pytest.raises(RingProtocolError):
         tx.buf(8)
-    with pytest.raises(RingProtocolError) as e:
+    with pytest.raises(InvalidRequestError, match=r"t:tx0: head=-1 is out of range; allowed: 0\.\.7"):
         tx.head = -1
-    assert e.value.field == "head"
 
 
 def test_header_that_does_not_fit_is_refused():
@@ -183,3 +182,124 @@ def test_field_view_reads_and_writes_one_value_per_buffer():
     # the view covers every buffer of the pool and is shared by rings of the pool
     assert tx.field(0, "u1").shape == (tx.nbufs,)
     assert rx.field(14)[int(tx.slots["buf_idx"][1])] == 101
+
+
+HOSTILE_WORDS = [8, 9, 1000, 0x7FFFFFFF, 0xB0000000, 0xFFFFFFFF]
+
+
+@pytest.mark.parametrize("value", HOSTILE_WORDS)
+@pytest.mark.parametrize("field", ["head", "tail"])
+def test_hostile_header_words_are_refused_before_use(field, value):
+    """tail = 0xB0000000 once made space() return 2952790016 and ready() allocate 22 GiB."""
+    from netmap_core.errors import CorruptRingError
+
+    tx, rx = ring_of(8)
+    for r in (tx, rx):
+        r.header[field] = value
+        calls = [r.space, r.ready, lambda r=r: r.ready(3), lambda r=r: r.advance(0),
+                 lambda r=r: r.fill(2, template=b"ab"), lambda r=r: r.forward(tx if r is rx else rx)]
+        for call in calls:
+            with pytest.raises(CorruptRingError) as e:
+                call()
+            err = e.value
+            assert (err.ring, err.field, err.value) == (r.name, field, value)
+            assert err.allowed.startswith("0..7") and "num_slots=8" in str(err)
+            assert isinstance(err, RingProtocolError)
+        assert "?" in repr(r) and f"{field}={value}" in r.describe()
+    assert int(tx.slots["len"][0]) == 2048, "fill wrote nothing"
+
+
+def test_hostile_tail_in_tx_pending_is_refused():
+    from netmap_core.errors import CorruptRingError
+
+    tx, _ = ring_of(8)
+    tx.header["tail"] = 8
+    with pytest.raises(CorruptRingError, match="tail=8"):
+        tx.tx_pending()
+
+
+def test_num_slots_is_fixed_when_the_ring_is_mapped():
+    tx, _ = ring_of(8)
+    tx.header["num_slots"] = 0xB0000000
+    tx.header["tail"] = 100
+    with pytest.raises(RingProtocolError, match="tail=100"):
+        tx.ready()
+    assert tx.num_slots == 8
+
+
+def test_ready_refuses_a_slot_len_beyond_the_buffer_size():
+    from netmap_core.errors import CorruptRingError
+
+    _, rx = ring_of(8)
+    rx.header["tail"] = 5
+    rx.slots["len"][3] = 2049
+    with pytest.raises(CorruptRingError) as e:
+        rx.ready()
+    assert (e.value.field, e.value.value) == ("slot[3].len", 2049)
+    assert len(rx.ready(3)) == 3   # the slots before it are fine
+
+
+@pytest.mark.parametrize("limit", [-1, -(2**40), 1.5, "3"])
+def test_ready_and_forward_refuse_bad_limits(limit):
+    tx, rx = ring_of(8)
+    with pytest.raises(InvalidRequestError, match="limit"):
+        tx.ready(limit)
+    with pytest.raises(InvalidRequestError, match="limit"):
+        tx.forward(rx, limit)
+
+
+def test_huge_limits_are_bounded_by_space():
+    tx, rx = ring_of(8)
+    assert len(tx.ready(2**62)) == 7
+    assert tx.fill(2**62, template=b"x") == 7
+
+
+@pytest.mark.parametrize("setter", ["head", "cur"])
+@pytest.mark.parametrize("value", [8, 9, 2**32 - 1, 2**32, -1])
+def test_head_and_cur_setters_refuse_values_outside_the_ring(setter, value):
+    tx, _ = ring_of(8)
+    with pytest.raises(InvalidRequestError, match=rf"t:tx0: {setter}={value} is out of range; "
+                       r"allowed: 0\.\.7 \(the ring has 8 slots\)"):
+        setattr(tx, setter, value)
+    assert (tx.head, tx.cur) == (0, 0)
+    setattr(tx, setter, np.uint32(7))   # numpy integers are fine
+    assert getattr(tx, setter) == 7
+    with pytest.raises(InvalidRequestError, match="not an integer"):
+        setattr(tx, setter, 1.0)
+
+
+@pytest.mark.parametrize("i", [-1, 8, 100])
+def test_next_refuses_slots_outside_the_ring(i):
+    tx, _ = ring_of(8)
+    with pytest.raises(InvalidRequestError, match=rf"next: slot={i} is out of range; allowed: 0\.\.7"):
+        tx.next(i)
+    assert tx.next(7) == 0
+
+
+def test_set_len_refuses_slots_outside_the_ring():
+    tx, _ = ring_of(8)
+    with pytest.raises(RingProtocolError, match="slot=-1"):
+        tx.set_len(-1, 10)      # once wrote into slot 7 through a negative index
+    with pytest.raises(RingProtocolError, match="slot=8"):
+        tx.set_len(8, 10)
+    assert int(tx.slots["len"][7]) == 2048
+
+
+def test_advance_refuses_non_integers():
+    tx, _ = ring_of(8)
+    with pytest.raises(InvalidRequestError, match="advance=1.5 is not an integer"):
+        tx.advance(1.5)
+    tx.advance(np.int64(2))
+    assert tx.head == 2
+
+
+def test_forward_names_the_slot_with_a_bad_buffer():
+    from netmap_core.errors import CorruptRingError
+
+    tx, rx = ring_of(8)
+    rx.header["tail"] = 4
+    rx.slots["buf_idx"][2] = 10**6
+    with pytest.raises(CorruptRingError) as e:
+        rx.forward(tx)
+    assert (e.value.ring, e.value.field, e.value.value) == ("t:rx0", "slot[2].buf_idx", 10**6)
+    assert (rx.head, tx.head) == (0, 0), "nothing moved"
