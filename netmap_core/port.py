@@ -1,10 +1,15 @@
 """A registered netmap port: the netmap_if view, its bound rings, sync, poll and close.
 
 The Port owns its binding (one registration, like one /dev/netmap file descriptor); the rings
-are views into the allocator's shared region and must not be used after ``close()``.
+are views into the allocator's shared region. A ring keeps the binding alive (``tx =
+open(...).tx_rings[0]`` keeps the port registered while ``tx`` lives) and raises
+ClosedPortError once the port is closed, so a stale ring never writes into the memory of a
+later registration.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import select
 from typing import Any
 
@@ -14,12 +19,34 @@ from . import abi, rules as _rules
 from .backend import Binding, RegisterInfo, get_backend
 from .errors import ClosedPortError, InvalidRequestError
 from .portspec import PortSpec, parse_portspec
-from .ring import Ring, as_region
+from .ring import Ring, RingOwner, as_region
 
-__all__ = ["Port", "open_port", "POLLIN", "POLLOUT", "POLLERR"]
+__all__ = ["Port", "open_port", "POLLIN", "POLLOUT", "POLLERR", "MAX_POLL_TIMEOUT"]
 
 POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 ENV_RULES = "PYNETMAP_RULES"
+#: the longest finite poll timeout, in seconds (about 11.6 days; poll(2) itself stops at
+#: 2**31 ms); wait longer with None (no limit) or a loop
+MAX_POLL_TIMEOUT = 1e6
+
+
+def check_timeout(timeout: object) -> float | None:
+    """A poll ``timeout`` as seconds: None (wait forever), or a finite number in
+    0..MAX_POLL_TIMEOUT. Anything else (negative, nan, inf, too large, not a number) is an
+    InvalidRequestError: unlike poll(2), a negative value does not mean "forever" here."""
+    if timeout is None:
+        return None
+    if not isinstance(timeout, numbers.Real):
+        raise InvalidRequestError(
+            22, f"poll: timeout={timeout!r} is not a number of seconds; allowed: None (wait "
+            f"forever), 0 (do not wait) or 0..{MAX_POLL_TIMEOUT:g} seconds")
+    t = float(timeout)
+    if not 0.0 <= t <= MAX_POLL_TIMEOUT:   # also refuses nan
+        what = "is negative" if t < 0 else ("is not a number" if math.isnan(t) else "is too large")
+        raise InvalidRequestError(
+            22, f"poll: timeout={timeout!r} {what}; allowed: None (wait forever), 0 (do not "
+            f"wait) or a finite 0..{MAX_POLL_TIMEOUT:g} seconds; pass None to wait without a limit")
+    return timeout if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) else t
 
 
 def _bound_run(ofs: np.ndarray) -> tuple[int, int]:
@@ -63,12 +90,15 @@ class Port:
         self.ring_ofs = np.ndarray((total,), dtype="<i8", buffer=region,
                                    offset=off + abi.NETMAP_IF_RING_OFS_OFFSET)
         self.name = self.nifp["ni_name"].item().decode(errors="replace")
+        # the rings' tie to this port: keeps the binding registered while a ring lives, and
+        # closed by close() (not a reference to the Port, so a dropped Port is freed at once)
+        owner = self._owner = RingOwner(binding, spec.text)
 
         def build(index: int, kind: str, rid: int) -> Ring | None:
             rel = int(self.ring_ofs[index])
             if rel == 0:
                 return None
-            return Ring(region, off + rel, name=f"{self.name}:{kind}{rid}")
+            return Ring(region, off + rel, name=f"{self.name}:{kind}{rid}", owner=owner)
 
         tx = [build(i, "tx", i) for i in range(ntx + nhtx)]
         rx = [build(ntx + nhtx + i, "rx", i) for i in range(nrx + nhrx)]
@@ -97,10 +127,12 @@ class Port:
 
     def poll(self, events: int = POLLIN, timeout: float | None = None) -> int:
         """netmap's poll: sync, then wait until a TX ring has room or an RX ring has packets
-        beyond ``cur`` (``cur != tail``). ``timeout`` in seconds (None: forever, 0: no wait).
+        beyond ``cur`` (``cur != tail``). ``timeout`` in seconds: None waits forever, 0 does
+        not wait, a finite value up to MAX_POLL_TIMEOUT waits at most that long; a negative,
+        nan, infinite or larger value is an InvalidRequestError (it never means "forever").
         Returns revents (POLLIN / POLLOUT / POLLERR), 0 on timeout."""
-        if timeout is not None and timeout < 0:
-            timeout = None
+        if timeout is not None:
+            timeout = check_timeout(timeout)
         return self._b().poll(events, timeout)
 
     def fileno(self) -> int:
@@ -152,6 +184,7 @@ class Port:
         """Unregister: rings, extra buffers and the netmap_if go back to the port. Idempotent."""
         if not self._closed:
             self._closed = True
+            self._owner.closed = True   # every ring of this port now refuses to be used
             self._binding.close()
 
     @property

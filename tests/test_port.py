@@ -61,11 +61,80 @@ def test_sync_poll_and_close_go_to_the_binding_once():
         port.txsync()
 
 
-def test_negative_timeout_means_forever():
+@pytest.mark.parametrize("timeout", [-1, -0.5, float("nan"), float("inf"), float("-inf"), 1e300,
+                                     netmap_core.port.MAX_POLL_TIMEOUT * 2, "1", b"", [1]])
+def test_poll_refuses_timeouts_that_would_block_forever_silently(timeout):
     region, _, info = build()
     b = FakeBinding(region, info)
-    Port(b, SPEC).poll(netmap_core.POLLIN, -1)
-    assert b.calls == [f"poll {netmap_core.POLLIN} None"]
+    with pytest.raises(InvalidRequestError, match=r"poll: timeout=.* allowed: None \(wait forever\)"):
+        Port(b, SPEC).poll(netmap_core.POLLIN, timeout)
+    assert b.calls == [], "nothing reached the backend"
+
+
+@pytest.mark.parametrize("timeout,passed", [(None, None), (0, 0), (0.25, 0.25), (np.float32(0.5), 0.5),
+                                            (netmap_core.port.MAX_POLL_TIMEOUT,
+                                             netmap_core.port.MAX_POLL_TIMEOUT)])
+def test_poll_passes_legal_timeouts_in_seconds(timeout, passed):
+    region, _, info = build()
+    b = FakeBinding(region, info)
+    Port(b, SPEC).poll(netmap_core.POLLIN, timeout)
+    assert b.calls == [f"poll {netmap_core.POLLIN} {passed}"]
+
+
+def test_rings_refuse_every_use_once_their_port_is_closed():
+    region, _, info = build()
+    port = Port(FakeBinding(region, info), SPEC)
+    tx, rx = port.tx_rings[0], port.rx_rings[0]
+    batch = tx.ready()
+    port.close()
+    assert tx.closed and rx.closed and "closed" in repr(tx)
+    uses = [lambda: tx.head, lambda: tx.cur, lambda: tx.tail, lambda: tx.flags, lambda: tx.ts,
+            tx.space, lambda: tx.empty, tx.tx_pending, lambda: tx.advance(1), lambda: tx.next(0),
+            lambda: tx.buf(0), lambda: tx.payload(0), lambda: tx.set_len(0, 1), lambda: tx.field(0),
+            tx.ready, lambda: tx.fill(3, template=b"x"), lambda: tx.forward(rx), lambda: rx.forward(tx),
+            tx.describe, batch.gather, lambda: batch.read(0), lambda: batch.write(0, 1),
+            lambda: batch.scatter(b"ab")]
+
+    def set_head():
+        tx.head = 1
+
+    def set_cur():
+        tx.cur = 1
+
+    def set_flags():
+        tx.flags = 0
+
+    for use in [*uses, set_head, set_cur, set_flags]:
+        with pytest.raises(ClosedPortError, match=r"test:0:[rt]x0: its port .netmap:test. is closed"):
+            use()
+    assert tx.slots["len"][0] == 2048, "nothing was written"
+
+
+def test_a_ring_keeps_its_ports_binding_alive():
+    import gc
+    import weakref
+
+    region, _, info = build()
+    b = FakeBinding(region, info)
+    alive = weakref.ref(b)
+    tx = Port(b, SPEC).tx_rings[0]   # the Port itself is garbage at once
+    del b
+    gc.collect()
+    assert alive() is not None, "the ring keeps the registration"
+    assert tx.fill(2, template=b"ab") == 2
+    del tx
+    gc.collect()
+    assert alive() is None, "and lets it go with the last ring"
+
+
+def test_a_dropped_port_without_ring_references_is_freed_at_once():
+    import weakref
+
+    region, _, info = build()
+    port = Port(FakeBinding(region, info), SPEC)
+    alive = weakref.ref(port._binding)
+    del port   # no reference cycle: freed by reference counting, no gc pass needed
+    assert alive() is None
 
 
 def test_extra_buffer_list_walk_stops_on_garbage_and_loops():
