@@ -338,7 +338,16 @@ class Ring:
 
     def space(self) -> int:
         """Slots in ``[head, tail)``: free slots on TX, received slots on RX (0..num_slots-1)."""
-        return self._hroom()[1]
+        if self._owner.closed:
+            raise self._dead()
+        w = self._words
+        h = w[_HEAD]
+        t = w[_TAIL]
+        n = self.num_slots
+        if h >= n or t >= n:
+            raise self._corrupt("head" if h >= n else "tail", h if h >= n else t)
+        t -= h
+        return t + n if t < 0 else t
 
     @property
     def empty(self) -> bool:
@@ -362,12 +371,26 @@ class Ring:
 
         TX: publishes ``k`` filled slots for the next txsync. RX: returns ``k`` read slots.
         """
-        h, room = self._hroom()
+        if self._owner.closed:
+            raise self._dead()
+        w = self._words
+        h = w[_HEAD]
+        t = w[_TAIL]
+        n = self.num_slots
+        if h >= n or t >= n:
+            raise self._corrupt("head" if h >= n else "tail", h if h >= n else t)
+        room = t - h
+        if room < 0:
+            room += n
         if k.__class__ is not int:
             k = _index(f"{self.name}: advance", k)
         if not 0 <= k <= room:
             raise RingProtocolError(self.name, "advance", k, f"0..{room} (space())")
-        self._set_head(h, k)
+        h += k
+        if h >= n:
+            h -= n
+        w[_HEAD] = h
+        w[_CUR] = h
 
     # --- one slot at a time --------------------------------------------------------------
     def buf(self, i: int) -> np.ndarray:
