@@ -102,17 +102,26 @@ class PipeRing(RingController):
         cur = rw[6]
         mon = self.monitors if ks[self.i_mon] else None
         old_hwtail = ks[self.i_hwtail]
+        rhead0, rcur0 = ks[self.i_rhead], ks[self.i_rcur]
         if self.tx_prologue(head, cur):
             return False, 1
-        hwtail = ks[self.i_ptail]   # netmap_pipe_txsync: hwtail = pipe_tail
-        ks[self.i_hwtail] = hwtail
         hwcur = ks[self.i_hwcur]
         moved = head != hwcur
+        spans = ((hwcur, head),) if head > hwcur else ((hwcur, n), (0, head))
+        if moved and self.strict:
+            # the sender's slots are refused here, not in the receiver that would read them;
+            # the kring is left as it was (strict never changes state when it raises)
+            try:
+                self.strict_slots(spans, "handed to the peer by txsync")
+            except BaseException:
+                ks[self.i_rhead], ks[self.i_rcur] = rhead0, rcur0
+                raise
+        hwtail = ks[self.i_ptail]   # netmap_pipe_txsync: hwtail = pipe_tail
+        ks[self.i_hwtail] = hwtail
         if moved:
             if mon is not None:
                 mon.before(self, hwcur, head)
             s64, p64, f = self.s64, self.p64, self.f16
-            spans = ((hwcur, head),) if head > hwcur else ((hwcur, n), (0, head))
             for a, b in spans:
                 p64[a:b] = s64[a:b]
             last = head - 1 if head else n - 1
@@ -168,16 +177,25 @@ class PipeRing(RingController):
         head = rw[5]
         cur = rw[6]
         hwcur = ks[self.i_hwcur]
+        rhead0, rcur0 = ks[self.i_rhead], ks[self.i_rcur]
         err = self.rx_prologue(head, cur)
-        hwtail = ks[self.i_ptail]   # netmap_pipe_rxsync: hwtail = pipe_tail (even after a reinit)
-        ks[self.i_hwtail] = hwtail
         rhead = ks[self.i_rhead]
         moved = rhead != hwcur and rhead < n
+        spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
+        if moved and self.strict:
+            # released slots go back to the sender as they are: refuse bad ones this receiver
+            # wrote (one the sender handed over goes back unchanged)
+            try:
+                self.strict_slots(spans, "returned to the sender by rxsync", self.p64)
+            except BaseException:
+                ks[self.i_rhead], ks[self.i_rcur] = rhead0, rcur0
+                raise
+        hwtail = ks[self.i_ptail]   # netmap_pipe_rxsync: hwtail = pipe_tail (even after a reinit)
+        ks[self.i_hwtail] = hwtail
         if moved:
             if ks[self.i_mon] and self.monitors is not None:
                 self.monitors.before(self, hwcur, rhead)
             f, s64, p64 = self.f16, self.s64, self.p64
-            spans = ((hwcur, rhead),) if rhead > hwcur else ((hwcur, n), (0, rhead))
             for a, b in spans:  # every released slot goes back to the sender, as it is now (F5)
                 p64[a:b] = s64[a:b]
             self.ks64[self.i_pub] = rhead | ((rhead - 1 if rhead else n - 1) << 32)
