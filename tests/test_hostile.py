@@ -14,6 +14,7 @@ import itertools
 import resource
 import time
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -288,7 +289,7 @@ def _ring(m, s, which):
     return port, (port.tx_rings[0] if which.endswith("tx") else port.rx_rings[0])
 
 
-def _exercise(m, s, nbufs) -> None:
+def _exercise(m, s) -> None:
     """Every operation on every ring and port: NetmapError or a sane answer, fast."""
     for which in RINGS:
         port, ring = _ring(m, s, which)
@@ -314,7 +315,7 @@ def _exercise(m, s, nbufs) -> None:
                 assert 0 <= out <= n - 1
             elif what == "ready" and out is not None:
                 assert len(out) <= n - 1
-                assert out.buf_idx.size == 0 or int(out.buf_idx.max()) < nbufs
+                assert out.buf_idx.size == 0 or int(out.buf_idx.max()) < ring.nbufs
                 assert out.len.size == 0 or int(out.len.max()) <= ring.buf_size
             elif what == "fill":
                 assert out is None or 0 <= out <= n - 1
@@ -343,7 +344,7 @@ def test_hostile_writes_to_any_ring_field(ns, mode, writes, before, release):
             else:
                 ring.slots[field][slot] = value
         for _ in range(2):   # a second round runs on whatever the first one left
-            _exercise(m, s, nbufs)
+            _exercise(m, s)
         # no hostile buf_idx names a pool buffer, and syncs only copy a slot to the same
         # position of the other ring: whatever was refused or passed, no buffer is named twice
         assert not buffers_named_twice(m, s, nbufs), writes
@@ -351,3 +352,36 @@ def test_hostile_writes_to_any_ring_field(ns, mode, writes, before, release):
         close_all(s, m)
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     assert grown_mb < 200, f"peak RSS grew by {grown_mb:.0f} MB"
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          database=None)
+@given(writes=hostile_writes(), before=st.integers(0, SLOTS - 1))
+def test_hostile_writes_on_a_vale_switch(ns, mode, writes, before):
+    """The same on two ports of a VALE switch (each port has a pool of its own; the switch
+    copies): ``m``/``s`` are the ports, the writes land on their first slots."""
+    sw = f"valeh{next(_NAMES)}"
+    m = open_emu(f"{sw}:a", rules=mode)
+    try:
+        s = open_emu(f"{sw}:b", rules=mode)
+    except BaseException:
+        m.close()
+        raise
+    try:
+        m.tx_rings[0].fill(before, template=b"\xff" * 60)   # broadcast: b receives it
+        m.txsync()
+        s.rxsync()
+        for which, field, slot, value in writes:
+            _, ring = _ring(m, s, which)
+            if slot is None:
+                ring.header[field] = value
+            else:
+                ring.slots[field][slot] = value
+        for _ in range(2):
+            _exercise(m, s)
+        for port in (m, s):
+            named = np.concatenate([r.slots["buf_idx"] for r in port.tx_rings + port.rx_rings])
+            real = named[(named >= 2) & (named < port.tx_rings[0].nbufs)]
+            assert np.unique(real).size == real.size, "a buffer named twice in one port's rings"
+    finally:
+        close_all(s, m)
