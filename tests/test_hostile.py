@@ -117,6 +117,30 @@ def test_strict_sender_txsync_refuses_its_own_bad_slot(ns, field, value):
         close_all(s, m)
 
 
+@pytest.mark.parametrize("field,value", [("buf_idx", 10**6), ("len", 0xFFFF)])
+def test_strict_vale_sender_txsync_refuses_its_own_bad_slot(ns, field, value):
+    """Before: the switch read the bad slot (it maps a bad buffer to buffer 0 and copies)."""
+    from netmap_emu.testing.vale import BCAST, frame, mac, recv
+
+    a = open_emu("valehs:a", rules="strict")
+    b = open_emu("valehs:b", rules="strict")
+    try:
+        tx = a.tx_rings[0]
+        tx.fill(3, template=frame(BCAST, mac(1), fill=60))
+        good = int(tx.slots[field][1])
+        tx.slots[field][1] = value
+        with pytest.raises(RingProtocolError) as e:
+            a.txsync()
+        assert (e.value.ring, e.value.field) == (tx.name, f"slot[1].{field}")
+        assert "handed to the switch by txsync" in e.value.allowed
+        assert recv(b) == [], "nothing crossed the switch"
+        tx.slots[field][1] = good
+        a.txsync()
+        assert len(recv(b)) == 3
+    finally:
+        close_all(b, a)
+
+
 def test_strict_receiver_rxsync_refuses_a_bad_slot_it_releases(ns):
     m, s = pipe("strict")
     try:

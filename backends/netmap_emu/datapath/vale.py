@@ -224,9 +224,19 @@ class ValeTxRing(_ValeRing):
         try:
             rw, ks, n = self.rw, self.ks, self.n
             head, cur = rw[5], rw[6]
+            rhead0, rcur0 = ks[self.i_rhead], ks[self.i_rcur]
             if self.tx_prologue(head, cur):
                 return 1
             hwcur = ks[self.i_hwcur]
+            if head != hwcur and hwcur < n and self.strict:
+                # refused in the sender's own txsync, before the switch reads any of them;
+                # strict changes nothing when it raises
+                try:
+                    self.strict_slots(((hwcur, head),) if head > hwcur else ((hwcur, n), (0, head)),
+                                      "handed to the switch by txsync")
+                except BaseException:
+                    ks[self.i_rhead], ks[self.i_rcur] = rhead0, rcur0
+                    raise
             if head != hwcur and hwcur < n:
                 idx = span(hwcur, head, n)
                 old_tail = ks[self.i_hwtail]
