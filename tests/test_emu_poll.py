@@ -258,3 +258,34 @@ def test_poll_on_a_vale_port():
         b.txsync()
         assert a.poll(POLLIN, 1.0) == POLLIN
         assert a.rx_rings[0].space() == 1
+
+
+def test_close_from_another_thread_ends_a_blocked_poll_with_closed_port_error():
+    """Before: the poll thread read a closed (or reused) descriptor and got a raw EBADF, or
+    spun on POLLNVAL; now it ends with ClosedPortError within one sleep slice."""
+    import threading
+
+    from netmap_core import ClosedPortError
+
+    with isolated_namespace():
+        m = open_emu("netmap:cl{1")
+        s = open_emu("netmap:cl}1")
+        got: list = []
+
+        def waiter() -> None:
+            try:
+                s.poll(POLLIN, None)
+                got.append("returned")
+            except ClosedPortError as exc:
+                got.append(exc)
+            except Exception as exc:  # noqa: BLE001 - any other type is the failure under test
+                got.append(exc)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.2)
+        s.close()
+        t.join(2.0)
+        assert not t.is_alive(), "poll kept blocking after the port was closed"
+        assert len(got) == 1 and isinstance(got[0], ClosedPortError), got
+        m.close()

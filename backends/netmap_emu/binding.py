@@ -190,11 +190,16 @@ class EmuBinding:
         return revents
 
     def _drain(self) -> None:
+        self._check()   # closed by another thread: its FIFO descriptor is gone (or reused)
         try:
             while os.read(self._fd, 4096):
                 pass
         except BlockingIOError:
             pass
+        except OSError as exc:
+            if self._closed:
+                raise ClosedPortError(f"binding {self.info.name!r} was closed during poll") from exc
+            raise
 
     def _spin(self, want_tx: int, want_rx: int) -> bool:
         """Watch (without locks or syscalls) the pipe_tail words peers publish, for at most
@@ -261,6 +266,7 @@ class EmuBinding:
             if revents:
                 return revents
         while True:
+            self._check()   # another thread may have closed the port while we slept
             # sleep protocol: publish "about to sleep", fence, re-check, then block
             self._arm(want_tx, want_rx, True)
             fence()
@@ -275,7 +281,7 @@ class EmuBinding:
                 if wait <= 0:
                     return 0  # stays armed, like an fd on netmap's wait queue
             self._poller.poll(wait * 1000.0)
-            self._drain()
+            self._drain()   # raises ClosedPortError if another thread closed the port meanwhile
             revents = self._scan(want_tx, want_rx)
             if revents:
                 self._arm(want_tx, want_rx, False)
