@@ -29,7 +29,6 @@ __all__ = ["RingController", "span", "NOT_CHANGED"]
 
 NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
-_MAXCOL = np.maximum.reduce
 _IDX_LEN = np.uint64(0xFFFF_FFFF_FFFF)   # buf_idx and len in a slot's first u64 word
 
 
@@ -48,7 +47,7 @@ class RingController:
     __slots__ = ("name", "alloc", "obj", "n", "strict", "rw", "ts64", "ks", "ks64", "i_hwcur",
                  "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "wait", "slots", "f16",
                  "lockfd", "lockpos", "mutex", "nbufs", "buf_size", "ns_dir", "published", "ringid",
-                 "bidx", "lens", "idx_len")
+                 "bidx", "lens")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
                  *, hwtail_word: int, lock_obj: int | None = None) -> None:
@@ -77,7 +76,6 @@ class RingController:
         self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
         self.bidx = self.slots["buf_idx"]
         self.lens = self.slots["len"]
-        self.idx_len = self.slots.view(np.uint16).reshape(n, 8)[:, :3]   # little-endian layout
         lock_obj = obj if lock_obj is None else lock_obj
         self.lockfd = lockfd
         self.lockpos = sync_lock_pos(a.gen, lock_obj)
@@ -197,15 +195,15 @@ class RingController:
         ring and the first bad slot, before anything moved: the writer's own sync refuses the
         slot, not the peer that would read it. With ``origin`` (the peer ring's slots as
         ``(n, 2)`` u64 words), a bad slot whose buf_idx and len are still what the peer handed
-        over is not this ring's doing and passes. Cost: one vectorised reduction per span
-        (~1 µs; the per-slot check runs only when that one finds something)."""
-        hi_max, lo_lim, bs = self.nbufs >> 16, self.nbufs & 0xFFFF, self.buf_size
+        over is not this ring's doing and passes. Cost: two vectorised maxima per span
+        (~2 µs for 512 slots; the per-slot check runs only when they find something)."""
+        nb, bs, bidx, lens = self.nbufs, self.buf_size, self.bidx, self.lens
         for a, b in spans:
             if b <= a:
                 continue
-            # u16 columns of each slot: buf_idx low half, buf_idx high half, len
-            lo, hi, ln = _MAXCOL(self.idx_len[a:b], 0).tolist()
-            if ln <= bs and (hi < hi_max or (hi == hi_max and lo < lo_lim)):
+            # two strided maxima (~1 µs each for 512 slots); a column-wise reduction over the
+            # slots' u16 words costs several times more
+            if bidx[a:b].max() < nb and lens[a:b].max() <= bs:
                 continue
             self._strict_bad(a, b, what, origin)
 
