@@ -13,7 +13,7 @@ import dataclasses
 import errno
 import os
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -32,7 +32,7 @@ from .state import Mem
 __all__ = ["GLOBAL_MEM_ID", "mapped", "new_mem_id", "fresh_gen", "create_mem", "take_obj", "release_objs",
            "release_rings", "destroy_mem", "in_use", "ring_objs", "slot_bufs", "referenced",
            "free_unreferenced", "mark", "finish", "undo", "recover", "known_segments",
-           "sweep_orphans", "clamp"]
+           "sweep_orphans", "clamp", "write_netmap_if"]
 
 GLOBAL_MEM_ID = abi.NETMAP_GLOBAL_MEM_ID
 #: names tried before giving up when segment names are taken by someone else
@@ -118,6 +118,28 @@ def take_obj(reg: Registry, mem_id: int, what: str, total: int) -> int:
             return k
     label = "netmap_if" if what == "if" else "ring"
     raise OutOfMemoryError(errno.ENOMEM, f"mem_id {mem_id}: all {total} {label} objects are in use")
+
+
+def write_netmap_if(reg: Registry, a: Allocator, kname: str, if_name: str, tx_objs: Sequence[int],
+                    rx_objs: Sequence[int], tx_ids: Sequence[int], rx_ids: Sequence[int],
+                    extra_req: int) -> tuple[int, int, np.ndarray]:
+    """A netmap_if for a new binding (spec A8, A13, A16): a free if object, ``ring_ofs`` of the
+    bound rings among ``tx_objs``/``rx_objs`` (others 0, each direction followed by the host
+    ring's 0), and up to ``extra_req`` extra buffers linked from ``ni_bufs_head``. Returns
+    (if object, its region offset, the extra buffers)."""
+    ntx, nrx = len(tx_objs), len(rx_objs)
+    geom = a.geom
+    if ntx + nrx + 2 > geom.max_if_rings():
+        raise OutOfMemoryError(errno.ENOMEM, f"{kname}: {ntx + nrx + 2} ring_ofs entries do not fit "
+                               f"a netmap_if object of mem_id {a.mem_id} ({geom.if_pool.objsize} B)")
+    if_obj = take_obj(reg, a.mem_id, "if", geom.if_pool.objtotal)
+    extra = a.alloc_bufs(extra_req, partial=True)
+    head = a.push_extra(extra)
+    if_off = a.if_offset(if_obj)
+    ofs = ([a.ring_offset(tx_objs[k]) - if_off if k in tx_ids else 0 for k in range(ntx)] + [0]
+           + [a.ring_offset(rx_objs[k]) - if_off if k in rx_ids else 0 for k in range(nrx)] + [0])
+    a.write_if(if_obj, if_name, ntx, nrx, ofs, head)
+    return if_obj, if_off, extra
 
 
 def release_objs(reg: Registry, mem_id: int, what: str, objs: Iterable[int]) -> None:

@@ -355,16 +355,9 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         tobj = memory.take_obj(reg, mem_id, "ring", total)
         a.init_ring(tobj, txs, 0, abi.NR_TX, a.alloc_bufs(txs))
         a.init_single(tobj, txs, abi.NR_TX)
-        if 1 + nrx + 2 > a.geom.max_if_rings():
-            raise OutOfMemoryError(errno.ENOMEM, f"{kname}: {nrx + 3} ring_ofs entries do not fit a "
-                                   f"netmap_if of mem_id {mem_id}")
-        if_obj = memory.take_obj(reg, mem_id, "if", a.geom.if_pool.objtotal)
-        extra = a.alloc_bufs(extra_req, partial=True)
-        head = a.push_extra(extra)
-        if_off = a.if_offset(if_obj)
-        ofs = ([a.ring_offset(tobj) - if_off, 0]
-               + [a.ring_offset(rx_objs[r]) - if_off if r in rx_objs else 0 for r in range(nrx)] + [0])
-        a.write_if(if_obj, mname, 1, nrx, ofs, head)
+        if_obj, if_off, extra = memory.write_netmap_if(
+            reg, a, kname, mname, (tobj,), [rx_objs.get(r, -1) for r in range(nrx)], (0,), bound_rx,
+            extra_req)
         mon = Monitor(par.key, zcopy, False, tuple(mon_tx), tuple(mon_rx), tuple(sorted(rx_objs.items())))
         bnd = new_binding(ns, reg, kind="monitor", mem_id=mem_id, parent=None, pipe=None, end=0,
                           if_obj=if_obj, tx=(0,), rx=tuple(bound_rx), excl=False, flags=flags, name=mname,

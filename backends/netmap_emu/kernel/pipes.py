@@ -192,16 +192,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         reg.pipes[key] = pipe
 
         # --- netmap_if and extra buffers (spec A8, A13, A16) --------------------------------
-        if ntx + nrx + 2 > geom.max_if_rings():
-            raise OutOfMemoryError(errno.ENOMEM, f"{kname}: {ntx + nrx + 2} ring_ofs entries do not fit "
-                                   f"a netmap_if object of mem_id {mem_id} ({geom.if_pool.objsize} B)")
-        if_obj = memory.take_obj(reg, mem_id, "if", geom.if_pool.objtotal)
-        extra = a.alloc_bufs(extra_req, partial=True)
-        head = a.push_extra(extra)
-        if_off = a.if_offset(if_obj)
-        ofs = ([a.ring_offset(tx[e][k]) - if_off if k in tx_ids else 0 for k in range(ntx)] + [0]
-               + [a.ring_offset(rx[e][k]) - if_off if k in rx_ids else 0 for k in range(nrx)] + [0])
-        a.write_if(if_obj, kname, ntx, nrx, ofs, head)
+        if_obj, if_off, extra = memory.write_netmap_if(reg, a, kname, kname, tx[e], rx[e], tx_ids, rx_ids,
+                                                       extra_req)
 
         # --- commit ------------------------------------------------------------------------------
         bnd = new_binding(ns, reg, kind="pipe", mem_id=mem_id, parent=parent_name, pipe=pipe_id, end=e,

@@ -308,16 +308,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         _ensure_rings(reg, a, pname, tx_ids, rx_ids, kname)
         _, v = _port(reg, pname)
         geom = a.geom
-        if ntx + nrx + 2 > geom.max_if_rings():
-            raise OutOfMemoryError(errno.ENOMEM, f"{kname}: {ntx + nrx + 2} ring_ofs entries do not fit "
-                                   f"a netmap_if of mem_id {mem_id}")
-        if_obj = memory.take_obj(reg, mem_id, "if", geom.if_pool.objtotal)
-        extra = a.alloc_bufs(extra_req, partial=True)
-        head = a.push_extra(extra)
-        if_off = a.if_offset(if_obj)
-        ofs = ([a.ring_offset(v.tx[k]) - if_off if k in tx_ids else 0 for k in range(ntx)] + [0]
-               + [a.ring_offset(v.rx[k]) - if_off if k in rx_ids else 0 for k in range(nrx)] + [0])
-        a.write_if(if_obj, pname if v.persistent else kname, ntx, nrx, ofs, head)
+        if_obj, if_off, extra = memory.write_netmap_if(reg, a, kname, pname if v.persistent else kname,
+                                                       v.tx, v.rx, tx_ids, rx_ids, extra_req)
         bnd = new_binding(ns, reg, kind="vale", mem_id=mem_id, parent=pname, pipe=None, end=0, if_obj=if_obj,
                           tx=tuple(tx_ids), rx=tuple(rx_ids), excl=bool(flags & abi.NR_EXCLUSIVE),
                           flags=flags, name=kname, extra=int(extra.size))
