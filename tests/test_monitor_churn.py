@@ -4,6 +4,7 @@ reordered, and every frame a monitor shows is one that was sent."""
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ SENDER = textwrap.dedent("""
     name, seconds, backend = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     p = netmap_core.open(name, backend=backend)
     t = p.tx_rings[0]
+    print("ready", flush=True)
     seq, end = 0, time.monotonic() + seconds
     while time.monotonic() < end:
         k = min(t.space(), 8)
@@ -44,6 +46,12 @@ SENDER = textwrap.dedent("""
         p.txsync()
         if not k:
             time.sleep(0.0005)
+    # a pipe drops what its TX ring still holds when the port closes: wait (bounded) until the
+    # receiver has taken everything, so that "sent" is what a lossless pipe must deliver
+    end = time.monotonic() + 20
+    while t.tx_pending() and time.monotonic() < end:
+        time.sleep(0.001)
+        p.txsync()
     p.close()
     print(seq)
 """)
@@ -63,6 +71,9 @@ def test_monitors_churn_under_traffic(backend_name, kind):
         keep.append(netmap_core.open(tx_name, backend=backend_name))       # the port exists before the child
     child = subprocess.Popen([sys.executable, "-c", SENDER, tx_name, "1.5", backend_name],
                              stdout=subprocess.PIPE, env=dict(os.environ))
+    # churn while the child sends, not while it starts (seconds on a loaded machine)
+    ready, _, _ = select.select([child.stdout], [], [], 60)
+    assert ready and child.stdout.readline() == b"ready\n", "the sender did not start"
     got: list[int] = []
     seen = 0
     end = time.monotonic() + 30
@@ -72,12 +83,17 @@ def test_monitors_churn_under_traffic(backend_name, kind):
         while child.poll() is None and time.monotonic() < end:
             m = netmap_core.open(f"{mon_of}/{flags[k % 4]}", backend=backend_name)
             k += 1
-            for _ in range(5):
+            # at least 5 receive rounds; until this run's first monitored frame (up to 0.2 s),
+            # since the sender may take longer than 5 rounds to notice the room they make
+            window = time.monotonic() + 0.2
+            rounds = 0
+            while rounds < 5 or (not seen and time.monotonic() < window):
                 got += [seq_of(f) for f in recv(rx)]
                 rx.rxsync()
-            for d, _fl in recv_slots(m):
-                assert d[:6] == BCAST and d[6:12] == mac(0, 0)[:5] + b"\x01", d[:18]
-                seen += 1
+                for d, _fl in recv_slots(m):
+                    assert d[:6] == BCAST and d[6:12] == mac(0, 0)[:5] + b"\x01", d[:18]
+                    seen += 1
+                rounds += 1
             m.close()
         child.wait(30)
         for _ in range(3):
