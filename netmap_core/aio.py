@@ -96,6 +96,19 @@ async def receive(port: Port, *, limit: int | None = None,
                 ring.advance(k)
 
 
+def _filled(n: object, ring: Ring, room: int) -> int:
+    """A fill function's answer, checked: the slots it filled and advanced over (0..room)."""
+    try:
+        k = operator.index(n)  # type: ignore[arg-type]
+    except TypeError:
+        k = -1
+    if not 0 <= k <= room:
+        raise InvalidRequestError(
+            22, f"send: the fill function returned {n!r} for {ring.name} with room={room}; "
+            f"allowed: an int 0..{room}, the slots it filled and advanced over")
+    return k
+
+
 def _fill_frames(frames: Iterator[bytes | bytearray | memoryview]) -> FillFn:
     """A FillFn taking frames one by one from ``frames`` (per-packet path, ~1 µs a frame)."""
     def fill(ring: Ring, room: int) -> int:
@@ -184,7 +197,7 @@ async def send(port: Port,
                 room = min(room, total - sent)
             if room <= 0:
                 continue
-            n = fill(ring, room)
+            n = _filled(fill(ring, room), ring, room)
             if n == 0:
                 port.txsync()
                 return sent

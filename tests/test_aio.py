@@ -255,7 +255,22 @@ def test_bad_arguments_are_typed(opener):
         run(aio.send(tx, np.zeros((2, 2, 2), dtype=np.uint8)))
     with pytest.raises(InvalidRequestError, match=r"send: count=-1 is too small"):
         run(aio.send(tx, [b"x" * 60], count=-1))
+    with pytest.raises(InvalidRequestError, match=r"fill function returned 99 .* allowed: an int 0\.\.7"):
+        run(aio.send(tx, lambda ring, room: 99))
     big = b"x" * (tx.tx_rings[0].buf_size + 1)
     with pytest.raises(InvalidRequestError, match=r"exceeds buffer size"):
         run(aio.send(tx, [big]))
     assert tx.tx_rings[0].head == tx.tx_rings[0].cur, "a refused frame advanced nothing"
+
+
+def test_readme_asyncio_example_runs(backend_name, monkeypatch, capsys):
+    import os
+    import re
+    from pathlib import Path
+
+    monkeypatch.setenv("PYNETMAP_BACKEND", backend_name)
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = re.search(r"## asyncio\s+```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace("apipe", f"apipe{os.getpid()}x")
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["[10000,", "10000]"]
