@@ -162,6 +162,15 @@ def test_sender_process_and_async_receiver(opener, backend_name, monkeypatch):
     assert got == frames(n), "frames from the other process arrive in order, intact"
 
 
+def test_a_list_that_fills_the_ring_exactly_ends_without_waiting(opener):
+    tx, rx = pipe(opener)
+    room = tx.tx_rings[0].space()
+    waits = count_waits(tx)
+    assert run(aio.send(tx, frames(room))) == room
+    assert waits == [], "the last frame went out: nothing left to wait for"
+    assert run(collect(rx, room)) == frames(room)
+
+
 def test_cancelled_send_leaves_the_ring_consistent(opener):
     tx, rx = pipe(opener)
     ring = tx.tx_rings[0]
@@ -257,6 +266,8 @@ def test_bad_arguments_are_typed(opener):
         run(aio.send(tx, [b"x" * 60], count=-1))
     with pytest.raises(InvalidRequestError, match=r"fill function returned 99 .* allowed: an int 0\.\.7"):
         run(aio.send(tx, lambda ring, room: 99))
+    with pytest.raises(InvalidRequestError, match=r"frames is one bytes object; allowed: a list"):
+        run(aio.send(tx, bytes(60)))
     big = b"x" * (tx.tx_rings[0].buf_size + 1)
     with pytest.raises(InvalidRequestError, match=r"exceeds buffer size"):
         run(aio.send(tx, [big]))
