@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import select
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from .backend import Binding, RegisterInfo, get_backend
 from .errors import ClosedPortError, InvalidRequestError
 from .portspec import PortSpec, parse_portspec
 from .ring import Ring, RingOwner, as_region
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Port", "open_port", "POLLIN", "POLLOUT", "POLLERR", "MAX_POLL_TIMEOUT"]
 
@@ -60,6 +64,48 @@ def _bound_run(ofs: np.ndarray) -> tuple[int, int]:
     while last + 1 < ofs.size and ofs[last + 1] != 0:
         last += 1
     return first, last
+
+
+class _Watch:
+    """One registration of a port's descriptor in an event loop for :meth:`Port.wait`: ``fut``
+    completes when the descriptor fires or the port is closed; undone once, by whichever
+    comes first of the waiter and close() (the descriptor number may be reused after close)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, read: bool, write: bool) -> None:
+        self.loop, self.fd, self.read, self.write = loop, fd, read, write
+        self.fut: asyncio.Future[None] = loop.create_future()
+        self.live = True
+        if read:
+            loop.add_reader(fd, self.fire)
+        if write:
+            loop.add_writer(fd, self.fire)
+
+    def fire(self) -> None:
+        if not self.fut.done():
+            self.fut.set_result(None)
+
+    def undo(self) -> None:
+        if self.live:
+            self.live = False
+            if self.read:
+                self.loop.remove_reader(self.fd)
+            if self.write:
+                self.loop.remove_writer(self.fd)
+
+    def closing(self) -> None:
+        """Port.close(): from the loop's thread, unregister before the descriptor is closed;
+        from another thread, only wake the waiter (its re-poll raises ClosedPortError)."""
+        import asyncio
+
+        try:
+            same = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            same = False
+        if same:
+            self.undo()
+            self.fire()
+        else:
+            self.loop.call_soon_threadsafe(self.fire)
 
 
 class Port:
@@ -109,6 +155,8 @@ class Port:
         self.first_tx_ring, self.last_tx_ring = _bound_run(self.ring_ofs[: ntx + nhtx])
         self.first_rx_ring, self.last_rx_ring = _bound_run(self.ring_ofs[ntx + nhtx:])
         self._closed = False
+        # wake-ups of the Port.wait() calls in progress, run by close() before the descriptor goes
+        self._on_close: set[Callable[[], None]] = set()
 
     # --- the backend's operations ---------------------------------------------------------
     def _b(self) -> Binding:
@@ -144,7 +192,8 @@ class Port:
         return self._b().fileno()
 
     async def wait(self, events: int = POLLIN) -> int:
-        """asyncio: wait until ``poll(events, 0)`` reports something, without blocking the loop."""
+        """asyncio: wait until ``poll(events, 0)`` reports something, without blocking the loop.
+        A :meth:`close` meanwhile (from any task or thread) ends the wait with ClosedPortError."""
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -155,36 +204,28 @@ class Port:
         read = not by_events or bool(events & POLLIN)
         write = by_events and bool(events & POLLOUT)
 
-        def fire(fut: asyncio.Future[None]) -> None:
-            if not fut.done():
-                fut.set_result(None)
-
         while True:
             revents = self.poll(events, 0)
             if revents:
                 return revents
-            fut: asyncio.Future[None] = loop.create_future()
-            fd = self.fileno()
-            if read:
-                loop.add_reader(fd, fire, fut)
-            if write:
-                loop.add_writer(fd, fire, fut)
+            watch = _Watch(loop, self.fileno(), read, write)
+            self._on_close.add(watch.closing)
             try:
                 revents = self.poll(events, 0)  # re-check: the event may predate add_reader
                 if revents:
                     return revents
-                await fut
+                await watch.fut
             finally:
-                if read:
-                    loop.remove_reader(fd)
-                if write:
-                    loop.remove_writer(fd)
+                self._on_close.discard(watch.closing)
+                watch.undo()
 
     def close(self) -> None:
         """Unregister: rings, extra buffers and the netmap_if go back to the port. Idempotent."""
         if not self._closed:
             self._closed = True
             self._owner.closed = True   # every ring of this port now refuses to be used
+            for wake in list(self._on_close):
+                wake()                  # a Port.wait() in progress raises ClosedPortError
             self._binding.close()
 
     @property
