@@ -14,15 +14,15 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 import netmap_core
-from spec import conformance
-from spec.conformance import ConformanceFailure, conformance_settings, make_machine
+from netmap_core.testing import conformance
+from netmap_core.testing.conformance import ConformanceFailure, conformance_settings, make_machine
 
 _names = itertools.count()
 
 
 @pytest.mark.parametrize("rules", ["netmap", "strict"])
 def test_pipe_machine(conformance_backend, conformance_budget, rules):
-    """Every netmap user operation on a pipe, checked step by step against spec.model."""
+    """Every netmap user operation on a pipe, checked step by step against netmap_core.testing.model."""
     examples, steps = conformance_budget
     machine = make_machine(conformance_backend, rules)
     # one failure is enough here, and shrinking a second one would double the time it takes
