@@ -15,11 +15,11 @@ from typing import Any
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import (
     Bundle,
+    MultipleResults,
     RuleBasedStateMachine,
     consumes,
     initialize,
     invariant,
-    MultipleResults,
     multiple,
     rule,
     run_state_machine_as_test,
@@ -263,7 +263,8 @@ class PipeMachine(RuleBasedStateMachine):
             raise
         return h
 
-    def _check_registration(self, h: Handle, port: netmap_core.Port, n: int, extra: int, exclusive: bool) -> None:
+    def _check_registration(self, h: Handle, port: netmap_core.Port, n: int, extra: int,
+                            exclusive: bool) -> None:
         if len(port.tx_rings) != 1 or len(port.rx_rings) != 1:
             raise _fail(f"{h}: expected 1 TX and 1 RX ring, got {len(port.tx_rings)}/{len(port.rx_rings)}")
         tx, rx = port.tx_rings[0], port.rx_rings[0]

@@ -19,8 +19,9 @@ from netmap_core.port import POLLIN, POLLOUT, Port
 __all__ = ["RingOp", "OP_KINDS", "RingOpsResult", "run_ring_ops"]
 
 #: what a step does: ``send`` fills and publishes up to ``count`` TX slots of the sender;
-#: ``receive`` reads and releases up to ``count`` RX slots of the receiver; ``txsync``,
-#: ``rxsync`` and ``poll`` are the syscalls (poll with timeout 0 on the end the step names)
+#: ``receive`` reads and releases up to ``count`` RX slots of the receiver; ``txsync`` and
+#: ``rxsync`` are the syscalls; ``poll`` polls the sender (POLLOUT), then the receiver
+#: (POLLIN), timeout 0
 OP_KINDS = ("send", "receive", "txsync", "rxsync", "poll")
 _SEQ = 8   # bytes of the sequence number that starts every frame
 
@@ -74,9 +75,9 @@ def run_ring_ops(sender: Port, receiver: Port, ops: Sequence[RingOp]) -> RingOps
         elif op.kind == "rxsync":
             receiver.rxsync()
         else:
-            receiver.poll(POLLIN, 0)
-            sender.poll(POLLOUT, 0)
+            sender.poll(POLLOUT, 0)     # its txsync publishes what was sent
             published = sent
+            receiver.poll(POLLIN, 0)    # its rxsync takes it in
         inflight = published - got
         if op.kind in ("rxsync", "poll"):
             assert rx.space() == inflight, f"{where}: receiver sees {rx.space()}, in flight {inflight}"

@@ -81,7 +81,8 @@ class ValeMachine(RuleBasedStateMachine):
         self.mon = netmap_core.open(f"{sw}:p0/rt@conf:slots={SLOTS}", backend=self.backend)
         self.table: dict[bytes, int] = {}
         self.last_src: dict[int, bytes] = {}
-        self.held: dict[int, list[tuple[bytes, int]]] = {k: [] for k in range(NPORTS)}       # in the RX ring, not yet released
+        # in the RX ring, not yet released
+        self.held: dict[int, list[tuple[bytes, int]]] = {k: [] for k in range(NPORTS)}
         self.mon_held: list = []
         self.bufs = [sorted(int(x) for r in p.tx_rings + p.rx_rings for x in r.slots["buf_idx"])
                      for p in self.ports]
