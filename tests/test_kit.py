@@ -291,3 +291,11 @@ def test_the_plugin_can_be_disabled(tmp_path, backend_name):
     r = _run_foreign(tmp_path, "-p", "no:pynetmap", "--backend", backend_name)
     assert r.returncode != 0
     assert "unrecognized arguments: --backend" in r.stderr
+
+
+def test_pynetmap_help_lists_the_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(ln.split()[:1] == ["conformance"] and "conformance suite" in ln for ln in lines), lines
