@@ -1,5 +1,6 @@
-"""Project-wide pytest options: which backend the backend-neutral tests and the conformance
-suite run against (``--backend emu`` by default, ``--backend netmap`` on a netmap machine)."""
+"""Project-wide pytest set-up: ``--backend`` and the ``netmap_*`` fixtures come from pynetmap's
+own plugin (netmap_tools/pytest_plugin.py, installed with the package); here the options of the
+project's suite (slow tests, the conformance budget) and one emulator namespace per process."""
 from __future__ import annotations
 
 import os
@@ -14,24 +15,19 @@ _NAMESPACE = None
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--backend", action="store", default="emu", choices=("emu", "netmap"),
-        help="backend for backend-neutral tests and the conformance suite (default: emu)")
-    parser.addoption(
         "--run-slow", action="store_true", default=False,
         help="also run tests marked slow (long stress and 10-million-packet runs)")
     group = parser.getgroup("conformance", "pynetmap conformance suite (spec/)")
     group.addoption("--conformance-examples", type=int, default=None,
-                    help="Hypothesis examples per rules mode (default: spec.conformance.DEFAULTS)")
+                    help="Hypothesis examples per rules mode (default: netmap_core.testing.DEFAULT_BUDGETS)")
     group.addoption("--conformance-steps", type=int, default=None,
-                    help="steps per example (default: spec.conformance.DEFAULTS)")
+                    help="steps per example (default: netmap_core.testing.DEFAULT_BUDGETS)")
     group.addoption("--conformance-thorough", action="store_true",
                     help="many more examples and longer programs (minutes)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     global _NAMESPACE
-    # code under test that opens ports without naming a backend gets the chosen one too
-    os.environ["PYNETMAP_BACKEND"] = config.getoption("--backend")
     # tests never touch a user's emulator: each test process gets a namespace of its own,
     # removed with everything in it when the session ends
     try:
@@ -60,12 +56,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """The backend chosen with --backend; skips (with the reason) when it cannot run here."""
-    import netmap_core
-
-    name = request.config.getoption("--backend")
-    ok, why = netmap_core.probe(name)
-    if not ok:
-        pytest.skip(f"backend {name!r} unavailable here: {why}")
-    return name
+def backend_name(netmap_backend: str) -> str:
+    """The suite's short name for the plugin's ``netmap_backend`` (``--backend``, skipped with
+    the reason when it cannot run here)."""
+    return netmap_backend

@@ -1,4 +1,4 @@
-"""The ``pynetmap`` command: the built-in tools (info, demo, vale-ctl) and the subcommands that
+"""The ``pynetmap`` command: the built-in tools (info, demo, vale-ctl, conformance) and the subcommands that
 installed backends register in the ``pynetmap.commands`` entry-point group.
 
 A distribution adds a subcommand in its metadata, e.g. in pyproject.toml::
@@ -32,6 +32,7 @@ GROUP = "pynetmap.commands"
 #: built-in subcommands that parse their own arguments: name -> (module, one-line help)
 DELEGATED = {
     "vale-ctl": ("netmap_tools.valectl", "manage VALE switches (netmap's vale-ctl)"),
+    "conformance": ("netmap_tools.conformance", "run netmap's conformance suite against a backend"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)

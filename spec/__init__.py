@@ -1,4 +1,5 @@
-"""pynetmap's executable specification: the pipe reference model and conformance suite.
+"""pynetmap's executable specification: the documents of netmap's rules and the tests that run
+the reference model and conformance machines of ``netmap_core.testing`` against a backend.
 
-``python -m spec --backend NAME`` runs the suite outside pytest (see conformance.md).
+``pynetmap conformance --backend NAME`` runs the machines outside pytest (see conformance.md).
 """

@@ -14,15 +14,16 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 import netmap_core
-from spec import conformance
-from spec.conformance import ConformanceFailure, conformance_settings, make_machine
+from netmap_core.testing import conformance, run_ring_ops
+from netmap_core.testing.conformance import ConformanceFailure, conformance_settings, make_machine
+from netmap_core.testing.strategies import ring_operations
 
 _names = itertools.count()
 
 
 @pytest.mark.parametrize("rules", ["netmap", "strict"])
 def test_pipe_machine(conformance_backend, conformance_budget, rules):
-    """Every netmap user operation on a pipe, checked step by step against spec.model."""
+    """Every netmap user operation on a pipe, checked step by step against netmap_core.testing.model."""
     examples, steps = conformance_budget
     machine = make_machine(conformance_backend, rules)
     # one failure is enough here, and shrinking a second one would double the time it takes
@@ -152,3 +153,18 @@ def test_machine_detects_faulty_backend(conformance_backend, monkeypatch, fault,
                         lambda *a, **kw: _Faulty(real_open(*a, **kw), fault))
     with pytest.raises(ConformanceFailure):
         run_state_machine_as_test(_machine(conformance_backend, rules, well_behaved), settings=quick)
+
+
+# --- random ring-operation programs --------------------------------------------------------------
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 37), ops=ring_operations())
+def test_ring_programs(conformance_backend, n, ops):
+    """Programs of fills, reads, syncs and polls keep the ring laws (spec B2, B3, F5) and deliver
+    every frame whole and in order (checked by run_ring_ops after every step)."""
+    master, slave = _pair(conformance_backend, n)
+    try:
+        result = run_ring_ops(master, slave, ops)
+    finally:
+        slave.close()
+        master.close()
+    assert 0 <= result.received <= result.sent

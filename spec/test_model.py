@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from spec.model import (
+from netmap_core.testing.model import (
     BUF,
     FLAGS,
     MASTER,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
-from spec.vale_conformance import VALE_DEFAULTS, make_vale_machine, vale_settings
+from netmap_core.testing.vale_conformance import VALE_DEFAULTS, make_vale_machine, vale_settings
 
 
 def test_vale_machine(conformance_backend):
@@ -65,7 +65,8 @@ def test_echo_from_a_lookup_is_still_dropped(conformance_backend, monkeypatch):
     from netmap_emu.datapath import lookup as vale_lookup
 
     monkeypatch.setattr(vale_lookup.LearningBridge, "__call__", _echo)
-    from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
+    from netmap_core.testing import BCAST, frame, mac, recv, send
+    from netmap_emu.testing.vale import ValeEnv
 
     with ValeEnv("emu") as env:
         a, b = env.switch("valeecho", 2)

@@ -96,7 +96,7 @@ class Child:
 def port_pair(kind: str, tag: str, conf: str = "") -> tuple[str, str]:
     """Two port names with fresh parents: the ends ``{1`` (with ``conf``) and ``}1`` of a pipe
     (``kind == "pipe"``), or ports ``a`` and ``b`` of one switch."""
-    from netmap_emu.testing.vale import unique_switch
+    from netmap_core.testing import unique_switch
 
     if kind == "pipe":
         pipe = f"netmap:{unique_switch(tag)}"

@@ -16,7 +16,8 @@ from netmap_core.errors import (
     NoSuchPortError,
     PortBusyError,
 )
-from netmap_emu.testing.vale import BCAST, PERSISTENT_RENAMED, ValeEnv, frame, mac, recv, send, unique_switch
+from netmap_core.testing import BCAST, PERSISTENT_RENAMED, frame, mac, recv, send, unique_switch
+from netmap_emu.testing.vale import ValeEnv
 from netmap_tools import valectl
 
 

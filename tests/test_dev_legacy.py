@@ -21,8 +21,8 @@ from netmap_core import abi
 from netmap_core.errors import InvalidRequestError
 from netmap_core.portspec import Conf, PortSpec
 from netmap_core.ring import Ring
+from netmap_core.testing import BCAST, frame, mac, recv
 from netmap_dev import BACKEND, Device, Mapping, requests as rq
-from netmap_emu.testing.vale import BCAST, frame, mac, recv
 
 OK, WHY = BACKEND.probe()
 pytestmark = [pytest.mark.netmap, pytest.mark.skipif(not OK, reason=f"needs /dev/netmap ({WHY})")]

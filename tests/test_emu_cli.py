@@ -165,7 +165,7 @@ def test_gc_says_clean_only_when_it_removed_nothing(ns):
 
 
 def test_ls_shows_switches_and_what_each_binding_is(ns):
-    from netmap_emu.testing.vale import unique_switch
+    from netmap_core.testing import unique_switch
 
     sw = unique_switch("valels")
     with open_emu(f"{sw}:a") as a, open_emu(f"{sw}:b"), open_emu(f"{sw}:a/rt"), open_emu("netmap:lsk{1"):

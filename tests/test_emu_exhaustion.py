@@ -332,7 +332,7 @@ import netmap_core as nm
 from netmap_core.errors import NetmapError
 from netmap_emu import cli
 from netmap_emu.shm.namespace import namespace
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, send
+from netmap_core.testing import BCAST, frame, mac, recv, send
 
 out = {}
 def segs(): return sorted(n for n in os.listdir("/dev/shm") if n.startswith("pnm."))

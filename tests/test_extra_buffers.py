@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from netmap_core import abi
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
 N = 8       # slots per ring: small enough to account for every buffer

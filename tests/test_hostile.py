@@ -120,7 +120,7 @@ def test_strict_sender_txsync_refuses_its_own_bad_slot(ns, field, value):
 @pytest.mark.parametrize("field,value", [("buf_idx", 10**6), ("len", 0xFFFF)])
 def test_strict_vale_sender_txsync_refuses_its_own_bad_slot(ns, field, value):
     """Before: the switch read the bad slot (it maps a bad buffer to buffer 0 and copies)."""
-    from netmap_emu.testing.vale import BCAST, frame, mac, recv
+    from netmap_core.testing import BCAST, frame, mac, recv
 
     a = open_emu("valehs:a", rules="strict")
     b = open_emu("valehs:b", rules="strict")

@@ -158,9 +158,6 @@ class ScriptedKmsg:
 INNER_CONFTEST = """
 pytest_plugins = ["tests.kernel_log"]
 
-def pytest_addoption(parser):
-    parser.addoption("--backend", default="emu")
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "kernel_warnings(*regex): provoked on purpose")
 """

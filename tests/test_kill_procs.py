@@ -13,14 +13,14 @@ import time
 
 import netmap_core
 from netmap_core.control import control_for
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, send, unique_switch
 from procs import BOUND, Child
 
 FLOODER = """
     import sys
     import netmap_core
     from netmap_core import abi
-    from netmap_emu.testing.vale import BCAST, frame, mac, recv
+    from netmap_core.testing import BCAST, frame, mac, recv
 
     sw, own, shared, backend = sys.argv[1:5]
 

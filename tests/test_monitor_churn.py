@@ -13,7 +13,7 @@ import time
 import pytest
 
 import netmap_core
-from netmap_emu.testing.vale import BCAST, mac, recv, recv_slots, unique_switch
+from netmap_core.testing import BCAST, mac, recv, recv_slots, unique_switch
 
 
 def seq_of(f: bytes) -> int:

@@ -11,7 +11,8 @@ import pytest
 
 from netmap_core import POLLERR, POLLIN
 from netmap_core.errors import NetmapOSError
-from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, send, unique_switch
+from netmap_emu.testing.vale import ValeEnv
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import netmap_core
 from netmap_core import POLLERR, POLLIN, abi
 from netmap_core.errors import InvalidRequestError
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, recv_slots, send, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
 
@@ -167,7 +167,7 @@ def test_monitor_fed_by_another_process(opener, pipe, backend_name):
     z = opener(f"{pipe}{{1/z")
     code = textwrap.dedent(f"""
         import netmap_core
-        from netmap_emu.testing.vale import BCAST, frame, mac, send
+        from netmap_core.testing import BCAST, frame, mac, send
         s = netmap_core.open({pipe + '}1'!r}, backend={backend_name!r})
         send(s, [frame(BCAST, mac(9), size=150, fill=i) for i in range(4)])
         s.close()

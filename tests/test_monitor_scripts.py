@@ -9,7 +9,8 @@ import os
 import pytest
 
 import netmap_core
-from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, unique_switch
+from netmap_emu.testing.vale import ValeEnv
 
 SIZES = [(150, 1), (2100, 3), (10049, 5)]     # (len, num): one, two and five slots per frame
 
@@ -46,7 +47,7 @@ def frames(size, num, fill=0x64):   # "d"
 
 def xmit(port, fs):
     """functional -t: send whole frames, splitting them into buffer-sized fragments."""
-    from netmap_emu.testing.vale import send
+    from netmap_core.testing import send
 
     send(port, fs)
 

@@ -8,7 +8,8 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError
-from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, recv_slots, send, unique_switch
+from netmap_emu.testing.vale import ValeEnv
 
 
 @pytest.fixture

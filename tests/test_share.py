@@ -8,7 +8,7 @@ import pytest
 
 from netmap_core import abi
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, send, unique_switch
 
 CHANGED = abi.NS_BUF_CHANGED
 

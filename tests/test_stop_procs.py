@@ -26,8 +26,8 @@ import pytest
 import netmap_core
 from netmap_core import POLLIN
 from netmap_core.errors import LockTimeoutError, NetmapError
+from netmap_core.testing import BCAST, frame, mac, recv, send, unique_switch
 from netmap_emu import cli, vale
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
 from procs import Child
 
 #: what the tests set (seconds): a sync's and the kernel's lock waits
@@ -39,7 +39,7 @@ HOLDER = """
     import os, sys, time
     import netmap_core
     from netmap_emu.shm.namespace import namespace
-    from netmap_emu.testing.vale import BCAST, frame, mac, send, recv
+    from netmap_core.testing import BCAST, frame, mac, send, recv
 
     names = sys.argv[1].split(",")
     ports = [netmap_core.open(n, backend="emu") for n in names]
@@ -287,7 +287,7 @@ SENDER = """
     import netmap_core
     from netmap_core.errors import LockTimeoutError
     from netmap_emu import vale
-    from netmap_emu.testing.vale import BCAST, mac, send
+    from netmap_core.testing import BCAST, mac, send
 
     name, sw, dest = sys.argv[1:4]
     p = netmap_core.open(name, backend="emu")
@@ -328,7 +328,7 @@ RECEIVER = """
     import os, select, sys, time
     import netmap_core
     from netmap_core.errors import LockTimeoutError
-    from netmap_emu.testing.vale import recv
+    from netmap_core.testing import recv
 
     p = netmap_core.open(sys.argv[1], backend="emu")
     print("open", os.getpid(), flush=True)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from netmap_core.errors import InvalidRequestError
+from netmap_core.testing import BCAST, frame, mac, recv, send
 from netmap_emu import vale
-from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
+from netmap_emu.testing.vale import ValeEnv
 
 _CTX = mp.get_context("fork")
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from netmap_core.errors import InvalidRequestError, NoSuchPortError
+from netmap_core.testing import BCAST, frame, mac, recv, send
 from netmap_emu import vale
 from netmap_emu.shm.namespace import namespace
 from netmap_emu.testing import segments
-from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
+from netmap_emu.testing.vale import ValeEnv
 
 _CTX = mp.get_context("fork")
 

@@ -11,14 +11,14 @@ import pytest
 
 import netmap_core
 from netmap_core import POLLIN, POLLOUT
-from netmap_emu.testing.vale import BCAST, frame, mac, recv, send, unique_switch
+from netmap_core.testing import BCAST, frame, mac, recv, send, unique_switch
 from procs import BOUND, Child, port_pair
 
 WAITER = """
     import asyncio, sys, time
     import netmap_core
     from netmap_core import POLLIN, POLLOUT
-    from netmap_emu.testing.vale import BCAST, frame, mac, recv
+    from netmap_core.testing import BCAST, frame, mac, recv
 
     name, backend, how, what = sys.argv[1:5]
     events = POLLIN if what == "in" else POLLOUT

@@ -1,4 +1,5 @@
-"""The pipe conformance machine: netmap user operations on a pipe, checked against spec.model.
+"""The pipe conformance machine: netmap user operations on a pipe, checked step by step against
+:mod:`netmap_core.testing.model` (a Hypothesis rule-based state machine).
 
 Runs on any backend through the public API only (``netmap_core.open``, ``Port``, ``Ring``), so
 the same program exercises the emulator and /dev/netmap. See spec/conformance.md.
@@ -9,10 +10,12 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import (
     Bundle,
+    MultipleResults,
     RuleBasedStateMachine,
     consumes,
     initialize,
@@ -24,16 +27,18 @@ from hypothesis.stateful import (
 
 import netmap_core
 from netmap_core.errors import ClosedPortError, PortBusyError, RingProtocolError
+from netmap_core.ring import Ring
 
 from . import model as M
+from .budget import DEFAULT_BUDGETS, THOROUGH_BUDGETS
 from .model import MASTER, RX, SLAVE, TX, PipeModel, StrictViolation
 
-__all__ = ["PipeMachine", "make_machine", "run_conformance", "RunReport", "DEFAULTS", "THOROUGH",
+__all__ = ["PipeMachine", "make_machine", "run_pipe_conformance", "RunReport", "DEFAULTS", "THOROUGH",
            "INVARIANT_NAMES", "ConformanceFailure", "conformance_settings"]
 
 #: (examples, steps) per rules mode: the CI default and ``--thorough``
-DEFAULTS = (300, 60)
-THOROUGH = (3000, 100)
+DEFAULTS = DEFAULT_BUDGETS["pipe"]
+THOROUGH = THOROUGH_BUDGETS["pipe"]
 
 _names = itertools.count()
 
@@ -79,6 +84,11 @@ class RunReport:
     steps: int
     seconds: float
     error: BaseException | None = None
+    suite: str = "pipe"
+
+    @property
+    def conforms(self) -> bool:
+        return self.error is None
 
 
 class ConformanceFailure(AssertionError):
@@ -113,6 +123,13 @@ class PipeMachine(RuleBasedStateMachine):
         self.rx_ts: dict[int, float] = {}
 
     # --- plumbing ---------------------------------------------------------------------------
+    @property
+    def m(self) -> PipeModel:
+        """The model, which exists from the first successful open on."""
+        if self.model is None:
+            raise AssertionError("no pipe opened yet: the model does not exist")
+        return self.model
+
     def _count(self) -> None:
         type(self).steps += 1
 
@@ -120,26 +137,27 @@ class PipeMachine(RuleBasedStateMachine):
         brace = "{" if role == MASTER else "}"
         return f"netmap:{self.name}{brace}1{'/x' if exclusive else ''}@conf:slots={n}"
 
-    def _ring(self, h: Handle, kind: str):
+    def _ring(self, h: Handle, kind: str) -> Ring:
         return self._ring_of(self.ports[h.ident], kind)
 
     @staticmethod
-    def _ring_of(port, kind: str):
+    def _ring_of(port: netmap_core.Port, kind: str) -> Ring:
         return (port.tx_rings if kind == TX else port.rx_rings)[0]
 
-    def _observe(self, ring) -> tuple[tuple[int, int, int], list[list[int]]]:
+    def _observe(self, ring: Ring) -> tuple[tuple[int, int, int], list[list[int]]]:
         s = ring.slots
         slots = [list(x) for x in zip(s["buf_idx"].tolist(), s["len"].tolist(),
                                       s["flags"].tolist(), s["ptr"].tolist())]
         return (ring.head, ring.cur, ring.tail), slots
 
-    def _write_slot(self, ring, i: int, slot: list[int]) -> None:
+    def _write_slot(self, ring: Ring, i: int, slot: list[int]) -> None:
         ring.slots["buf_idx"][i] = slot[M.BUF]
         ring.slots["len"][i] = slot[M.LEN]
         ring.slots["flags"][i] = slot[M.FLAGS]
         ring.slots["ptr"][i] = slot[M.PTR]
 
-    def _set_indexes(self, h: Handle, kind: str, head=None, cur=None, tail=None) -> None:
+    def _set_indexes(self, h: Handle, kind: str, head: int | None = None, cur: int | None = None,
+                     tail: int | None = None) -> None:
         ring = self._ring(h, kind)
         if head is not None:
             ring.header["head"] = head  # raw: the head/cur setters refuse values >= num_slots
@@ -147,11 +165,11 @@ class PipeMachine(RuleBasedStateMachine):
             ring.header["cur"] = cur
         if tail is not None:
             ring.header["tail"] = tail  # only a misbehaving user writes tail (B6/B7)
-        self.model.set_indexes(h.role, kind, head, cur, tail)
+        self.m.set_indexes(h.role, kind, head, cur, tail)
 
     def _sync(self, h: Handle, op: str, events: int = 0) -> None:
         """Run one syscall on the backend and the model, compare outcome and revents."""
-        port, m = self.ports[h.ident], self.model
+        port, m = self.ports[h.ident], self.m
         try:
             want = {"txsync": lambda: m.txsync(h.role), "rxsync": lambda: m.rxsync(h.role),
                     "poll": lambda: m.poll(h.role, events)}[op]()
@@ -178,7 +196,7 @@ class PipeMachine(RuleBasedStateMachine):
         """Read one received slot as an application would and check it against the model:
         descriptor fields, payload bytes, and (while sane) that it is the packet the model
         says travels in that slot."""
-        m, ring = self.model, self._ring(h, RX)
+        m, ring = self.m, self._ring(h, RX)
         mr = m.ring(h.role, RX)
         want = mr.slots[slot]
         got = [int(ring.slots[f][slot]) for f in ("buf_idx", "len", "flags", "ptr")]
@@ -200,17 +218,20 @@ class PipeMachine(RuleBasedStateMachine):
 
     # --- opening and closing (F1, F3, F6, F7, A13, A16, B17) -------------------------------
     @initialize(target=descriptors, role=ROLES, slots=SLOTS, extra=EXTRA, both=st.booleans())
-    def create_pipe(self, role, slots, extra, both):
+    def create_pipe(self, role: str, slots: int, extra: int, both: bool) -> MultipleResults[Handle]:
         first = self._open(role, slots, extra, False)
+        assert first is not None  # the pipe's first open cannot find it busy
         if not both:
             return multiple(first)
         other = SLAVE if role == MASTER else MASTER
-        return multiple(first, self._open(other, slots, 0, False))
+        second = self._open(other, slots, 0, False)
+        assert second is not None
+        return multiple(first, second)
 
     @rule(target=descriptors, role=ROLES, slots=SLOTS, extra=EXTRA, exclusive=EXCLUSIVE)
-    def open_end(self, role, slots, extra, exclusive):
+    def open_end(self, role: str, slots: int, extra: int, exclusive: bool) -> MultipleResults[Handle]:
         self._count()
-        if len(self.ports) >= 4 or (self.model and len(self.model.users(role)) >= 2):
+        if len(self.ports) >= 4 or (self.model and len(self.m.users(role)) >= 2):
             return multiple()
         h = self._open(role, slots, extra, exclusive)
         return multiple() if h is None else multiple(h)
@@ -242,7 +263,8 @@ class PipeMachine(RuleBasedStateMachine):
             raise
         return h
 
-    def _check_registration(self, h: Handle, port, n: int, extra: int, exclusive: bool) -> None:
+    def _check_registration(self, h: Handle, port: netmap_core.Port, n: int, extra: int,
+                            exclusive: bool) -> None:
         if len(port.tx_rings) != 1 or len(port.rx_rings) != 1:
             raise _fail(f"{h}: expected 1 TX and 1 RX ring, got {len(port.tx_rings)}/{len(port.rx_rings)}")
         tx, rx = port.tx_rings[0], port.rx_rings[0]
@@ -261,16 +283,16 @@ class PipeMachine(RuleBasedStateMachine):
             raise _fail(f"{h}: extra-buffer list does not end with index 0 (A13)")
         if self.model is None:
             self._create_model(h, port, n)
-        bad = sorted(set(bufs) & self.model.live)
-        if bad and self.model.sane:
+        bad = sorted(set(bufs) & self.m.live)
+        if bad and self.m.sane:
             raise _fail(f"{h}: extra buffers {bad} are already held by the pipe or another descriptor")
         if any(not 2 <= b < tx.nbufs for b in bufs):
             raise _fail(f"{h}: extra buffer outside [2, {tx.nbufs}): {bufs} (A6)")
-        self.model.register(h.ident, h.role, exclusive, bufs)
+        self.m.register(h.ident, h.role, exclusive, bufs)
         self.tx_ts[h.ident] = tx.ts
         self.rx_ts[h.ident] = rx.ts
 
-    def _create_model(self, h: Handle, port, n: int) -> None:
+    def _create_model(self, h: Handle, port: netmap_core.Port, n: int) -> None:
         tx, rx = port.tx_rings[0], port.rx_rings[0]
         (txi, txs), (rxi, rxs) = self._observe(tx), self._observe(rx)
         if txi != (0, 0, n - 1) or rxi != (0, 0, 0):
@@ -307,9 +329,9 @@ class PipeMachine(RuleBasedStateMachine):
         del self.ports[h.ident]
         port.close()
 
-    def _zero_slots(self, h: Handle, bad) -> None:
+    def _zero_slots(self, h: Handle, bad: list[tuple[str, str, int]]) -> None:
         """Set ``buf_idx`` 0 (never freed) in the slots ``bad`` names, (role, kind, slot)."""
-        m = self.model
+        m = self.m
         helper = None
         try:
             for role, kind, i in bad:
@@ -327,7 +349,7 @@ class PipeMachine(RuleBasedStateMachine):
                 helper.close()
 
     @rule(h=consumes(descriptors))
-    def close_end(self, h):
+    def close_end(self, h: Handle) -> None:
         self._count()
         port = self.ports[h.ident]
         self._close_safely(h)
@@ -337,16 +359,16 @@ class PipeMachine(RuleBasedStateMachine):
             pass
         else:
             raise _fail(f"txsync on closed {h} did not raise ClosedPortError")
-        if self.model.unregister(h.ident):
+        if self.m.unregister(h.ident):
             self.model = None  # last user gone: the pipe (and its auto-created parent) is destroyed
 
     # --- TX: fill and publish ---------------------------------------------------------------
     @rule(h=descriptors, k=st.integers(1, 16), size=st.integers(12, 80),
           flags=st.lists(st.sampled_from(FLAG_CHOICES), max_size=16), ptr=st.integers(0, 2**64 - 1))
-    def fill(self, h, k, size, flags, ptr):
+    def fill(self, h: Handle, k: int, size: int, flags: list[int], ptr: int) -> None:
         """Write k frames (sequence numbers in the payload) from head, then head = cur past them."""
         self._count()
-        mr = self.model.ring(h.role, TX)
+        mr = self.m.ring(h.role, TX)
         k = min(k, mr.user_space())
         if k == 0:
             return
@@ -354,7 +376,7 @@ class PipeMachine(RuleBasedStateMachine):
         fl = [flags[j] if j < len(flags) else 0 for j in range(k)]
         ptrs = [(ptr + j) % 2**64 for j in range(k)]
         ring = self._ring(h, TX)
-        for i, _buf, frame in self.model.fill(h.role, lengths, fl, ptrs):
+        for i, _buf, frame in self.m.fill(h.role, lengths, fl, ptrs):
             self._write_slot(ring, i, mr.slots[i])
             ring.buf(i)[:len(frame)] = memoryview(frame)  # buf(i) follows the slot's buf_idx
         ring.head = mr.head
@@ -362,10 +384,10 @@ class PipeMachine(RuleBasedStateMachine):
 
     # --- RX: read and release ---------------------------------------------------------------
     @rule(h=descriptors, k=st.integers(1, 16))
-    def release(self, h, k):
+    def release(self, h: Handle, k: int) -> None:
         """Read k received slots from head (checking each), then head = cur past them."""
         self._count()
-        mr = self.model.ring(h.role, RX)
+        mr = self.m.ring(h.role, RX)
         k = min(k, mr.user_space())
         if k == 0:
             return
@@ -376,24 +398,24 @@ class PipeMachine(RuleBasedStateMachine):
 
     @rule(h=descriptors, j=st.integers(0, 15), length=st.integers(0, 2048),
           ptr=st.integers(0, 2**64 - 1))
-    def edit_rx(self, h, j, length, ptr):
+    def edit_rx(self, h: Handle, j: int, length: int, ptr: int) -> None:
         """Rewrite len and ptr of a received slot (no NS_BUF_CHANGED): the release hands the
         slot back to the sender as the receiver left it (F5)."""
         self._count()
-        mr = self.model.ring(h.role, RX)
+        mr = self.m.ring(h.role, RX)
         space = mr.user_space()
         if space == 0:
             return
         slot = (mr.head + j % space) % mr.n
         self._read_rx(h, slot)
-        self.model.edit_rx(h.role, slot, min(length, self.model.buf_size), ptr)
+        self.m.edit_rx(h.role, slot, min(length, self.m.buf_size), ptr)
         self._write_slot(self._ring(h, RX), slot, mr.slots[slot])
 
     @rule(h=descriptors, kind=KINDS, ahead=st.integers(0, 16))
-    def set_cur(self, h, kind, ahead):
+    def set_cur(self, h: Handle, kind: str, ahead: int) -> None:
         """Move cur forward inside [head, tail] (B3/B4: the wake-up point)."""
         self._count()
-        mr = self.model.ring(h.role, kind)
+        mr = self.m.ring(h.role, kind)
         space = mr.user_space()
         if mr.head >= mr.n or mr.tail >= mr.n:
             return
@@ -401,23 +423,23 @@ class PipeMachine(RuleBasedStateMachine):
 
     # --- syncs ------------------------------------------------------------------------------
     @rule(h=descriptors)
-    def txsync(self, h):
+    def txsync(self, h: Handle) -> None:
         self._count()
         self._sync(h, "txsync")
 
     @rule(h=descriptors)
-    def rxsync(self, h):
+    def rxsync(self, h: Handle) -> None:
         self._count()
         self._sync(h, "rxsync")
 
     @rule(h=descriptors, events=EVENTS)
-    def poll(self, h, events):
+    def poll(self, h: Handle, events: int) -> None:
         """poll(events, timeout=0): revents must be exactly what B13 gives."""
         self._count()
         self._sync(h, "poll", events)
 
     # --- misbehaving users (B6-B8) -----------------------------------------------------------
-    def _resolve(self, pos, base: int, n: int) -> int:
+    def _resolve(self, pos: tuple[str, int], base: int, n: int) -> int:
         kind, v = pos
         if kind == "fwd":
             return (base + v) % n
@@ -434,28 +456,29 @@ class PipeMachine(RuleBasedStateMachine):
             return ("txsync" if kind == TX else "rxsync"), 0
         if kind == RX:
             events |= M.POLLIN
-            if self.mode == M.STRICT and self.model.poll_touches_tx(h.role, events):
+            if self.mode == M.STRICT and self.m.poll_touches_tx(h.role, events):
                 return "rxsync", 0
         return "poll", events
 
-    def _strict_cleanup(self, h: Handle, kind: str, saved) -> None:
+    def _strict_cleanup(self, h: Handle, kind: str, saved: tuple[int, int, int]) -> None:
         """After a strict-mode failure nothing changed; put back legal indexes, as an
         application that caught RingProtocolError would."""
         if self.mode != M.STRICT:
             return
-        mr = self.model.ring(h.role, kind)
-        if self.model.strict_failure(mr) or mr.tail != mr.rtail:
+        mr = self.m.ring(h.role, kind)
+        if self.m.strict_failure(mr) or mr.tail != mr.rtail:
             self._set_indexes(h, kind, *saved)
 
     @rule(h=descriptors, kind=KINDS, head_to=POSITIONS, cur_to=POSITIONS, plant=PLANTS,
           use_poll=st.booleans(), events=EVENTS)
-    def move_indexes(self, h, kind, head_to, cur_to, plant, use_poll, events):
+    def move_indexes(self, h: Handle, kind: str, head_to: tuple[str, int], cur_to: tuple[str, int],
+                     plant: list[tuple[int, str]], use_poll: bool, events: int) -> None:
         """Write arbitrary head/cur (legal or not) and sync: strict raises RingProtocolError and
         changes nothing; netmap reinits (B8): sanitises slots, resets out-of-range indexes,
         adopts in-range inconsistent ones. Slots are planted with bad values only when head is
         beyond n-1, so the reinit is certain, and restored afterwards."""
         self._count()
-        m = self.model
+        m = self.m
         mr = m.ring(h.role, kind)
         saved = mr.indexes()
         n = mr.n
@@ -488,10 +511,10 @@ class PipeMachine(RuleBasedStateMachine):
         self._strict_cleanup(h, kind, saved)
 
     @rule(h=descriptors, kind=KINDS, tail=TAILS, use_poll=st.booleans(), events=EVENTS)
-    def overwrite_tail(self, h, kind, tail, use_poll, events):
+    def overwrite_tail(self, h: Handle, kind: str, tail: int, use_poll: bool, events: int) -> None:
         """Write tail (the kernel's field) and sync: the kernel restores it silently (B6/B7)."""
         self._count()
-        saved = self.model.ring(h.role, kind).indexes()
+        saved = self.m.ring(h.role, kind).indexes()
         self._set_indexes(h, kind, tail=tail)
         if kind == TX and use_poll:
             events |= M.POLLOUT  # so the TX part certainly runs
@@ -501,11 +524,11 @@ class PipeMachine(RuleBasedStateMachine):
 
     # --- zero copy --------------------------------------------------------------------------
     @rule(h=descriptors, kind=KINDS, j=st.integers(0, 15))
-    def swap_extra(self, h, kind, j):
+    def swap_extra(self, h: Handle, kind: str, j: int) -> None:
         """Swap the buffer of a user-owned slot with the head of this descriptor's extra-buffer
         list (zero copy), setting NS_BUF_CHANGED; the old buffer is pushed on the list."""
         self._count()
-        m = self.model
+        m = self.m
         mr = m.ring(h.role, kind)
         space = mr.user_space()
         if not m.extra_list(h.ident) or space == 0:
@@ -529,11 +552,11 @@ class PipeMachine(RuleBasedStateMachine):
         port.bufs_head = old
 
     @rule(h=descriptors, k=st.integers(1, 16))
-    def forward(self, h, k):
+    def forward(self, h: Handle, k: int) -> None:
         """Bounce k received slots into this end's TX ring by swapping buffers (netmap's
         zero-copy bridge): TX takes the buffer, len and MOREFRAG, both get NS_BUF_CHANGED."""
         self._count()
-        m = self.model
+        m = self.m
         rxm, txm = m.ring(h.role, RX), m.ring(h.role, TX)
         k = min(k, rxm.user_space(), txm.user_space())
         if k == 0:
@@ -549,7 +572,7 @@ class PipeMachine(RuleBasedStateMachine):
 
     # --- invariants --------------------------------------------------------------------------
     def _check_rings(self) -> None:
-        m = self.model
+        m = self.m
         for ident, port in self.ports.items():
             d = m.descriptors[ident]
             for kind, rings in ((TX, port.tx_rings), (RX, port.rx_rings)):
@@ -564,23 +587,23 @@ class PipeMachine(RuleBasedStateMachine):
                     raise _fail(f"<{d.role} #{ident}> {kind}: slots (index, observed, model) {diff}")
 
     @invariant()
-    def observed_equals_model(self):
+    def observed_equals_model(self) -> None:
         """head/cur/tail and every slot (buf_idx, len, flags, ptr) of every bound ring, and every
         descriptor's extra-buffer list, equal the model's."""
         if self.model is None:
             return
         self._check_rings()
         for ident, port in self.ports.items():
-            head = self.model.descriptors[ident].bufs_head
+            head = self.m.descriptors[ident].bufs_head
             if port.bufs_head != head:
                 raise _fail(f"descriptor #{ident}: ni_bufs_head {port.bufs_head}, the model says {head}")
-            want = self.model.extra_list(ident)
+            want = self.m.extra_list(ident)
             got = port.extra_buffers()
             if want is not None and got != want:
                 raise _fail(f"descriptor #{ident}: extra-buffer list {got}, the model walks {want}")
 
     @invariant()
-    def indexes_in_range(self):
+    def indexes_in_range(self) -> None:
         """tail is always < n (only the kernel writes it and it validates everything); a ring's
         space never exceeds n-1."""
         for port in self.ports.values():
@@ -592,7 +615,7 @@ class PipeMachine(RuleBasedStateMachine):
                     raise _fail(f"{ring.name}: space {ring.space()} outside 0..{n - 1}")
 
     @invariant()
-    def one_slot_empty(self):
+    def one_slot_empty(self) -> None:
         """Per direction: sender's free slots + slots in flight <= n-1 (B2, F5, L3); the
         receiver never holds more than is in flight. Observed on both ends when both are open."""
         m = self.model
@@ -610,7 +633,7 @@ class PipeMachine(RuleBasedStateMachine):
                                 f"more than n-1={m.n - 1}")
 
     @invariant()
-    def buffers_conserved(self):
+    def buffers_conserved(self) -> None:
         """Every live buffer (the pipe's 2n plus open descriptors' extra buffers) is held exactly
         once: by the authoritative slot of its slot pair (F6) or by one extra-buffer list."""
         m = self.model
@@ -621,7 +644,7 @@ class PipeMachine(RuleBasedStateMachine):
             raise _fail(err)
 
     @invariant()
-    def delivered_in_order(self):
+    def delivered_in_order(self) -> None:
         """In each direction the slots released by the receiver are, in order, a prefix of the
         slots handed over by the sender, and the sender's packets went out in sequence order."""
         m = self.model
@@ -632,7 +655,7 @@ class PipeMachine(RuleBasedStateMachine):
             raise _fail(err)
 
     @invariant()
-    def timestamps(self):
+    def timestamps(self) -> None:
         """B16: RX syncs set ring->ts (and it never goes back); TX ts is never written."""
         m = self.model
         if m is None:
@@ -649,13 +672,13 @@ class PipeMachine(RuleBasedStateMachine):
                 raise _fail(f"{rx.name}: ts went back from {self.rx_ts[ident]} to {rx.ts}")
             self.rx_ts[ident] = rx.ts
 
-    def teardown(self):
-        roles = {i: d.role for i, d in self.model.descriptors.items()} if self.model else {}
+    def teardown(self) -> None:
+        roles = {i: d.role for i, d in self.m.descriptors.items()} if self.model else {}
         for ident in list(self.ports):
             if ident in roles:
                 try:
                     self._close_safely(Handle(ident, roles[ident]))
-                    self.model.unregister(ident)
+                    self.m.unregister(ident)
                     continue
                 except Exception:  # noqa: BLE001 - a failed example's state: close regardless
                     pass
@@ -677,7 +700,7 @@ def make_machine(backend: str | None, rules: str) -> type[PipeMachine]:
     return type(name, (PipeMachine,), {"backend": backend, "mode": rules, "examples": 0, "steps": 0})
 
 
-def conformance_settings(examples: int, steps: int, **extra) -> settings:
+def conformance_settings(examples: int, steps: int, **extra: Any) -> settings:
     return settings(
         max_examples=examples, stateful_step_count=steps, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
@@ -686,8 +709,8 @@ def conformance_settings(examples: int, steps: int, **extra) -> settings:
     )
 
 
-def run_conformance(backend: str | None, rules: str, examples: int, steps: int,
-                    **extra) -> RunReport:
+def run_pipe_conformance(backend: str | None, rules: str, examples: int, steps: int,
+                         **extra: Any) -> RunReport:
     """Run the machine; returns counts and the (shrunk) failure, if any, instead of raising."""
     machine = make_machine(backend, rules)
     t0 = time.perf_counter()

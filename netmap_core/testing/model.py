@@ -97,8 +97,9 @@ class RingModel:
         self.tags: list[tuple[int, int] | None] = [None] * n
         self.held = [False] * n  # RX: the slot's buffer still holds the frame its tag names
         self.rx_synced = False  # RX: an rxsync ran, so ring->ts must be set (B16)
-        self.peer: RingModel | None = None  # the ring this one exchanges slots with
-        self.direction: Direction | None = None
+        # set when the ring joins its Direction (every ring of a PipeModel does at creation)
+        self.peer: RingModel    # the ring this one exchanges slots with
+        self.direction: Direction
 
     def nxt(self, i: int) -> int:
         return 0 if i + 1 == self.n else i + 1
@@ -267,7 +268,7 @@ class PipeModel:
         RX ring the slot at ``pipe_tail``, then on every ring the slots after ``pipe_tail`` up
         to ``hwcur`` - and then frees every other slot's buffer in [2, objtotal). For a pipe
         used as netmap intends, that is each slot pair's authoritative side exactly once."""
-        out = []
+        out: list[tuple[str, str, int]] = []
         for (role, kind), r in self.rings.items():
             zeroed = {r.pipe_tail} if kind == RX else set()
             j = r.nxt(r.pipe_tail)
@@ -585,7 +586,7 @@ class PipeModel:
         bad = self._check(r)
         self._rx_round(r, bad)
 
-    def _rx_round(self, r: RingModel, bad) -> bool:
+    def _rx_round(self, r: RingModel, bad: tuple[str, int] | None) -> bool:
         r.rhead, r.rcur = r.head, r.cur
         if bad:
             self._reinit(r)

@@ -15,18 +15,28 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 import netmap_core
 from netmap_core import abi
+from netmap_core.port import Port
 
-__all__ = ["ValeMachine", "make_vale_machine", "VALE_DEFAULTS", "vale_settings"]
+from .budget import DEFAULT_BUDGETS, THOROUGH_BUDGETS
+from .conformance import RunReport
 
-#: (examples, steps): a few seconds on the emulator
-VALE_DEFAULTS = (100, 30)
+__all__ = ["ValeMachine", "make_vale_machine", "run_vale_conformance", "VALE_DEFAULTS",
+           "VALE_THOROUGH", "VALE_INVARIANT_NAMES", "vale_settings"]
+
+#: (examples, steps): a few seconds on the emulator; and ``--thorough``
+VALE_DEFAULTS = DEFAULT_BUDGETS["vale"]
+VALE_THOROUGH = THOROUGH_BUDGETS["vale"]
+#: the machine's invariant methods
+VALE_INVARIANT_NAMES = ("buffers_conserved",)
 SLOTS = 8                     # every ring: 7 usable slots, so drops happen often
 NPORTS = 3
 BUF = 2048
@@ -43,7 +53,7 @@ SIZES = st.sampled_from([60, 60, 200, 13, 14, 3000])
 FRAMES = st.lists(st.tuples(DSTS, SRCS, SIZES), min_size=1, max_size=7)
 
 
-def vale_settings(examples: int, steps: int, **kw) -> settings:
+def vale_settings(examples: int, steps: int, **kw: Any) -> settings:
     return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
                     suppress_health_check=list(HealthCheck), **kw)
 
@@ -52,11 +62,14 @@ class ValeMachine(RuleBasedStateMachine):
     """One example: a fresh switch with ports p0..p2 and a copy monitor of p0."""
 
     backend = "emu"
+    examples = 0
+    steps = 0
 
     def __init__(self) -> None:
         super().__init__()
-        self.ports: list = []
-        self.mon = None
+        type(self).examples += 1
+        self.ports: list[Port] = []
+        self.mon: Port | None = None
         self.seq = 0
 
     # --- set-up ------------------------------------------------------------------------------
@@ -68,7 +81,8 @@ class ValeMachine(RuleBasedStateMachine):
         self.mon = netmap_core.open(f"{sw}:p0/rt@conf:slots={SLOTS}", backend=self.backend)
         self.table: dict[bytes, int] = {}
         self.last_src: dict[int, bytes] = {}
-        self.held = {k: [] for k in range(NPORTS)}       # in the RX ring, not yet released
+        # in the RX ring, not yet released
+        self.held: dict[int, list[tuple[bytes, int]]] = {k: [] for k in range(NPORTS)}
         self.mon_held: list = []
         self.bufs = [sorted(int(x) for r in p.tx_rings + p.rx_rings for x in r.slots["buf_idx"])
                      for p in self.ports]
@@ -93,7 +107,7 @@ class ValeMachine(RuleBasedStateMachine):
         n = len(parts)
         return [(p, (n << 8) | (abi.NS_MOREFRAG if j < n - 1 else 0)) for j, p in enumerate(parts)]
 
-    def _mon_add(self, slots) -> None:
+    def _mon_add(self, slots: list[tuple[bytes, int]]) -> None:
         room = SLOTS - 1 - len(self.mon_held)
         if room > 0:
             self.mon_held += slots[len(slots) - min(room, len(slots)):]
@@ -113,7 +127,8 @@ class ValeMachine(RuleBasedStateMachine):
 
     # --- rules ---------------------------------------------------------------------------------
     @rule(port=st.integers(0, NPORTS - 1), items=FRAMES)
-    def send(self, port: int, items) -> None:
+    def send(self, port: int, items: list[tuple[str, str, int]]) -> None:
+        type(self).steps += 1
         p = self.ports[port]
         ring = p.tx_rings[0]
         frames = [self._frame(d, s, size, port) for d, s, size in items]
@@ -151,6 +166,7 @@ class ValeMachine(RuleBasedStateMachine):
 
     @rule(port=st.integers(0, NPORTS - 1), release=st.booleans())
     def receive(self, port: int, release: bool) -> None:
+        type(self).steps += 1
         p = self.ports[port]
         p.rxsync()
         ring = p.rx_rings[0]
@@ -167,7 +183,9 @@ class ValeMachine(RuleBasedStateMachine):
 
     @rule()
     def read_monitor(self) -> None:
+        type(self).steps += 1
         m = self.mon
+        assert m is not None
         m.rxsync()
         ring = m.rx_rings[0]
         got = []
@@ -188,9 +206,26 @@ class ValeMachine(RuleBasedStateMachine):
             assert now == self.bufs[k], f"p{k}: VALE copies, its ring buffers must not change"
 
 
-def _show(slots) -> list:
+def _show(slots: list[tuple[bytes, int]]) -> list[tuple[int, str, str]]:
     return [(len(d), hex(f), d[14:18].hex() if len(d) >= 18 else "") for d, f in slots]
 
 
-def make_vale_machine(backend: str) -> type[ValeMachine]:
-    return type(f"ValeMachine_{backend}", (ValeMachine,), {"backend": backend})
+def make_vale_machine(backend: str | None) -> type[ValeMachine]:
+    """A ValeMachine bound to one backend (None: the default backend)."""
+    return type(f"ValeMachine_{backend or 'default'}", (ValeMachine,),
+                {"backend": backend, "examples": 0, "steps": 0})
+
+
+def run_vale_conformance(backend: str | None, examples: int, steps: int, **extra: Any) -> RunReport:
+    """Run the VALE machine; returns counts and the (shrunk) failure, if any, instead of raising."""
+    machine = make_vale_machine(backend)
+    t0 = time.perf_counter()
+    error = None
+    try:
+        run_state_machine_as_test(machine, settings=vale_settings(examples, steps, **extra))
+    except BaseException as exc:  # noqa: BLE001 - reported to the caller with the shrunk program
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = exc
+    return RunReport(backend or netmap_core.default_backend_name(), "default", machine.examples,
+                     machine.steps, time.perf_counter() - t0, error, suite="vale")
