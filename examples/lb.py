@@ -65,10 +65,12 @@ def choose(table: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     return table[hashes % np.uint32(len(table))]
 
 
-def process_batch(rx: nm.Ring, txs: Sequence[nm.Ring], table: np.ndarray) -> Dispatched:
-    """Dispatch every frame ready on ``rx`` to ``txs[backend]``; a full backend ring drops
-    the frames that do not fit. Moves the rings' ``head``; no sync."""
-    batch = rx.ready()
+def process_batch(rx: nm.Ring, txs: Sequence[nm.Ring], table: np.ndarray,
+                  limit: int | None = None) -> Dispatched:
+    """Dispatch the frames ready on ``rx`` (at most ``limit``) to ``txs[backend]``; a full
+    backend ring drops the frames that do not fit (as a switch does; pass ``limit=min(space)``
+    to wait instead). Moves the rings' ``head``; no sync."""
+    batch = rx.ready(limit)
     if not len(batch):
         return Dispatched(tuple(0 for _ in txs), 0)
     return dispatch(rx, txs, choose(table, parse_batch(batch).hash))
