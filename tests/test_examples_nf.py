@@ -291,3 +291,14 @@ def test_each_example_main_runs_as_a_program(name, backend_name, opener, monkeyp
             "nat": "forwarded 8, dropped 0, flows 8"}[name] in out
     sink.rxsync()
     assert sink.rx_rings[0].space() == (0 if name == "firewall" else 8)
+
+
+def test_readme_parsing_example_runs(backend_name, monkeypatch, capsys):
+    import re
+
+    monkeypatch.setenv("PYNETMAP_BACKEND", backend_name)
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"## Parsing headers, and dpkt / scapy.*?```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace("hdr{0", f"hdr{os.getpid()}{{0").replace("hdr}0", f"hdr{os.getpid()}}}0")
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["True", "[53,", "53,", "53,", "53]", "True"]
