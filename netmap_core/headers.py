@@ -213,7 +213,7 @@ def parse(frames: ArrayLike, lengths: ArrayLike | None = None) -> Headers:
     err[v4 & (tot < ihl)] = BAD_LENGTH
     v4 = need(l3 + ihl, v4 & (err == OK))
     ip_end = np.where(v4, l3 + tot, -1)
-    v4 = need(ip_end, v4)
+    v4 = _cut(err, v4, ip_end > ln)   # the payload may lie past the window: only the frame counts
     later4 = (_be16(blk, 6) & 0x1FFF) != 0
     proto = np.where(v4, blk[:, 9], 0)
     l4 = np.where(v4 & ~later4, l3 + ihl, -1)
@@ -222,7 +222,7 @@ def parse(frames: ArrayLike, lengths: ArrayLike | None = None) -> Headers:
     err[v6 & (ver != 6)] = BAD_VERSION
     v6 &= err == OK
     ip_end = np.where(v6, l3 + 40 + _be16(blk, 4), ip_end)
-    v6 = need(ip_end, v6)
+    v6 = _cut(err, v6, ip_end > ln)
     nh = np.where(v6, blk[:, 6], 0)
     off = l3 + 40
     later6 = np.zeros(k, bool)
@@ -280,6 +280,13 @@ def parse(frames: ArrayLike, lengths: ArrayLike | None = None) -> Headers:
         hash=np.zeros(k, np.uint32))
     object.__setattr__(h, "hash", tuple_hash(h))
     return h
+
+
+def _cut(err: np.ndarray, where: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Flag frames in ``where`` that end before their datagram does (TRUNCATED)."""
+    bad = where & short
+    err[bad] = TRUNCATED
+    return where & ~bad
 
 
 def _done(k: int, et: np.ndarray, vlans: np.ndarray, vlan: np.ndarray, vlan2: np.ndarray,
