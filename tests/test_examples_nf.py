@@ -302,3 +302,33 @@ def test_readme_parsing_example_runs(backend_name, monkeypatch, capsys):
     code = code.replace("hdr{0", f"hdr{os.getpid()}{{0").replace("hdr}0", f"hdr{os.getpid()}}}0")
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.split() == ["True", "[53,", "53,", "53,", "53]", "True"]
+
+
+def test_nf_bench_rows_deliver_every_frame(backend_name, tmp_path):
+    """bench/nf.py's rows run (generator -> NF -> sink, three processes) and lose nothing."""
+    import json
+    import subprocess
+
+    if backend_name != "emu":
+        pytest.skip("the nf-emu-* rows measure the emulator")
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "bench", "--only", "nf-emu-lb", "nf-emu-nat", "--sizes", "60",
+           "--work", "none", "--repeat", "1", "--duration", "0.05", "--no-plot", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {r["id"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"nf-emu-lb", "nf-emu-nat"}
+    for r in rows.values():
+        assert r["status"] == "ok", r
+        assert all(run["lost"] == 0 and run["packets"] > 0 for run in r["runs"])
+
+
+def test_parse_cost_reports_each_batch_size(backend_name, monkeypatch):
+    if backend_name != "emu":
+        pytest.skip("the parser bench runs on the emulator")
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.nf import parse_cost
+
+    rows = parse_cost(sizes=(32, 256), repeat=1)
+    assert [r["batch"] for r in rows] == [32, 256]
+    assert all(r["parse"] > 0 and r["parse_batch"] > 0 for r in rows)
