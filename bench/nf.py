@@ -9,6 +9,7 @@ with ``Ring.forward`` and no per-frame work: the price of the plumbing alone.
 
     python -m bench --only nf-emu --sizes 60 --work none
     python -m bench.nf --parse          # parser cost per frame at batch sizes 32/256/1024
+    python -m bench.nf --cost           # each NF's CPU cost per frame, in one process
 """
 from __future__ import annotations
 
@@ -205,8 +206,10 @@ def scenarios(cfg) -> list[Scenario]:
 
 # --- parser cost ------------------------------------------------------------------------------
 def parse_cost(sizes=(32, 256, 1024), repeat: int = 7, mix: bool = True) -> list[dict]:
-    """ns per frame of ``headers.parse`` (pre-gathered 128-byte rows) and of ``parse_batch``
-    (gather from a ring included) at each batch size; medians of ``repeat`` timings."""
+    """CPU ns per frame of ``headers.parse`` (pre-gathered 128-byte rows) and of
+    ``parse_batch`` (gather from a ring included) at each batch size; medians of ``repeat``
+    timings. CPU time of this process (``process_time``), so other processes' load inflates
+    it far less than wall-clock time."""
     import netmap_core as nm
     from netmap_core import headers as hd
 
@@ -228,26 +231,83 @@ def parse_cost(sizes=(32, 256, 1024), repeat: int = 7, mix: bool = True) -> list
                 loops = max(1, 20000 // k)
                 times = []
                 for _ in range(repeat):
-                    t0 = time.perf_counter()
+                    t0 = time.process_time()
                     for _ in range(loops):
                         fn()
-                    times.append((time.perf_counter() - t0) / loops / k * 1e9)
+                    times.append((time.process_time() - t0) / loops / k * 1e9)
                 res[name] = statistics.median(times)
             rx.rx_rings[0].advance(len(batch))
             rows.append(res)
     return rows
 
 
+def nf_cost(sizes=(256, 1024), rounds: int = 20, repeat: int = 5) -> list[dict]:
+    """CPU ns per frame of one NF step (``process_batch``: parse, decide, rewrite, dispatch;
+    no sync), each NF in this one process over emulator pipes, at each batch size; median of
+    ``repeat`` measurements of ``rounds`` batches each. Filling the input and draining the
+    outputs are not timed."""
+    import netmap_core as nm
+
+    tpl = templates()
+    out = []
+    for kind in WORK:
+        outputs = 2 if kind == "lb" else 1
+        base = f"netmap:nc{os.getpid()}{kind[:2]}"
+        conf = "@conf:slots=2048"
+        with nm.open(f"{base}a{{0{conf}", backend="emu") as gen, \
+                nm.open(f"{base}a}}0{conf}", backend="emu") as inp:
+            outs = [nm.open(f"{base}b{j}{{0{conf}", backend="emu") for j in range(outputs)]
+            sinks = [nm.open(f"{base}b{j}}}0{conf}", backend="emu") for j in range(outputs)]
+            try:
+                rx, txs = inp.rx_rings[0], [o.tx_rings[0] for o in outs]
+                step = _stepper(kind, rx, txs)
+                for k in sizes:
+                    per = []
+                    for _ in range(repeat):
+                        spent = 0.0
+                        for r in range(rounds):
+                            gen.txsync()   # reclaim what the NF released
+                            assert gen.tx_rings[0].fill(data=tpl[(r * k + np.arange(k)) % len(tpl)]) == k
+                            gen.txsync()
+                            inp.rxsync()
+                            t0 = time.process_time()
+                            done = step()
+                            spent += time.process_time() - t0
+                            assert done == k, (kind, done, k)
+                            inp.rxsync()   # hand the consumed slots back
+                            for o in outs:
+                                o.txsync()
+                            for q in sinks:
+                                q.rxsync()
+                                q.rx_rings[0].advance(q.rx_rings[0].space())
+                                q.rxsync()
+                            for o in outs:   # reclaim the slots the sinks released
+                                o.txsync()
+                        per.append(spent / (rounds * k) * 1e9)
+                    out.append({"nf": kind, "batch": k, "ns_per_frame": statistics.median(per)})
+            finally:
+                for q in outs + sinks:
+                    q.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="parser cost per frame (see python -m bench for NF rows)")
     ap.add_argument("--parse", action="store_true", help="measure netmap_core.headers")
+    ap.add_argument("--cost", action="store_true",
+                    help="CPU ns per frame of each NF's process_batch, in one process")
     ap.add_argument("--repeat", type=int, default=7)
     args = ap.parse_args(argv)
-    if not args.parse:
-        ap.error("nothing to do: pass --parse (the NF rows run with python -m bench --only nf-emu)")
-    print("batch  parse ns/frame  parse_batch ns/frame (gather included)")
-    for r in parse_cost(repeat=args.repeat):
-        print(f"{r['batch']:5d}  {r['parse']:14.0f}  {r['parse_batch']:20.0f}")
+    if not (args.parse or args.cost):
+        ap.error("nothing to do: pass --parse or --cost (the NF rows: python -m bench --only nf-emu)")
+    if args.parse:
+        print("batch  parse CPU ns/frame  parse_batch CPU ns/frame (gather included)")
+        for r in parse_cost(repeat=args.repeat):
+            print(f"{r['batch']:5d}  {r['parse']:18.0f}  {r['parse_batch']:24.0f}")
+    if args.cost:
+        print("nf        batch  CPU ns/frame (process_batch: parse + decide + rewrite + dispatch)")
+        for r in nf_cost(repeat=args.repeat):
+            print(f"{r['nf']:8s}  {r['batch']:5d}  {r['ns_per_frame']:12.0f}")
     return 0
 
 

@@ -8,8 +8,8 @@ default action; IPv6 frames and frames with malformed headers are dropped, and n
     python examples/firewall.py -i netmap:fw}0 -o netmap:fw{1 \\
         --rule "deny proto=udp dport=53" --rule "allow src=10.0.0.0/8" --default deny
 
-Cost per batch: one header parse (tens of ns per frame) plus one (frames x rules) comparison
-per rule field, a few ns per frame and rule.
+Cost per batch: one header parse plus one (frames x rules) comparison per rule field, a few ns
+per frame and rule: ~1.5 µs of CPU per frame in batches of 1024 with 8 rules (bench/README.md).
 """
 from __future__ import annotations
 

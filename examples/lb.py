@@ -7,8 +7,9 @@ removing one backend moves only the flows it had:
 
     python examples/lb.py -i netmap:lbdemo}in -o netmap:lbdemo{0 -o netmap:lbdemo{1
 
-Cost per batch: one header parse (tens of ns per frame), one table lookup per frame and one
-dispatch (a few µs per backend). Building the table is pure Python, once: ~1 s per 65537 entries.
+Cost per batch: one header parse, one table lookup per frame and one dispatch (a few µs per
+backend): ~1.2-1.5 µs of CPU per frame in batches of 1024 (bench/README.md). Building the
+table is pure Python, once: ~1 s per 65537 entries.
 """
 from __future__ import annotations
 

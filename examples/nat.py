@@ -8,8 +8,9 @@ TCP/UDP over IPv4, malformed, unknown inbound port, no public port left) are dro
 
     python examples/nat.py --inside netmap:nat}in --outside netmap:nat}out --public 203.0.113.7
 
-Cost per batch: one header parse and one rewrite (tens of ns per frame each), plus one
-dictionary lookup per distinct flow in the batch (not per frame); a new flow costs ~1 µs.
+Cost per batch: one header parse and one rewrite (numpy), plus one dictionary lookup per
+distinct flow in the batch (not per frame); a new flow costs ~1 µs. ~2 µs of CPU per frame in
+batches of 1024 over 256 flows (bench/README.md).
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 TCP/UDP checksums fixed incrementally (RFC 1624) instead of recomputed over the payload.
 
 Pure numpy over a 2-D buffer array (``ring.buffers`` with ``batch.buf_idx`` as rows: zero copy,
-the ring's own bytes change). Cost: a few µs per call plus tens of ns per frame rewritten.
+the ring's own bytes change). Cost: ~60 numpy calls per batch, a few hundred ns per frame
+rewritten in a batch of 1024 (``python -m bench.nf --cost``, row nat).
 """
 from __future__ import annotations
 
