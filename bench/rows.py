@@ -12,7 +12,7 @@ import importlib
 from .harness import Scenario
 
 MODULES = ("peer_pynetmap", "peer_vale", "pktgen", "peer_mppipe", "peer_unix", "peer_ospipe",
-           "peer_zmq", "peer_afpacket", "pingpong")
+           "peer_zmq", "peer_afpacket", "pingpong", "nf")
 
 
 def all_scenarios(cfg) -> list[Scenario]:

@@ -6,7 +6,7 @@ a backend supplies memory, sync, poll and close.
 """
 from __future__ import annotations
 
-from . import abi, aio, batch, rules
+from . import abi, aio, batch, headers, rules
 from .backend import BACKENDS, Backend, Binding, RegisterInfo, default_backend_name, get_backend, probe
 from .errors import (
     BackendUnavailable,
@@ -33,7 +33,8 @@ __version__ = "0.1.0"  # the only place the version is written (pyproject.toml r
 open = open_port  # noqa: A001 - netmap_core.open(portspec) is the public entry point
 
 __all__ = [
-    "__version__", "abi", "aio", "batch", "rules", "open", "open_port", "Port", "Ring", "Batch",
+    "__version__", "abi", "aio", "batch", "headers", "rules", "open", "open_port", "Port",
+    "Ring", "Batch",
     "PortSpec", "Conf", "ExtMem", "Offset", "parse_portspec",
     "RegisterInfo", "Binding", "Backend", "BACKENDS", "get_backend", "default_backend_name", "probe",
     "POLLIN", "POLLOUT", "POLLERR",

@@ -8,7 +8,9 @@ needs Hypothesis (``pip install pynetmap[testing]``); they live in submodules:
 - ``netmap_core.testing.conformance``: the pipe machine (both rules modes) and its model
   ``netmap_core.testing.model``; ``netmap_core.testing.vale_conformance``: the VALE machine;
 - ``netmap_core.testing.strategies``: port names and ring-operation programs, which
-  :func:`run_ring_ops` (here) runs on a pipe, checking netmap's ring laws.
+  :func:`run_ring_ops` (here) runs on a pipe, checking netmap's ring laws;
+- ``netmap_core.testing.frames``: frames (Ethernet, VLAN, ARP, IPv4, IPv6, UDP, TCP; valid and
+  malformed) with the header fields a parser must find in them.
 
 The pytest plugin (fixtures ``netmap_backend``, ``netmap_pipe``, ``netmap_vale``,
 ``netmap_traffic``, ``netmap_sink``) is ``netmap_tools.pytest_plugin``, registered for pytest
