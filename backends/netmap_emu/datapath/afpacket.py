@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AfPacket", "Frames", "InterfaceGone", "copy_frames", "frame_offsets", "ifindex", "interface_mtu",
-           "PACKET_OUTGOING"]
+__all__ = ["AfPacket", "Frames", "InterfaceGone", "block_timeout_ms", "copy_frames", "frame_offsets",
+           "ifindex", "interface_mtu", "ENV_RETIRE_MS", "PACKET_OUTGOING"]
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -36,11 +36,25 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 MSG_DONTWAIT = 0x40
 _SIOCGIFMTU = 0x8921
+#: ``$PYNETMAP_EMU_IF_RETIRE_MS``: how long the kernel keeps a TPACKET_V3 block open before
+#: handing it over part-filled (the emulator's counterpart of ``dev.netmap.generic_mit``):
+#: the latency bound of a received frame, traded against frames per block
+ENV_RETIRE_MS = "PYNETMAP_EMU_IF_RETIRE_MS"
+
+
+def block_timeout_ms() -> int:
+    """The block retire timeout in ms (default 1; 1..1000)."""
+    try:
+        v = int(os.environ.get(ENV_RETIRE_MS, "1"))
+    except ValueError:
+        v = 1
+    return min(max(v, 1), 1000)
 
 # struct tpacket_block_desc (version, offset_to_priv, then tpacket_hdr_v1), byte offsets
 _BD_STATUS, _BD_NUM_PKTS, _BD_FIRST = 8, 12, 16
 # struct tpacket3_hdr, then the sockaddr_ll at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48
 _H_NEXT, _H_SNAPLEN, _H_MAC, _LL_PKTTYPE = 0, 12, 24, 48 + 10
+_HDR_WORDS = np.array([_H_SNAPLEN // 4, _H_MAC // 4])
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _sendmmsg = _libc.sendmmsg
@@ -88,7 +102,7 @@ class AfPacket:
     Raises PermissionError (no CAP_NET_RAW), LookupError (no such interface), OSError."""
 
     def __init__(self, ifname: str, *, block_size: int = 1 << 18, nblocks: int = 16,
-                 frame_size: int = 2048, retire_ms: int = 1) -> None:
+                 frame_size: int = 2048, retire_ms: int | None = None) -> None:
         self.ifname = ifname
         self.ifindex = _ifindex(ifname)
         if not self.ifindex:
@@ -99,7 +113,8 @@ class AfPacket:
             # struct tpacket_req3: block_size, block_nr, frame_size, frame_nr, retire_blk_tov,
             # sizeof_priv, feature_req_word
             req = struct.pack("7I", block_size, nblocks, frame_size,
-                              block_size // frame_size * nblocks, retire_ms, 0, 0)
+                              block_size // frame_size * nblocks,
+                              retire_ms or block_timeout_ms(), 0, 0)
             s.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
             self.map = mmap.mmap(s.fileno(), block_size * nblocks, mmap.MAP_SHARED,
                                  mmap.PROT_READ | mmap.PROT_WRITE)
@@ -139,9 +154,9 @@ class AfPacket:
         n = w[(base + _BD_NUM_PKTS) // 4]
         r32 = self.r32
         offs = frame_offsets(r32, base + w[(base + _BD_FIRST) // 4], n, base + self.block_size)
-        snap = r32[(offs + _H_SNAPLEN) // 4].astype(np.int64)
-        mac = (r32[(offs + _H_MAC) // 4] & 0xFFFF).astype(np.int64)
-        self.pending = Frames(offs + mac, snap, self.ring[offs + _LL_PKTTYPE])
+        words = r32[(offs // 4)[:, None] + _HDR_WORDS].astype(np.int64)   # snaplen, mac | net
+        self.pending = Frames(offs + (words[:, 1] & 0xFFFF), words[:, 0],
+                              self.ring[offs + _LL_PKTTYPE])
         return self.pending
 
     def consume(self, k: int) -> None:
