@@ -368,3 +368,22 @@ def test_copy_frames_strided_and_gathered():
         copy_frames(src, np.array(start), np.array(length), buffers, rows)
         for s, n, r in zip(start, length, rows):
             assert bytes(buffers[r, :n]) == bytes(src[s: s + n])
+
+
+# --- the namespace helpers themselves ------------------------------------------------------------
+
+def test_netns_pair_links_this_namespace_to_a_new_one(netns_pair, ping):
+    ns, v = netns_pair()
+    assert v.netns_b == ns.name and len(v.a) <= netns.IFNAMSIZ and len(v.b) <= netns.IFNAMSIZ
+    peer = v.addr_a.split("/")[0]
+    p = ns.run(ping, "-c", "1", "-W", "5", peer, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert v.b not in os.listdir("/sys/class/net")      # moved out of this namespace
+
+
+def test_veth_pair_is_gone_after_close(veth_pair):
+    v = veth_pair()
+    assert os.path.exists(f"/sys/class/net/{v.a}")
+    v.close()
+    assert not os.path.exists(f"/sys/class/net/{v.a}")
+    assert not os.path.exists(f"/sys/class/net/{v.b}")
