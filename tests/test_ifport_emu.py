@@ -392,3 +392,12 @@ def test_veth_pair_is_gone_after_close(veth_pair):
     v.close()
     assert not os.path.exists(f"/sys/class/net/{v.a}")
     assert not os.path.exists(f"/sys/class/net/{v.b}")
+
+
+def test_emu_ls_lists_the_interface_binding(veth, emu):
+    emu(f"netmap:{veth.a}*")
+    p = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stdout.splitlines() if veth.a in x)
+    assert "(interface)" in line and "tx [0, 1] rx [0, 1]" in line
