@@ -23,6 +23,7 @@ from netmap_core.errors import InvalidRequestError, NoSuchPortError
 
 ETHERTYPE = 0x88B5   # IEEE local experimental: nothing else on the link uses it
 BOUND = 20.0         # seconds before a missing frame counts as lost (a bound against hangs)
+SO_RCVBUFFORCE = 33  # socket(7); not in Python's socket module
 
 
 def frame(i: int, size: int = 60) -> bytes:
@@ -39,6 +40,9 @@ def raw_socket(ifname: str) -> socket.socket:
     """A plain packet socket for our ethertype; sends and receives give up after BOUND."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
     s.bind((ifname, ETHERTYPE))
+    # netmap's generic adapter sends skbs sized for a whole netmap buffer (~4 KiB truesize):
+    # the default receive buffer (~208 KiB) would drop a 100-frame batch after ~50
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
     s.settimeout(BOUND)
     return s
 
