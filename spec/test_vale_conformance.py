@@ -3,8 +3,6 @@ that misbehaves (floods instead of learning, forgets the sender rule, or loses t
 accounting)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import Phase
@@ -14,9 +12,7 @@ from netmap_core.testing.vale_conformance import VALE_DEFAULTS, make_vale_machin
 
 
 def test_vale_machine(conformance_backend):
-    t0 = time.monotonic()
     run_state_machine_as_test(make_vale_machine(conformance_backend), settings=vale_settings(*VALE_DEFAULTS))
-    assert time.monotonic() - t0 < 120
 
 
 def _hub(self, batch):
