@@ -26,6 +26,7 @@ from ..shm.allocator import Allocator
 from ..shm.namespace import ENV_NS, Namespace
 from ..shm.segment import SegmentExistsError, tolerate_missing, unlink_segments
 from ..shm.switch import segment_name
+from .bindings import drop_uncommitted
 from .registry import Registry, Store
 from .state import Mem
 
@@ -122,11 +123,13 @@ def take_obj(reg: Registry, mem_id: int, what: str, total: int) -> int:
 
 def write_netmap_if(reg: Registry, a: Allocator, kname: str, if_name: str, tx_objs: Sequence[int],
                     rx_objs: Sequence[int], tx_ids: Sequence[int], rx_ids: Sequence[int],
-                    extra_req: int) -> tuple[int, int, np.ndarray]:
+                    extra_req: int, *, host_tx: int | None = None,
+                    host_rx: int | None = None) -> tuple[int, int, np.ndarray]:
     """A netmap_if for a new binding (spec A8, A13, A16): a free if object, ``ring_ofs`` of the
-    bound rings among ``tx_objs``/``rx_objs`` (others 0, each direction followed by the host
-    ring's 0), and up to ``extra_req`` extra buffers linked from ``ni_bufs_head``. Returns
-    (if object, its region offset, the extra buffers)."""
+    bound rings among ``tx_objs``/``rx_objs`` (others 0), each direction followed by its host
+    ring (the ring object ``host_tx``/``host_rx`` when bound, else 0), and up to ``extra_req``
+    extra buffers linked from ``ni_bufs_head``. Returns (if object, its region offset, the extra
+    buffers)."""
     ntx, nrx = len(tx_objs), len(rx_objs)
     geom = a.geom
     if ntx + nrx + 2 > geom.max_if_rings():
@@ -136,8 +139,11 @@ def write_netmap_if(reg: Registry, a: Allocator, kname: str, if_name: str, tx_ob
     extra = a.alloc_bufs(extra_req, partial=True)
     head = a.push_extra(extra)
     if_off = a.if_offset(if_obj)
-    ofs = ([a.ring_offset(tx_objs[k]) - if_off if k in tx_ids else 0 for k in range(ntx)] + [0]
-           + [a.ring_offset(rx_objs[k]) - if_off if k in rx_ids else 0 for k in range(nrx)] + [0])
+    def host(obj: int | None) -> int:
+        return 0 if obj is None else a.ring_offset(obj) - if_off
+
+    ofs = ([a.ring_offset(tx_objs[k]) - if_off if k in tx_ids else 0 for k in range(ntx)] + [host(host_tx)]
+           + [a.ring_offset(rx_objs[k]) - if_off if k in rx_ids else 0 for k in range(nrx)] + [host(host_rx)])
     a.write_if(if_obj, if_name, ntx, nrx, ofs, head)
     return if_obj, if_off, extra
 
@@ -239,6 +245,7 @@ def undo(ns: Namespace, store: Store) -> list[str]:
     the marker cannot be written (/dev/shm full), the marker stays committed and the next lock
     holder repairs again."""
     store.rollback()
+    drop_uncommitted(ns, store.reg)
     try:
         return recover(ns, store)
     except NetmapError:

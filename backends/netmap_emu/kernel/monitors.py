@@ -36,8 +36,9 @@ from ..shm.geometry import private_params
 from ..shm.namespace import Namespace, acquire, lock_timeout, sync_lock_pos, take_mutex, wait_deadline
 from ..shm.wake import wake_ring
 from . import memory, vale
+from .bindings import new_binding
 from .memory import clamp
-from .pipes import Registered, new_binding, pipe_end, unlink_quietly
+from .pipes import Registered, pipe_end
 from .registry import Registry, Store
 from .state import Binding, Monitor, PortKey, pipe_key, port_key
 
@@ -362,13 +363,8 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         bnd = new_binding(ns, reg, kind="monitor", mem_id=mem_id, parent=None, pipe=None, end=0,
                           if_obj=if_obj, tx=(0,), rx=tuple(bound_rx), excl=False, flags=flags, name=mname,
                           extra=int(extra.size), rings=(*rx_objs.values(), tobj), mon=mon)
-        try:
-            retopo(ns, reg, par.key)    # chains and pipe rings learn of the new monitor
-            memory.finish(store)
-        except BaseException:
-            ns.release_live(bnd.bid)
-            unlink_quietly(ns.fifo_path(bnd.bid))
-            raise
+        retopo(ns, reg, par.key)    # chains and pipe rings learn of the new monitor
+        memory.finish(store)
         _bump(ns, reg, par.key)
     except BaseException:
         memory.undo(ns, store)

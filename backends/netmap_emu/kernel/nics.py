@@ -18,8 +18,9 @@ from netmap_core.regmodes import bound_rings
 from ..shm.geometry import GLOBAL_PARAMS
 from ..shm.namespace import Namespace
 from . import memory
+from .bindings import new_binding
 from .memory import clamp
-from .pipes import Registered, new_binding, unlink_quietly
+from .pipes import Registered
 from .registry import Store
 
 __all__ = ["register", "NIC_RINGS", "HOST_RINGS", "GENERIC_RINGSIZE"]
@@ -77,25 +78,17 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict, mtu: int)
             a.init_ring(obj, txs, k, abi.NR_TX, a.alloc_bufs(txs))
             a.init_single(obj, txs, abi.NR_TX)
             tx_objs[k] = obj
-        # netmap_if (spec A8, A13, A16): ring_ofs of NIC then host rings per direction
-        if_obj = memory.take_obj(reg, mem_id, "if", geom.if_pool.objtotal)
-        extra = a.alloc_bufs(extra_req, partial=True)
-        head = a.push_extra(extra)
-        if_off = a.if_offset(if_obj)
-        nt, nr = NIC_RINGS + HOST_RINGS, NIC_RINGS + HOST_RINGS
-        ofs = ([a.ring_offset(tx_objs[k]) - if_off if k in tx_objs else 0 for k in range(nt)]
-               + [a.ring_offset(rx_objs[k]) - if_off if k in rx_objs else 0 for k in range(nr)])
-        a.write_if(if_obj, kname, NIC_RINGS, NIC_RINGS, ofs, head)
+        # netmap_if: the NIC ring, then the host ring, per direction (ring id NIC_RINGS is the host's)
+        nic = range(NIC_RINGS)
+        if_obj, if_off, extra = memory.write_netmap_if(
+            reg, a, kname, kname, [tx_objs.get(k, -1) for k in nic], [rx_objs.get(k, -1) for k in nic],
+            [k for k in tx_ids if k in nic], [k for k in rx_ids if k in nic], extra_req,
+            host_tx=tx_objs.get(NIC_RINGS), host_rx=rx_objs.get(NIC_RINGS))
         bnd = new_binding(ns, reg, kind="nic", mem_id=mem_id, parent=None, pipe=None, end=0,
                           if_obj=if_obj, tx=tuple(tx_ids), rx=tuple(rx_ids),
                           excl=bool(flags & abi.NR_EXCLUSIVE), flags=flags, name=kname,
                           extra=int(extra.size), rings=(*rx_objs.values(), *tx_objs.values()))
-        try:
-            memory.finish(store)
-        except BaseException:
-            ns.release_live(bnd.bid)
-            unlink_quietly(ns.fifo_path(bnd.bid))
-            raise
+        memory.finish(store)
     except BaseException:
         memory.undo(ns, store)
         raise

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import os
 from dataclasses import dataclass
 
 from netmap_core import abi
@@ -19,14 +18,14 @@ from netmap_core.regmodes import bound_rings
 
 from ..shm.allocator import Allocator
 from ..shm.geometry import GLOBAL_PARAMS, private_params
-from ..shm.namespace import Namespace, owner_id
+from ..shm.namespace import Namespace
 from . import memory
+from .bindings import new_binding
 from .memory import clamp
 from .registry import Registry, Store
 from .state import Binding, Parent, Pipe, pipe_key
 
-__all__ = ["pipe_end", "Registered", "register", "new_binding", "busy_check",
-           "unlink_quietly"]
+__all__ = ["pipe_end", "Registered", "register", "busy_check"]
 
 _MODES = (abi.NR_REG_ALL_NIC, abi.NR_REG_ONE_NIC)
 
@@ -62,28 +61,6 @@ def busy_check(reg: Registry, others: list[Binding], tx_ids, rx_ids, flags: int,
                                 + f" by another registration (pid {o.pid})")
 
 
-def unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def new_binding(ns: Namespace, reg: Registry, **fields) -> Binding:
-    """Give the binding an id, its liveness lock and its wake FIFO, and enter its record."""
-    bid = reg.meta.next_bid
-    reg.meta = dataclasses.replace(reg.meta, next_bid=bid + 1)
-    ns.hold_live(bid)
-    try:
-        path = ns.fifo_path(bid)
-        unlink_quietly(path)
-        os.mkfifo(path, 0o600)
-        b = Binding(bid=bid, owner=owner_id(), pid=os.getpid(), **fields)
-        reg.bindings[bid] = b
-    except BaseException:
-        ns.release_live(bid)
-        raise
-    return b
 
 
 def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Registered:
@@ -199,12 +176,7 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         bnd = new_binding(ns, reg, kind="pipe", mem_id=mem_id, parent=parent_name, pipe=pipe_id, end=e,
                           if_obj=if_obj, tx=tuple(tx_ids), rx=tuple(rx_ids),
                           excl=bool(flags & abi.NR_EXCLUSIVE), flags=flags, name=kname, extra=int(extra.size))
-        try:
-            memory.finish(store)
-        except BaseException:
-            ns.release_live(bnd.bid)
-            unlink_quietly(ns.fifo_path(bnd.bid))
-            raise
+        memory.finish(store)
     except BaseException:
         memory.undo(ns, store)
         raise

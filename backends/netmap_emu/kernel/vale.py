@@ -33,8 +33,9 @@ from ..shm.geometry import GLOBAL_PARAMS, Geometry, geometry, private_params
 from ..shm.namespace import Namespace
 from ..shm.switch import SwitchSeg, attach_seg, create_seg, destroy_seg
 from . import memory
+from .bindings import new_binding
 from .memory import clamp
-from .pipes import Registered, busy_check, new_binding, unlink_quietly
+from .pipes import Registered, busy_check
 from .registry import Registry, Store
 from .state import Binding, Parent, Switch, ValePort
 
@@ -313,12 +314,7 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict) -> Regist
         bnd = new_binding(ns, reg, kind="vale", mem_id=mem_id, parent=pname, pipe=None, end=0, if_obj=if_obj,
                           tx=tuple(tx_ids), rx=tuple(rx_ids), excl=bool(flags & abi.NR_EXCLUSIVE),
                           flags=flags, name=kname, extra=int(extra.size))
-        try:
-            memory.finish(store)
-        except BaseException:
-            ns.release_live(bnd.bid)
-            unlink_quietly(ns.fifo_path(bnd.bid))
-            raise
+        memory.finish(store)
         bump(ns, reg, v.switch)   # new port or newly bound rings: senders reload
     except BaseException:
         memory.undo(ns, store)
