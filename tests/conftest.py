@@ -24,3 +24,56 @@ def opener(backend_name):
     yield open_
     for p in reversed(ports):
         p.close()
+
+
+@pytest.fixture
+def veth_pair(request):
+    """``make(**kw)``: a ``netns.VethPair`` entered now and deleted after the test (even when
+    it fails); skips with the precise reason when this machine cannot create veth pairs. Ask
+    for it before ``opener`` so ports close before their interfaces go (netmap.ko's
+    ``ip link del`` waits for the port)."""
+    import netns
+
+    why = netns.unavailable()
+    if why:
+        pytest.skip(why)
+
+    def make(**kw):
+        v = netns.VethPair(**kw)
+        request.addfinalizer(v.close)
+        return v.__enter__()
+
+    return make
+
+
+@pytest.fixture
+def netns_pair(request, veth_pair):
+    """``make(**kw)``: a veth pair whose end ``a`` stays here and end ``b`` lives in a new
+    namespace (``pair.netns_b``; ``ns.run(...)`` executes there), with addresses of one /30 on
+    both ends; all deleted after the test. ``kw`` goes to ``netns.VethPair``."""
+    import netns
+
+    def make(**kw):
+        ns = netns.Netns()
+        request.addfinalizer(ns.close)
+        ns.__enter__()
+        a = kw.pop("a", None) or netns.unique_name("pva")
+        addr_a, addr_b = netns.subnet(a)
+        kw.setdefault("addr_a", addr_a)
+        kw.setdefault("addr_b", addr_b)
+        return ns, veth_pair(a=a, netns_b=ns, **kw)
+
+    return make
+
+
+@pytest.fixture
+def ping():
+    """The path of ``ping``; skips with the reason when it is not installed."""
+    import shutil
+
+    import netns
+
+    why = netns.ping_missing()
+    if why:
+        pytest.skip(why)
+    return shutil.which("ping")

@@ -11,12 +11,13 @@ import os
 from collections.abc import Callable
 
 from netmap_core import abi
-from netmap_core.errors import InvalidRequestError, NoSuchPortError, NotSupportedError
+from netmap_core.errors import InvalidRequestError, NetmapOSError, NoSuchPortError, NotSupportedError
 from netmap_core.portspec import PortSpec
 
-from .binding import EmuBinding, MonitorBinding, PipeBinding, ValeBinding
+from .binding import EmuBinding, MonitorBinding, NicBinding, PipeBinding, ValeBinding
 from .control import EmuControl
-from .kernel import memory, monitors, pipes, vale
+from .datapath import afpacket
+from .kernel import memory, monitors, nics, pipes, vale
 from .kernel.core import Kernel, kernel_for
 from .kernel.pipes import Registered
 from .shm.namespace import namespace
@@ -46,6 +47,22 @@ def _hints(spec, options: dict) -> dict:
     if h["mem_id"] > 0xFFFF:
         raise InvalidRequestError(errno.EINVAL, f"register: mem_id={h['mem_id']}; allowed: 0..65535")
     return h
+
+
+def _open_interface(ifname: str) -> afpacket.AfPacket:
+    """The AF_PACKET socket of a new interface binding, with the errors netmap_core types."""
+    try:
+        return afpacket.AfPacket(ifname)
+    except PermissionError as exc:
+        raise NetmapOSError(errno.EPERM, f"{ifname}: opening an AF_PACKET socket on the interface "
+                            "needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode); run as root "
+                            "or grant them to the interpreter (setcap cap_net_raw,cap_net_admin+ep)"
+                            ) from exc
+    except LookupError as exc:
+        raise NoSuchPortError(errno.ENXIO, f"{ifname}: {exc}") from exc
+    except OSError as exc:
+        raise NetmapOSError(exc.errno or errno.EIO, f"{ifname}: AF_PACKET socket: {exc.strerror or exc}"
+                            ) from exc
 
 
 class EmuBackend:
@@ -117,8 +134,16 @@ class EmuBackend:
             if kname in reg.parents:
                 raise NotSupportedError(errno.EOPNOTSUPP, f"{kname}: registering a pipe parent itself "
                                         "is not emulated yet")
-        raise NoSuchPortError(errno.ENXIO, f"{kname}: no such interface in emulator namespace "
-                              f"{ns.name!r} (the emulator has pipes and VALE ports, no NICs)")
+            if afpacket.ifindex(kname):
+                sock = _open_interface(kname)
+                try:
+                    r = nics.register(ns, store, spec, h, afpacket.interface_mtu(kname))
+                except BaseException:
+                    sock.close()
+                    raise
+                return r, lambda r: NicBinding(k, r, rules, sock)
+        raise NoSuchPortError(errno.ENXIO, f"{kname}: no such interface in this network namespace, "
+                              f"and no pipe or VALE port of that name in emulator namespace {ns.name!r}")
 
     def _shared_mem_id(self, spec, mem_id: int) -> int:
         """``@share=PORT``: the allocator of PORT (PORT_INFO_GET, as libnetmap asks the kernel),

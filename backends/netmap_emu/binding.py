@@ -15,11 +15,15 @@ import select
 import time
 import weakref
 
+import numpy as np
+
 from netmap_core import abi
 from netmap_core.backend import RegisterInfo
 from netmap_core.errors import ClosedPortError, InvalidRequestError, LockTimeoutError, NetmapOSError
 
+from .datapath.afpacket import AfPacket
 from .datapath.monitor import MonitorRxRing, MonitorTxRing, gone_error
+from .datapath.nic import NicPort
 from .datapath.pipe import PipeRing
 from .datapath.ring import RingController
 from .datapath.vale import SwitchRuntime, ValeRxRing, ValeTxRing, runtime_for
@@ -33,7 +37,7 @@ from .shm.switch import SwitchSeg
 from .shm.wake import fence
 from .views import monitors_of, switch_view
 
-__all__ = ["EmuBinding", "PipeBinding", "ValeBinding", "MonitorBinding", "SLEEP_SLICE"]
+__all__ = ["EmuBinding", "PipeBinding", "ValeBinding", "MonitorBinding", "NicBinding", "SLEEP_SLICE"]
 
 POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 #: longest uninterrupted sleep in poll: a lost wakeup costs at most this much latency
@@ -381,3 +385,56 @@ class MonitorBinding(EmuBinding):
         """Whether the monitored port left netmap mode (not a netmap call)."""
         return any(isinstance(c, MonitorRxRing) and c.gone() for c in self._rx)
 
+
+
+class NicBinding(EmuBinding):
+    """A registered interface (``netmap:IFNAME``): its rings are fed and drained through an
+    AF_PACKET socket of this process (``datapath/nic.py``), which this binding owns and closes.
+    ``poll`` sleeps in poll(2) on that socket and ``fileno()`` is the socket: it is readable
+    when the kernel has retired a block of received frames."""
+
+    def __init__(self, kernel: Kernel, r: Registered, rules: str, sock: AfPacket) -> None:
+        self.nic = NicPort(sock, r.alloc, r.info.name)
+        self._sock_closer = weakref.finalize(self, sock.close)
+        try:
+            super().__init__(kernel, r, rules)
+        except BaseException:
+            self._sock_closer()
+            raise
+
+    def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
+        hdr = np.ndarray((), dtype=abi.netmap_ring, buffer=a.region, offset=a.ring_offset(obj))
+        return self.nic.ring(a, obj, name, strict, self._ns.fd, self._ns.dir, int(hdr["ringid"]))
+
+    def poll(self, events: int, timeout: float | None) -> int:
+        """netmap's poll on an interface: sync as ``EmuBinding.poll`` does, and while nothing is
+        ready sleep in poll(2) on the AF_PACKET socket (a ready block: POLLIN; send room:
+        POLLOUT) in slices of at most SLEEP_SLICE. Raises NoSuchPortError if the interface is
+        deleted (or goes down) meanwhile."""
+        self._check()
+        if timeout is not None and timeout != timeout:
+            raise InvalidRequestError(errno.EINVAL, "poll timeout=nan; allowed: seconds >= 0, "
+                                      "or None (or a negative number) to wait forever")
+        forever = timeout is None or timeout < 0 or timeout == math.inf
+        deadline = 0.0 if forever else time.monotonic() + float(timeout or 0.0)
+        want_tx, want_rx = events & POLLOUT, events & POLLIN
+        while True:
+            revents = self._scan(want_tx, want_rx)
+            if revents:
+                return revents
+            wait = SLEEP_SLICE if forever else min(SLEEP_SLICE, deadline - time.monotonic())
+            if wait <= 0:
+                return 0
+            self.nic.wait(wait, bool(want_tx), bool(want_rx))
+            self._check()
+
+    def fileno(self) -> int:
+        """The AF_PACKET socket: readable when a block of received frames is ready."""
+        self._check()
+        return self.nic.sock.fd
+
+    def close(self) -> None:
+        """Unregister, then close the socket (which ends promiscuous mode for it)."""
+        if not self._closed:
+            super().close()
+            self._sock_closer()

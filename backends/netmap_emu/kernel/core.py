@@ -143,6 +143,9 @@ class Kernel:
             # 2. its pipe, once both ends are unbound
             if b.kind == "pipe":
                 out += self._drop_pipe(reg, a, b, cand)
+            elif b.kind == "nic":   # an interface binding owns its rings
+                cand.append(memory.slot_bufs(a, b.rings))
+                memory.release_rings(reg, mem_id, b.rings)
             # 3. VALE ports and switches, 4. monitors
             out += vale.drop_binding(ns, reg, b, a, cand)
             out += monitors.drop_binding(ns, reg, b, a, cand)

@@ -16,7 +16,7 @@ __all__ = ["Mem", "ValePort", "Parent", "Pipe", "Switch", "Monitor", "Binding", 
 
 #: a monitored port: ("vale", port name) or ("pipe", parent, pipe id, end)
 PortKey = tuple
-KINDS = ("pipe", "vale", "monitor")
+KINDS = ("pipe", "vale", "monitor", "nic")
 
 
 @dataclass(frozen=True)

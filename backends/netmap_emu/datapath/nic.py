@@ -1,0 +1,225 @@
+"""The rings of an interface port (``netmap:IFNAME``): RX rings filled from the binding's
+AF_PACKET ring, TX rings sent with one sendmmsg per txsync, all in the registering process.
+
+One :class:`NicPort` per binding owns the socket and demultiplexes what it captures: frames
+the stack transmits on the interface (``PACKET_OUTGOING``) go to the host RX ring, every other
+frame to the NIC RX ring, in capture order; a frame whose ring is full stops the walk (it waits
+for the next rxsync), one longer than a buffer or meant for an unbound ring is dropped and
+counted. The host TX ring is drained and its frames are counted as dropped: AF_PACKET cannot
+hand a frame to the local stack as if received (spec/deviations.md). Rings are private to the
+binding, so a thread lock (not the namespace's fcntl bytes) serialises its syncs.
+"""
+from __future__ import annotations
+
+import errno
+import select
+import threading
+
+import numpy as np
+
+from netmap_core import abi
+from netmap_core.errors import NoSuchPortError, RingProtocolError
+
+from ..shm import kring
+from ..shm.allocator import Allocator
+from .afpacket import PACKET_OUTGOING, AfPacket, InterfaceGone, copy_frames
+from .ring import RingController, span
+
+__all__ = ["NicPort", "NicRxRing", "NicTxRing", "gone_error"]
+
+
+def gone_error(exc: InterfaceGone, port: str) -> NoSuchPortError:
+    """The typed error for an interface that went away or down under an open port."""
+    return NoSuchPortError(exc.errno or errno.ENXIO, f"{port}: {exc.strerror or exc}")
+
+
+class NicPort:
+    """The AF_PACKET socket of one interface binding and its bound RX rings (NIC ``rx``, host
+    ``host_rx``, None when not bound). Counters: ``dropped`` (too long, or for an unbound
+    ring), ``host_tx_dropped`` (frames the application put on the host TX ring)."""
+
+    def __init__(self, sock: AfPacket, a: Allocator, name: str) -> None:
+        self.sock = sock
+        self.name = name
+        self.lock = threading.Lock()
+        self.rx: NicRxRing | None = None
+        self.host_rx: NicRxRing | None = None
+        self.buffers = a.buffers
+        self.buf_size = a.geom.buf_size
+        self.buf_base = a.arr.ctypes.data + a.geom.buf_pool.offset
+        self.dropped = 0
+        self.host_tx_dropped = 0
+
+    def ring(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
+             ringid: int) -> RingController:
+        host = ringid >= 1
+        if int(a.blocks[obj, kring.DIR]) == abi.NR_TX:
+            return NicTxRing(a, obj, name, strict, lockfd, ns_dir, self, host)
+        r = NicRxRing(a, obj, name, strict, lockfd, ns_dir, self)
+        if host:
+            self.host_rx = r
+        else:
+            self.rx = r
+        return r
+
+    def fill(self) -> None:
+        """Move ready frames into the bound RX rings (lock held). Copies a block's frames with
+        a few numpy calls per ring; a syscall (poll, to notice a vanished interface) only when
+        no block is ready."""
+        sock = self.sock
+        rings = (self.rx, self.host_rx)
+        while True:
+            f = sock.ready()
+            if f is None:
+                try:
+                    sock.check()
+                except InterfaceGone as exc:
+                    raise gone_error(exc, self.name) from None
+                return
+            target = (f.pkttype == PACKET_OUTGOING).astype(np.int8)
+            for t, r in enumerate(rings):
+                if r is None:
+                    target[target == t] = -1
+            target[f.length > self.buf_size] = -1
+            rooms = [0 if r is None else r.room() for r in rings]
+            take = len(target)
+            for t in (0, 1):
+                over = np.flatnonzero(np.cumsum(target == t) > rooms[t])
+                if over.size:
+                    take = min(take, int(over[0]))
+            tk = target[:take]
+            self.dropped += int(np.count_nonzero(tk < 0))
+            for t, r in enumerate(rings):
+                if r is not None:
+                    sel = np.flatnonzero(tk == t)
+                    if sel.size:
+                        r.deliver(sock.ring, f.start[sel], f.length[sel])
+            sock.consume(take)
+            if take < len(target):
+                return   # a ring is full: the rest waits in the block
+
+    def wait(self, seconds: float, want_tx: bool, want_rx: bool) -> None:
+        """Sleep until the socket has a ready block (``want_rx``) or send room (``want_tx``),
+        an error, or ``seconds`` pass. Raises the typed error if the interface is gone."""
+        p = select.poll()
+        p.register(self.sock.fd, (select.POLLIN if want_rx else 0) | (select.POLLOUT if want_tx else 0))
+        for _, ev in p.poll(max(seconds, 0.0) * 1000.0):
+            if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                try:
+                    self.sock.check()
+                except InterfaceGone as exc:
+                    raise gone_error(exc, self.name) from None
+
+
+class NicRxRing(RingController):
+    """A NIC or host RX ring: rxsync releases ``[hwcur, head)``, then fills from the socket
+    (which may also fill the binding's other RX ring), then shows ``tail = hwtail``."""
+
+    __slots__ = ("port",)
+
+    def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
+                 port: NicPort) -> None:
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.PEER_TAIL)
+        self.port = port
+
+    def room(self) -> int:
+        """Free slots: an RX ring holds at most n-1 unreleased slots (spec L3)."""
+        ks = self.ks
+        return (ks[self.i_hwcur] - ks[self.i_hwtail] - 1) % self.n
+
+    def deliver(self, src: np.ndarray, start: np.ndarray, length: np.ndarray) -> None:
+        """Copy frames into the slots from hwtail on (they fit: ``room()`` was asked), then
+        publish the new hwtail."""
+        ks, n = self.ks, self.n
+        t = ks[self.i_hwtail]
+        idx = (t + np.arange(len(start))) % n
+        bidx = self.bidx[idx]
+        bad = bidx >= self.nbufs
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise RingProtocolError(self.name, f"slot[{int(idx[j])}].buf_idx", int(bidx[j]),
+                                    f"0..{self.nbufs - 1} (a buffer of the pool) in a slot "
+                                    "released to the kernel")
+        copy_frames(src, start, length, self.port.buffers, bidx)
+        self.lens[idx] = length
+        self.f16[idx] = 0
+        ks[self.i_hwtail] = (t + len(start)) % n
+
+    def rxsync(self) -> int:
+        port = self.port
+        with port.lock:
+            rw, ks = self.rw, self.ks
+            if self.rx_prologue(rw[5], rw[6]):
+                return 1
+            hwcur, rhead = ks[self.i_hwcur], ks[self.i_rhead]
+            if rhead != hwcur:
+                self.clear_changed(span(hwcur, rhead, self.n))
+                ks[self.i_hwcur] = rhead
+            port.fill()
+            t = ks[self.i_hwtail]
+            ks[self.i_rtail] = t
+            rw[7] = t
+            self.timestamp()
+        return 0
+
+
+class NicTxRing(RingController):
+    """A NIC TX ring (txsync sends ``[hwcur, head)`` up to the last complete packet, one
+    sendmmsg; NS_MOREFRAG chains become one frame) or the host TX ring (drained, counted as
+    dropped). What the kernel took is free at once: ``tail = hwcur - 1``."""
+
+    __slots__ = ("port", "host")
+
+    def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
+                 port: NicPort, host: bool) -> None:
+        super().__init__(a, obj, name, strict, lockfd, ns_dir, hwtail_word=kring.PEER_TAIL)
+        self.port = port
+        self.host = host
+
+    def pending(self) -> bool:
+        return bool(self.rw[5] != self.ks[self.i_hwcur])
+
+    def txsync(self) -> int:
+        port = self.port
+        with port.lock:
+            rw, ks, n = self.rw, self.ks, self.n
+            head = rw[5]
+            if self.tx_prologue(head, rw[6]):
+                return 1
+            hwcur = ks[self.i_hwcur]
+            head = ks[self.i_rhead]
+            if head != hwcur:
+                idx = span(hwcur, head, n)
+                if self.host:
+                    port.host_tx_dropped += int(np.count_nonzero(self.f16[idx] & abi.NS_MOREFRAG == 0))
+                    done = len(idx)
+                else:
+                    done = self._send(idx)
+                if done:
+                    self.clear_changed(idx[:done])
+                    hwcur = (hwcur + done) % n
+                    ks[self.i_hwcur] = hwcur
+            t = (hwcur - 1) % n
+            ks[self.i_hwtail] = t
+            ks[self.i_rtail] = t
+            rw[7] = t
+        return 0
+
+    def _send(self, idx: np.ndarray) -> int:
+        """Send the complete packets among slots ``idx``; returns how many slots went."""
+        last = np.flatnonzero(self.f16[idx] & abi.NS_MOREFRAG == 0)
+        if last.size == 0:
+            return 0   # only the start of a packet: wait for the rest
+        idx = idx[: int(last[-1]) + 1]
+        bidx = self.bidx[idx].astype(np.uint64)
+        lens = self.lens[idx]
+        if int(bidx.max()) >= self.nbufs or int(lens.max()) > self.buf_size:
+            self.strict_slots(((int(idx[0]), int(idx[-1]) + 1),) if idx[-1] >= idx[0] else
+                              ((int(idx[0]), self.n), (0, int(idx[-1]) + 1)), "handed to the kernel")
+        frags = np.diff(np.concatenate(([-1], last)))
+        port = self.port
+        try:
+            sent = port.sock.send(port.buf_base + bidx * np.uint64(self.buf_size), lens, frags)
+        except InterfaceGone as exc:
+            raise gone_error(exc, self.name) from None
+        return int(frags[:sent].sum())

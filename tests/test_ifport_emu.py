@@ -1,0 +1,333 @@
+"""``netmap:IFNAME`` on a veth pair: frames sent on the peer with a plain AF_PACKET socket reach
+the port's RX ring, frames the port sends reach the peer; suffixes, host rings, errors.
+
+The tests that use ``backend_name`` run on both backends (``--backend netmap`` in the lab);
+the rest exercise what only the emulator does (its AF_PACKET rings, spec/emulator.md §9).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import netns
+from netmap_core import POLLIN, abi
+from netmap_core.errors import InvalidRequestError, NoSuchPortError
+
+ETHERTYPE = 0x88B5   # IEEE local experimental: nothing else on the link uses it
+BOUND = 20.0         # seconds before a missing frame counts as lost (a bound against hangs)
+
+
+def frame(i: int, size: int = 60) -> bytes:
+    """A broadcast frame of ``size`` bytes carrying ``i`` in its payload."""
+    body = i.to_bytes(4, "big") * ((size - 14) // 4 + 1)
+    return b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + ETHERTYPE.to_bytes(2, "big") + body[: size - 14]
+
+
+def ours(data: bytes) -> bool:
+    return data[12:14] == ETHERTYPE.to_bytes(2, "big")
+
+
+def raw_socket(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETHERTYPE))
+    s.bind((ifname, ETHERTYPE))
+    return s
+
+
+def receive(port, ring, want: int) -> list[bytes]:
+    """Frames of ours from ``ring`` (releasing every slot) until ``want`` arrived."""
+    got: list[bytes] = []
+    end = time.monotonic() + BOUND
+    while len(got) < want and time.monotonic() < end:
+        port.poll(POLLIN, 0.2)
+        while not ring.empty:
+            data = bytes(ring.payload(ring.head))
+            if ours(data):
+                got.append(data)
+            ring.advance(1)
+        port.rxsync()
+    return got
+
+
+def peer_receive(s: socket.socket, want: int) -> list[bytes]:
+    got: list[bytes] = []
+    if s.gettimeout() is None:
+        s.settimeout(BOUND)
+    while len(got) < want:
+        data = s.recv(4096)
+        if ours(data):
+            got.append(data)
+    return got
+
+
+@pytest.fixture
+def veth(veth_pair):
+    return veth_pair()
+
+
+@pytest.mark.parametrize("count", [1, 7, 300, 2000])
+def test_receive_batches_in_order(veth, opener, backend_name, count):
+    port = opener(f"netmap:{veth.a}")
+    rx = port.rx_rings[0]
+    with raw_socket(veth.b) as s:
+        want = [frame(i, 60 + i % 50) for i in range(count)]
+        got: list[bytes] = []
+        for k in range(0, count, 500):   # the port's ring holds 1023: send in bites it can take
+            for f in want[k: k + 500]:
+                s.send(f)
+            got += receive(port, rx, min(500, count - k))
+    assert got == want
+
+
+@pytest.mark.parametrize("count", [1, 5, 600])
+def test_send_batches_in_order(veth, opener, backend_name, count):
+    port = opener(f"netmap:{veth.a}")
+    tx = port.tx_rings[0]
+    want = [frame(i, 60 + i % 70) for i in range(count)]
+    with raw_socket(veth.b) as s:
+        got: list[bytes] = []
+        for k in range(0, count, 200):   # the peer socket's buffer is finite
+            part = want[k: k + 200]
+            for f in part:
+                i = tx.head
+                tx.buf(i)[: len(f)] = np.frombuffer(f, np.uint8)
+                tx.set_len(i, len(f))
+                tx.advance(1)
+            port.txsync()
+            got += peer_receive(s, len(part))
+    assert got == want
+    assert tx.tail == (tx.head - 1) % tx.num_slots   # everything handed over is free again
+
+
+def test_morefrag_slots_leave_as_one_frame(veth, opener, backend_name):
+    port = opener(f"netmap:{veth.a}")
+    tx = port.tx_rings[0]
+    f = frame(7, 300)
+    i = tx.head
+    tx.buf(i)[:100] = np.frombuffer(f[:100], np.uint8)
+    tx.set_len(i, 100)
+    tx.slots["flags"][i] = abi.NS_MOREFRAG
+    j = tx.next(i)
+    tx.buf(j)[:200] = np.frombuffer(f[100:], np.uint8)
+    tx.set_len(j, 200)
+    tx.advance(2)
+    with raw_socket(veth.b) as s:
+        port.txsync()
+        assert peer_receive(s, 1) == [f]
+
+
+def test_promiscuous_while_open(veth_pair, backend_name):
+    import netmap_core
+
+    v = veth_pair()
+
+    def promisc() -> bool:
+        return bool(int(open(f"/sys/class/net/{v.a}/flags").read(), 16) & 0x100)
+
+    assert not promisc()
+    with netmap_core.open(f"netmap:{v.a}", backend=backend_name):
+        assert promisc() or backend_name != "emu"
+    assert not promisc()
+
+
+def test_unknown_interface(opener, backend_name):
+    with pytest.raises(NoSuchPortError) as e:
+        opener(f"netmap:{netns.unique_name('nope')}")
+    assert e.value.errno == errno.ENXIO
+
+
+# --- suffixes (spec D3, H1) ------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix,tx,rx,htx,hrx", [
+    ("", 1, 1, 0, 0), ("-0", 1, 1, 0, 0), ("^", 0, 0, 1, 1), ("^0", 0, 0, 1, 1),
+    ("*", 1, 1, 1, 1), ("/T", 1, 0, 0, 0), ("/R", 0, 1, 0, 0), ("*/R", 0, 1, 0, 1),
+])
+def test_suffix_binds_rings(veth, opener, backend_name, suffix, tx, rx, htx, hrx):
+    p = opener(f"netmap:{veth.a}{suffix}")
+    got = (len(p.tx_rings), len(p.rx_rings), len(p.host_tx_rings), len(p.host_rx_rings))
+    assert got == (tx, rx, htx, hrx)
+    assert (p.info.host_tx_rings, p.info.host_rx_rings) == (1, 1)
+
+
+def test_ring_beyond_count_is_einval(veth, opener, backend_name):
+    with pytest.raises(InvalidRequestError):
+        opener(f"netmap:{veth.a}-1")
+
+
+def test_geometry_is_the_generic_adapter(veth, opener, backend_name):
+    """spec L2: an emulated adapter on a one-queue interface has 1024 slots, one ring pair and
+    one host ring pair (netmap.ko may attach veth natively instead: then only the host rings)."""
+    i = opener(f"netmap:{veth.a}").info
+    assert (i.host_tx_rings, i.host_rx_rings) == (1, 1)
+    if backend_name == "emu":
+        assert (i.tx_rings, i.rx_rings, i.tx_slots, i.rx_slots, i.mem_id) == (1, 1, 1024, 1024, 1)
+
+
+# --- emulator specifics --------------------------------------------------------------------------
+
+@pytest.fixture
+def emu(request):
+    """Opens on the emulator, in a namespace of this test, whatever --backend says."""
+    import netmap_core
+    from netmap_emu.testing import isolated_namespace
+
+    ports = []
+    with isolated_namespace():
+        def open_(name, **kw):
+            p = netmap_core.open(name, backend="emu", **kw)
+            ports.append(p)
+            return p
+        yield open_
+        for p in reversed(ports):
+            p.close()
+
+
+def test_host_rx_ring_carries_what_the_stack_sends(veth, emu):
+    """Frames transmitted on the interface by others (the stack, other packet sockets) reach
+    the host RX ring; the NIC RX ring gets only what arrives from the wire."""
+    port = emu(f"netmap:{veth.a}*")
+    nic, host = port.rx_rings[0], port.host_rx_rings[0]
+    with raw_socket(veth.a) as out, raw_socket(veth.b) as peer:
+        out.send(frame(1))
+        peer.send(frame(2))
+        got_host = receive(port, host, 1)
+        got_nic = receive(port, nic, 1)
+    assert got_host == [frame(1)]
+    assert got_nic == [frame(2)]
+
+
+def test_host_tx_ring_is_drained_not_sent(veth, emu):
+    """The host TX ring frees every slot at its sync; the frames go nowhere (AF_PACKET cannot
+    inject towards the stack), in particular not onto the wire."""
+    port = emu(f"netmap:{veth.a}^")
+    tx = port.host_tx_rings[0]
+    with raw_socket(veth.b) as peer:
+        assert tx.fill(3, template=frame(5)) == 3
+        port.txsync()
+        assert tx.tail == (tx.head - 1) % tx.num_slots
+        peer.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            peer_receive(peer, 1)
+
+
+def test_mtu_larger_than_buffer_refused_unless_tx_only(veth_pair, emu):
+    v = veth_pair(mtu=9000)
+    with pytest.raises(InvalidRequestError) as e:
+        emu(f"netmap:{v.a}")
+    assert "MTU 9000" in str(e.value) and "2048" in str(e.value)
+    assert len(emu(f"netmap:{v.a}/T").tx_rings) == 1
+
+
+def test_interface_deleted_while_open(veth_pair, emu):
+    v = veth_pair()
+    port = emu(f"netmap:{v.a}")
+    v.close()
+    t0 = time.monotonic()
+    with pytest.raises(NoSuchPortError) as e:
+        port.rxsync()
+    assert v.a in str(e.value)
+    with pytest.raises(NoSuchPortError):
+        port.poll(POLLIN, 1.0)
+    assert time.monotonic() - t0 < 5.0
+
+
+def test_zero_copy_swap_with_a_pipe_of_the_same_allocator(veth, emu):
+    """The interface's rings live in mem_id 1, so a pipe there swaps buffers with them."""
+    port = emu(f"netmap:{veth.a}")
+    m = emu("netmap:ifz{1@1")
+    s = emu("netmap:ifz}1@1")
+    rx = port.rx_rings[0]
+    assert rx.same_pool(m.tx_rings[0])
+    with raw_socket(veth.b) as peer:
+        peer.send(frame(9))
+        end = time.monotonic() + BOUND
+        while time.monotonic() < end:
+            port.poll(POLLIN, 0.2)
+            while not rx.empty and not ours(bytes(rx.payload(rx.head))):
+                rx.advance(1)
+            if not rx.empty:
+                break
+            port.rxsync()
+    before = int(rx.slots["buf_idx"][rx.head])
+    assert rx.forward(m.tx_rings[0], 1) == 1
+    m.txsync()
+    s.rxsync()
+    r2 = s.rx_rings[0]
+    assert int(r2.slots["buf_idx"][r2.head]) == before
+    assert bytes(r2.payload(r2.head)) == frame(9)
+
+
+def test_asyncio_wait_wakes_on_a_frame(veth, emu):
+    import asyncio
+
+    port = emu(f"netmap:{veth.a}")
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        with raw_socket(veth.b) as peer:
+            loop.call_later(0.05, peer.send, frame(3))
+            return await asyncio.wait_for(port.wait(POLLIN), BOUND)
+
+    assert asyncio.run(main()) & POLLIN
+    assert receive(port, port.rx_rings[0], 1) == [frame(3)]
+
+
+def test_without_cap_net_raw_the_error_names_it(veth):
+    if subprocess.run(["setpriv", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv (util-linux) not available to drop capabilities")
+    code = (f"import netmap_core\n"
+            f"try:\n netmap_core.open('netmap:{veth.a}', backend='emu')\n"
+            f"except netmap_core.errors.NetmapOSError as e:\n print(e.errno, e)\n")
+    env = dict(os.environ, PYNETMAP_EMU_NS=f"capt{os.getpid()}")
+    p = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin", "--",
+                        sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(f"{errno.EPERM} ") and "CAP_NET_RAW" in p.stdout and veth.a in p.stdout
+
+
+# --- the block walk -------------------------------------------------------------------------------
+
+def _block(sizes: list[int], first: int = 48) -> tuple[np.ndarray, list[int]]:
+    """A fake TPACKET_V3 block: frames of ``sizes`` captured bytes, chained by tp_next_offset."""
+    ring = np.zeros(1 << 18, dtype=np.uint8)
+    offs = []
+    o = first
+    for k, size in enumerate(sizes):
+        offs.append(o)
+        step = (80 + size + 15) & ~15
+        w = ring[o: o + 28].view("<u4")
+        w[0] = 0 if k == len(sizes) - 1 else step
+        w[3] = size
+        ring[o + 24: o + 26].view("<u2")[0] = 80
+        o += step
+    return ring, offs
+
+
+@pytest.mark.parametrize("sizes", [[60], [60] * 100, [60, 60, 1500, 1500, 60, 64, 64, 64],
+                                   [100 + (i * 37) % 900 for i in range(200)]])
+def test_chain_follows_next_offsets(sizes):
+    from netmap_emu.datapath import afpacket
+
+    ring, offs = _block(sizes)
+    got = afpacket.frame_offsets(ring.view("<u4"), offs[0], len(sizes), ring.size)
+    assert list(got) == offs
+
+
+def test_copy_frames_strided_and_gathered():
+    from netmap_emu.datapath.afpacket import copy_frames
+
+    rng = np.random.default_rng(1)
+    src = rng.integers(0, 256, 8192, dtype=np.uint8)
+    for start, length in (([0, 128, 256, 384], [60, 100, 128, 30]), ([5, 700, 900], [64, 200, 8])):
+        buffers = np.zeros((8, 256), dtype=np.uint8)
+        rows = np.array([3, 1, 6, 0][: len(start)])
+        copy_frames(src, np.array(start), np.array(length), buffers, rows)
+        for s, n, r in zip(start, length, rows):
+            assert bytes(buffers[r, :n]) == bytes(src[s: s + n])
