@@ -3,9 +3,7 @@ Everything made here is removed on exit, also when the test fails; :func:`unavai
 from __future__ import annotations
 
 import errno
-import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -13,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import netns
 from netmap_core.errors import NetmapOSError
 
 __all__ = ["Side", "VethLab", "Pump", "unavailable", "veth_lab", "IF_GONE_ERRNOS"]
@@ -22,23 +21,14 @@ IF_GONE_ERRNOS = (errno.EIO, errno.ENXIO, errno.ENODEV)
 
 
 def unavailable() -> str | None:
-    """Why namespaces and veth pairs cannot be made here (None: they can)."""
-    if os.geteuid() != 0:
-        return "needs root to create network namespaces and veth pairs"
-    for tool, pkg in (("ip", "iproute2"), ("ping", "iputils-ping")):
-        if shutil.which(tool) is None:
-            return f"needs the {tool!r} command (Debian package {pkg}; ./dev test installs it as root)"
-    return None
+    """Why namespaces, veth pairs and ping cannot be used here (None: they can)."""
+    return netns.unavailable() or netns.ping_missing()
 
 
 def sh(*args: str, ns: str | None = None, timeout: float = 60.0,
        check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a command (in network namespace ``ns``); a failure raises with its stderr."""
-    argv = ["ip", "netns", "exec", ns, *args] if ns else list(args)
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} -> exit {r.returncode}: {r.stderr.strip()}")
-    return r
+    return netns.run(*args, netns=ns, check=check, timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -53,34 +43,26 @@ class Side:
 
 
 class VethLab:
-    """Namespaces and veth pairs named with a random tag (concurrent runs do not collide).
-    Interface names stay within IFNAMSIZ (15 characters)."""
+    """Namespaces, each with a veth pair into the root namespace, all inner ends in one /24
+    (so they can reach each other once something bridges the outer ends)."""
 
     def __init__(self) -> None:
-        self.tag = secrets.token_hex(3)
         self.net = f"10.{200 + secrets.randbelow(50)}.{secrets.randbelow(256)}"
-        self._namespaces: list[str] = []
-        self._links: list[str] = []
+        self._made: list[netns.Netns | netns.VethPair] = []
         self._addrs = 0
 
     def side(self, letter: str) -> Side:
         """A new namespace with a veth pair; the inner end gets the next address of the subnet."""
-        ns, inner, outer = f"nm{letter}{self.tag}", f"nm{letter}{self.tag}0", f"nm{letter}{self.tag}1"
-        sh("ip", "netns", "add", ns)
-        self._namespaces.append(ns)
-        r = sh("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns,
-               check=False)
-        if r.returncode != 0:
-            raise RuntimeError(f"cannot create a veth pair ({r.stderr.strip()}); is the veth "
-                               "module available (modprobe veth)?")
-        self._links.append(outer)
+        ns = netns.Netns(netns.unique_name(f"nm{letter}"))
+        ns.__enter__()
+        self._made.append(ns)
         self._addrs += 1
         addr = f"{self.net}.{self._addrs}"
-        sh("ip", "link", "set", "lo", "up", ns=ns)
-        sh("ip", "addr", "add", f"{addr}/24", "dev", inner, ns=ns)
-        sh("ip", "link", "set", inner, "up", ns=ns)
-        sh("ip", "link", "set", outer, "up")
-        return Side(ns, inner, outer, addr)
+        pair = netns.VethPair(a=netns.unique_name(f"nm{letter}o"), b=netns.unique_name(f"nm{letter}i"),
+                              netns_b=ns, addr_b=f"{addr}/24")
+        pair.__enter__()
+        self._made.append(pair)
+        return Side(ns.name, pair.b, pair.a, addr)
 
     def host_address(self, side: Side) -> str:
         """Give ``side.outer`` (root namespace) an address of the subnet; returns it."""
@@ -95,33 +77,15 @@ class VethLab:
                ns=src.ns, timeout=deadline + 30, check=False)
         return r.returncode == 0
 
-    def forget_link(self, name: str) -> None:
-        """The link was deleted by the test itself."""
-        if name in self._links:
-            self._links.remove(name)
-
     def close(self) -> None:
-        """Delete the links (their peers go with them) and the namespaces; errors are collected
-        and raised after everything was tried."""
-        problems = []
-        for link in reversed(self._links):
-            r = sh("ip", "link", "del", link, check=False, timeout=60)
-            if r.returncode != 0 and "Cannot find device" not in r.stderr:
-                problems.append(f"ip link del {link}: {r.stderr.strip()}")
-        for ns in reversed(self._namespaces):
-            r = sh("ip", "netns", "del", ns, check=False, timeout=60)
-            if r.returncode != 0:
-                problems.append(f"ip netns del {ns}: {r.stderr.strip()}")
-        self._links.clear()
-        self._namespaces.clear()
-        if problems:
-            raise RuntimeError("; ".join(problems))
+        """Delete the veth pairs and namespaces (each helper's close never raises)."""
+        while self._made:
+            self._made.pop().close()
 
 
 @contextmanager
 def veth_lab() -> Iterator[VethLab]:
     """A :class:`VethLab` torn down on exit (after the body's ports are closed)."""
-    sh("modprobe", "veth", check=False)
     lab = VethLab()
     try:
         yield lab
