@@ -3,7 +3,10 @@ a Python bridge carrying ping, host rings, ring selection, exclusive opens, a de
 from __future__ import annotations
 
 import errno
+import pathlib
+import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -77,6 +80,35 @@ def test_python_bridge_carries_ping(lab, sides, ifopen):
     assert pump.error is None, pump.error
     assert ok_ab and ok_ba, f"ping failed through the bridge (slots moved A->B, B->A: {pump.moved})"
     assert min(pump.moved) >= 4   # two echo requests and two replies each way at least
+
+
+def test_readme_bridge_carries_ping(lab, sides, backend_name, monkeypatch):
+    """The README's "Real interfaces" bridge, run in a thread, carries ping."""
+    a, b = sides
+    monkeypatch.setenv("PYNETMAP_BACKEND", backend_name)
+    text = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    code = re.search(r"## Real interfaces.*?```python\n(.*?)```", text, re.S).group(1)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            env["bridge"](a.outer, b.outer, stop)
+        except BaseException as exc:
+            failed.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        ok = lab.ping(a, b.addr) and lab.ping(b, a.addr)
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not failed, failed
+    assert not t.is_alive()
+    assert ok
 
 
 def test_host_rings_carry_stack_traffic(lab, sides, ifopen):
