@@ -101,10 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         while not stop and os.getppid() == parent:
             if pump.step():
                 continue
-            ready, _, _ = select.select(fds, [], [], _IDLE_WAIT)
-            for port, fd in ((vale, fds[0]), (peer, fds[1])):
-                if fd in ready:
-                    port.poll(POLLIN, 0)   # takes the wake-up signal
+            # a zero-timeout poll arms the descriptor (the emulator's VALE port signals only
+            # after a poll found nothing) and catches what arrived since the step
+            if vale.poll(POLLIN, 0) or peer.poll(POLLIN, 0):
+                continue
+            select.select(fds, [], [], _IDLE_WAIT)
     except Exception as exc:
         print(f"pump {args.vale} <-> {args.peer}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
