@@ -14,6 +14,7 @@ import time
 import pytest
 
 import netmap_core
+import netns
 from ifnet import unavailable, veth_lab
 from netmap_core.errors import NoSuchPortError, NotSupportedError
 from netmap_tools import valectl
@@ -153,4 +154,20 @@ def test_attach_of_a_missing_interface_fails_fast(emu):
     for an unknown interface, and no record is left."""
     rc, _out, err = vale_ctl("-a", f"vale{secrets.token_hex(3)}:nosuchif{secrets.token_hex(2)}")
     assert rc == 1 and "failed to attach" in err
+    assert emu.attachments() == []
+
+
+def test_interface_deleted_under_the_pump(sides, emu):
+    """Deleting an attached interface: the pump fails, its restarts cannot open the interface,
+    the attachment is reported failed (naming the missing interface) and `-d` clears it."""
+    _lab, a, _b, (na, _nb) = sides
+    rc, _out, err = vale_ctl("-a", na)
+    assert rc == 0, err
+    netns.run("ip", "link", "del", a.outer)
+    failed = wait_for("the failed state", lambda: (r := record(emu, na)) and r.state == "failed" and r)
+    assert a.outer in failed.detail, failed.detail
+    rc, _out, err = vale_ctl()
+    assert rc == 1 and f"{na} (NIC only): pump failed" in err
+    rc, _out, err = vale_ctl("-d", na)
+    assert rc == 0, err
     assert emu.attachments() == []
