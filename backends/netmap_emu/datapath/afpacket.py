@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AfPacket", "Frames", "InterfaceGone", "copy_frames", "frame_offsets", "ifindex", "interface_mtu",
-           "PACKET_OUTGOING"]
+__all__ = ["AfPacket", "Frames", "InterfaceGone", "block_timeout_ms", "copy_frames", "frame_offsets",
+           "ifindex", "interface_mtu", "ENV_RETIRE_MS", "PACKET_OUTGOING"]
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -36,11 +36,25 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 MSG_DONTWAIT = 0x40
 _SIOCGIFMTU = 0x8921
+#: ``$PYNETMAP_EMU_IF_RETIRE_MS``: how long the kernel keeps a TPACKET_V3 block open before
+#: handing it over part-filled (the emulator's counterpart of ``dev.netmap.generic_mit``):
+#: the latency bound of a received frame, traded against frames per block
+ENV_RETIRE_MS = "PYNETMAP_EMU_IF_RETIRE_MS"
+
+
+def block_timeout_ms() -> int:
+    """The block retire timeout in ms (default 1; 1..1000)."""
+    try:
+        v = int(os.environ.get(ENV_RETIRE_MS, "1"))
+    except ValueError:
+        v = 1
+    return min(max(v, 1), 1000)
 
 # struct tpacket_block_desc (version, offset_to_priv, then tpacket_hdr_v1), byte offsets
 _BD_STATUS, _BD_NUM_PKTS, _BD_FIRST = 8, 12, 16
 # struct tpacket3_hdr, then the sockaddr_ll at TPACKET_ALIGN(sizeof(tpacket3_hdr)) = 48
 _H_NEXT, _H_SNAPLEN, _H_MAC, _LL_PKTTYPE = 0, 12, 24, 48 + 10
+_HDR_WORDS = np.array([_H_SNAPLEN // 4, _H_MAC // 4])
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _sendmmsg = _libc.sendmmsg
@@ -88,7 +102,7 @@ class AfPacket:
     Raises PermissionError (no CAP_NET_RAW), LookupError (no such interface), OSError."""
 
     def __init__(self, ifname: str, *, block_size: int = 1 << 18, nblocks: int = 16,
-                 frame_size: int = 2048, retire_ms: int = 1) -> None:
+                 frame_size: int = 2048, retire_ms: int | None = None) -> None:
         self.ifname = ifname
         self.ifindex = _ifindex(ifname)
         if not self.ifindex:
@@ -99,7 +113,8 @@ class AfPacket:
             # struct tpacket_req3: block_size, block_nr, frame_size, frame_nr, retire_blk_tov,
             # sizeof_priv, feature_req_word
             req = struct.pack("7I", block_size, nblocks, frame_size,
-                              block_size // frame_size * nblocks, retire_ms, 0, 0)
+                              block_size // frame_size * nblocks,
+                              retire_ms or block_timeout_ms(), 0, 0)
             s.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
             self.map = mmap.mmap(s.fileno(), block_size * nblocks, mmap.MAP_SHARED,
                                  mmap.PROT_READ | mmap.PROT_WRITE)
@@ -139,9 +154,9 @@ class AfPacket:
         n = w[(base + _BD_NUM_PKTS) // 4]
         r32 = self.r32
         offs = frame_offsets(r32, base + w[(base + _BD_FIRST) // 4], n, base + self.block_size)
-        snap = r32[(offs + _H_SNAPLEN) // 4].astype(np.int64)
-        mac = (r32[(offs + _H_MAC) // 4] & 0xFFFF).astype(np.int64)
-        self.pending = Frames(offs + mac, snap, self.ring[offs + _LL_PKTTYPE])
+        words = r32[(offs // 4)[:, None] + _HDR_WORDS].astype(np.int64)   # snaplen, mac | net
+        self.pending = Frames(offs + (words[:, 1] & 0xFFFF), words[:, 0],
+                              self.ring[offs + _LL_PKTTYPE])
         return self.pending
 
     def consume(self, k: int) -> None:
@@ -253,21 +268,23 @@ def frame_offsets(nxt: np.ndarray, first: int, n: int, end: int) -> np.ndarray:
 def copy_frames(src: np.ndarray, start: np.ndarray, length: np.ndarray, buffers: np.ndarray,
                 rows: np.ndarray) -> None:
     """Copy frame i (``src[start[i]: start[i] + length[i]]``) to the beginning of
-    ``buffers[rows[i]]``. Frames of equal stride are copied as one strided 2-D view, others by
-    one gather; bytes past a frame's length in its buffer are unspecified (netmap leaves them
-    too). Cost: one numpy assignment per run of equal stride."""
+    ``buffers[rows[i]]`` (a C-contiguous 2-D array). Each frame moves as one opaque item of
+    the longest frame's width (rounded up to 8 bytes, at most a buffer): frames of equal stride
+    straight from a strided view of ``src``, others through one gather. Bytes past a frame's
+    length in its buffer are unspecified (netmap leaves them too). Cost: one item copy per
+    frame inside numpy, a few µs per call."""
     m = len(start)
     if m == 0:
         return
-    width = int(length.max())
-    if m > 1:
-        stride = int(start[1] - start[0])
-        if stride > 0 and (m == 2 or bool((np.diff(start) == stride).all())):
-            last = int(start[-1])
-            if last + width <= src.size:
-                view = np.lib.stride_tricks.as_strided(src[int(start[0]):], shape=(m, width),
-                                                       strides=(stride, 1), writeable=False)
-                buffers[rows, :width] = view
-                return
+    objsize = buffers.shape[1]
+    width = min((int(length.max()) + 7) & ~7, objsize)
+    item = np.dtype((np.void, width))
+    dst = np.ndarray((buffers.shape[0],), dtype=item, buffer=buffers, strides=(objsize,))
+    first = int(start[0])
+    stride = int(start[1] - start[0]) if m > 1 else width
+    if (stride > 0 and first + stride * (m - 1) + width <= src.size
+            and (m <= 2 or bool((np.diff(start) == stride).all()))):
+        dst[rows] = np.ndarray((m,), dtype=item, buffer=src, offset=first, strides=(stride,))
+        return
     idx = start[:, None] + np.arange(width)
-    buffers[rows, :width] = src.take(idx, mode="clip")
+    dst[rows] = np.ascontiguousarray(src.take(idx, mode="clip")).view(item)[:, 0]

@@ -76,11 +76,23 @@ class NicPort:
                 except InterfaceGone as exc:
                     raise gone_error(exc, self.name) from None
                 return
-            target = (f.pkttype == PACKET_OUTGOING).astype(np.int8)
+            out = f.pkttype == PACKET_OUTGOING
+            big = f.length > self.buf_size
+            nic = rings[0]
+            if nic is not None and not out.any() and not big.any():
+                # the common case: every frame arrived from the wire and fits a buffer
+                take = min(len(out), nic.room())
+                if take:
+                    nic.deliver(sock.ring, f.start[:take], f.length[:take])
+                sock.consume(take)
+                if take < len(out):
+                    return
+                continue
+            target = out.astype(np.int8)
             for t, r in enumerate(rings):
                 if r is None:
                     target[target == t] = -1
-            target[f.length > self.buf_size] = -1
+            target[big] = -1
             rooms = [0 if r is None else r.room() for r in rings]
             take = len(target)
             for t in (0, 1):
@@ -129,21 +141,25 @@ class NicRxRing(RingController):
 
     def deliver(self, src: np.ndarray, start: np.ndarray, length: np.ndarray) -> None:
         """Copy frames into the slots from hwtail on (they fit: ``room()`` was asked), then
-        publish the new hwtail."""
+        publish the new hwtail. Slot ranges are slices (a wrap makes two)."""
         ks, n = self.ks, self.n
         t = ks[self.i_hwtail]
-        idx = (t + np.arange(len(start))) % n
-        bidx = self.bidx[idx]
-        bad = bidx >= self.nbufs
-        if bad.any():
-            j = int(np.argmax(bad))
-            raise RingProtocolError(self.name, f"slot[{int(idx[j])}].buf_idx", int(bidx[j]),
-                                    f"0..{self.nbufs - 1} (a buffer of the pool) in a slot "
-                                    "released to the kernel")
-        copy_frames(src, start, length, self.port.buffers, bidx)
-        self.lens[idx] = length
-        self.f16[idx] = 0
-        ks[self.i_hwtail] = (t + len(start)) % n
+        k = len(start)
+        first = min(k, n - t)
+        for a, b, lo in ((t, t + first, 0), (0, k - first, first)):
+            if b <= a:
+                continue
+            bidx = self.bidx[a:b]
+            if int(bidx.max()) >= self.nbufs:
+                j = int(np.argmax(bidx >= self.nbufs))
+                raise RingProtocolError(self.name, f"slot[{a + j}].buf_idx", int(bidx[j]),
+                                        f"0..{self.nbufs - 1} (a buffer of the pool) in a slot "
+                                        "released to the kernel")
+            hi = lo + b - a
+            copy_frames(src, start[lo:hi], length[lo:hi], self.port.buffers, bidx)
+            self.lens[a:b] = length[lo:hi]
+            self.f16[a:b] = 0
+        ks[self.i_hwtail] = (t + k) % n
 
     def rxsync(self) -> int:
         port = self.port
