@@ -14,6 +14,16 @@ from netmap_tools import valectl
 
 EMU_NO_IFPORTS = "the emu backend cannot open interface ports (netmap:IFNAME) in this tree"
 
+#: netmap.ko 89607e1 defect, seen now and then with an emulated adapter on a switch: the
+#: adapter's mitigation timer (hard IRQ) runs the switch's flush into generic_netmap_txsync and
+#: dev_queue_xmit, and the kernel warns at kernel/softirq.c:400 (__local_bh_enable_ip); frames
+#: still flow (spec/vale.md, "Attaching interfaces"). Only that splat's netmap lines are allowed.
+GENERIC_TIMER_SPLAT = pytest.mark.kernel_warnings(
+    r"Modules linked in: .*\bnetmap\b",
+    r"\b(nm_os_generic_xmit_frame|generic_netmap_txsync|netmap_bwrap_notify|nm_vale_flush|"
+    r"netmap_vale_vp_txsync|netmap_bwrap_intr_notify|generic_timer_handler|nm_kctx_worker)"
+    r"\+0x[0-9a-f]+/0x[0-9a-f]+ \[netmap\]$")
+
 
 @pytest.fixture
 def lab():
@@ -66,6 +76,7 @@ def _listed(vale_ctl) -> list[str]:
     return [line.split()[0] for line in out.splitlines()]
 
 
+@GENERIC_TIMER_SPLAT
 def test_attach_two_interfaces_ping_both_ways(lab, sides, vale_ctl):
     """Two veths attached to one switch carry ping between their namespaces, both ways; after
     `-d` the switch is gone from the listing and nothing crosses."""
@@ -85,6 +96,7 @@ def test_attach_two_interfaces_ping_both_ways(lab, sides, vale_ctl):
     assert not lab.ping(a, b.addr, count=1, deadline=2)
 
 
+@pytest.mark.kernel_warnings(r"NIC \S+ busy, cannot attach to bridge$")
 def test_attach_twice_is_busy(sides, vale_ctl):
     """An attached interface cannot be attached again (to this or another switch)."""
     a, _b = sides
@@ -96,6 +108,7 @@ def test_attach_twice_is_busy(sides, vale_ctl):
     assert err.startswith(f"failed to attach {_switch()[:4]}")
 
 
+@GENERIC_TIMER_SPLAT
 def test_attach_with_host_stack(lab, sides, vale_ctl, backend_name):
     """`-h` attaches the interface with its host stack: the namespace reaches the root
     namespace's address on that interface (through the switch on netmap.ko; on the emulator
