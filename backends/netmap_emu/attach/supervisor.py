@@ -21,6 +21,7 @@ from collections.abc import Iterator
 
 from netmap_core.errors import NetmapOSError, NoSuchPortError, PortBusyError
 
+from ..kernel import vale as _vk
 from ..kernel.core import kernel_for
 from ..shm.namespace import namespace, namespace_name
 from . import records
@@ -103,8 +104,6 @@ def attach_interface(ns_name: str | None, name: str, *, host: bool, peer: str | 
                 raise PortBusyError(errno.EBUSY, f"VALE_ATTACH {name!r}: {rec.ifname!r} is attached "
                                     f"already as {rec.name} (pump supervisor pid {rec.supervisor_pid})")
             _clear_stale(ns_name, rec)
-        from ..kernel import vale as _vk
-
         if _vk.find_port(reg, name):
             raise PortBusyError(errno.EBUSY, f"VALE_ATTACH {name!r}: a VALE port of that name is "
                                 "open already")
