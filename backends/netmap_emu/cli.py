@@ -77,7 +77,7 @@ def _print_ls(snap: dict, out) -> None:
               f"{'' if sw['present'] else ' (MISSING)'}", file=out)
     for b in snap["bindings"]:
         state = "alive" if b["alive"] else "DEAD"
-        kinds = {"pipe": f"pipe {b['end']}", "vale": "VALE port", "monitor": "monitor"}
+        kinds = {"pipe": f"pipe {b['end']}", "vale": "VALE port", "monitor": "monitor", "nic": "interface"}
         kind = kinds.get(b.get("kind"), b["end"])
         print(f"  binding {b['bid']}: {b['name']} ({kind}) pid {b['pid']} {state}, mem_id {b['mem_id']}, "
               f"tx {b['tx']} rx {b['rx']}, extra_bufs {b['extra_bufs']}", file=out)

@@ -180,9 +180,9 @@ class NicRxRing(RingController):
 
 
 class NicTxRing(RingController):
-    """A NIC TX ring (txsync sends ``[hwcur, head)`` up to the last complete packet, one
-    sendmmsg; NS_MOREFRAG chains become one frame) or the host TX ring (drained, counted as
-    dropped). What the kernel took is free at once: ``tail = hwcur - 1``."""
+    """A NIC TX ring (txsync sends ``[hwcur, head)``, a frame per slot, with one sendmmsg)
+    or the host TX ring (drained, counted as dropped). What the kernel took is free at once:
+    ``tail = hwcur - 1``."""
 
     __slots__ = ("port", "host")
 
@@ -222,20 +222,16 @@ class NicTxRing(RingController):
         return 0
 
     def _send(self, idx: np.ndarray) -> int:
-        """Send the complete packets among slots ``idx``; returns how many slots went."""
-        last = np.flatnonzero(self.f16[idx] & abi.NS_MOREFRAG == 0)
-        if last.size == 0:
-            return 0   # only the start of a packet: wait for the rest
-        idx = idx[: int(last[-1]) + 1]
+        """Send slots ``idx``, each as one frame (NS_MOREFRAG is not looked at, as netmap's
+        generic adapter does not); returns how many went."""
         bidx = self.bidx[idx].astype(np.uint64)
         lens = self.lens[idx]
         if int(bidx.max()) >= self.nbufs or int(lens.max()) > self.buf_size:
             self.strict_slots(((int(idx[0]), int(idx[-1]) + 1),) if idx[-1] >= idx[0] else
                               ((int(idx[0]), self.n), (0, int(idx[-1]) + 1)), "handed to the kernel")
-        frags = np.diff(np.concatenate(([-1], last)))
         port = self.port
         try:
-            sent = port.sock.send(port.buf_base + bidx * np.uint64(self.buf_size), lens, frags)
+            return port.sock.send(port.buf_base + bidx * np.uint64(self.buf_size), lens,
+                                  np.ones(len(idx), dtype=np.uint64))
         except InterfaceGone as exc:
             raise gone_error(exc, self.name) from None
-        return int(frags[:sent].sum())
