@@ -135,7 +135,8 @@ class Port:
             raise InvalidRequestError(22, f"{spec.text}: netmap_if ring counts {total} overflow the region")
         self.ring_ofs = np.ndarray((total,), dtype="<i8", buffer=region,
                                    offset=off + abi.NETMAP_IF_RING_OFS_OFFSET)
-        self.name = self.nifp["ni_name"].item().decode(errors="replace")
+        # a C string: the kernel reuses netmap_if memory without clearing past the NUL
+        self.name = self.nifp["ni_name"].item().split(b"\0", 1)[0].decode(errors="replace")
         # the rings' tie to this port: keeps the binding registered while a ring lives, and
         # closed by close() (not a reference to the Port, so a dropped Port is freed at once)
         owner = self._owner = RingOwner(binding, spec.text)

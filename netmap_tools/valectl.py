@@ -8,6 +8,10 @@ Differences from the C tool: listing exits 0 (vale-ctl exits 1 after a successfu
 ``-C`` ring settings are not passed to ``-a``/``-h`` (the Control interface attaches existing
 interfaces as they are); polling (``-p``/``-P``) needs a Control with ``vale_polling_enable``
 and otherwise fails with EOPNOTSUPP, as the kernel does for virtual ports.
+
+On the emulator ``-a``/``-h valeSW:IFNAME`` of an OS interface starts a supervised pump process
+(spec/vale.md); the listing then also reports, on stderr and with exit status 1, every such
+attachment whose pump is not running (restarting, failed, or its supervisor killed).
 """
 from __future__ import annotations
 
@@ -151,6 +155,18 @@ def _strerror(exc: BaseException) -> str:
     return f"{text}: {detail}" if detail and detail != text else text
 
 
+def _attachment_problems(control: Control, err: TextIO) -> int:
+    """Interfaces attached through a pump process (the emulator's Control has
+    ``attachments()``) whose pump is not running: one line each on ``err``; 1 if any."""
+    listing = getattr(control, "attachments", None)
+    if listing is None:
+        return 0
+    bad = [a for a in listing() if a.state != "running" or not a.supervisor_alive()]
+    for a in bad:
+        err.write(f"vale-ctl: {a.describe()}\n")
+    return 1 if bad else 0
+
+
 def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
     bridge, port = 0, 0
     while True:
@@ -158,7 +174,7 @@ def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
             e = control.vale_list("", bridge_idx=bridge, port_idx=port)
         except NetmapError as exc:
             if getattr(exc, "errno", None) == errno.ENOENT:
-                return 0
+                return _attachment_problems(control, err)
             err.write(f"failed to list all: {_strerror(exc)}\n")
             return 1
         out.write(f"{e.name} bridge_idx {e.bridge_idx} port_idx {e.port_idx}\n")

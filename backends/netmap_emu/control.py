@@ -12,6 +12,7 @@ from netmap_core.control import ListEntry, NewIf, PoolsInfo, PortInfo
 from netmap_core.errors import InvalidRequestError, NetmapOSError, NoSuchPortError
 from netmap_core.portspec import kernel_spec
 
+from . import attach
 from .kernel import memory, vale as _vk
 from .kernel.core import Kernel, kernel_for
 from .kernel.registry import Registry
@@ -110,16 +111,47 @@ class EmuControl:
                          buf_pool_objsize=b.objsize)
 
     def vale_attach(self, name: str, *, mode: int = abi.NR_REG_ALL_NIC, mem_id: int = 0) -> int:
-        """VALE_ATTACH ``valeSW:IFNAME`` of a persistent VALE interface; returns the port index."""
+        """VALE_ATTACH ``valeSW:IFNAME``; returns the port index. IFNAME is a persistent VALE
+        interface (attached in the registry) or an OS network interface: then a supervised pump
+        process joins a VALE port of that name to ``netmap:IFNAME`` (``NR_REG_NIC_SW``: to
+        ``netmap:IFNAME*``, the host stack too) and this returns once it holds the port
+        (spec/vale.md, "Attaching interfaces on the emulator")."""
         k = self._kernel
+        if self._is_os_interface(name):
+            if mode not in (abi.NR_REG_ALL_NIC, abi.NR_REG_NIC_SW):
+                raise InvalidRequestError(errno.EINVAL, f"VALE_ATTACH {name!r}: nr_mode={mode}; allowed: "
+                                          "NR_REG_ALL_NIC, NR_REG_NIC_SW")
+            if mem_id not in (0, memory.GLOBAL_MEM_ID):
+                raise InvalidRequestError(errno.EINVAL, f"VALE_ATTACH {name!r}: nr_mem_id={mem_id}; an "
+                                          "attached interface uses the switch's memory (allowed: 0)")
+            return attach.attach_interface(self._ns_name, name, host=mode == abi.NR_REG_NIC_SW)
         with k.op():
             return _vk.attach(k.ns, k.store, name, mode, mem_id)
 
+    def _is_os_interface(self, name: str) -> bool:
+        """``valeSW:IFNAME`` where IFNAME is no VALE interface of the registry but an OS one."""
+        if name[:4] != abi.NM_BDG_NAME or ":" not in name:
+            return False
+        port = name.split(":", 1)[1]
+        if not attach.interface_exists(port):
+            return False
+        with self._kernel.op() as reg:
+            p = reg.parents.get(port)
+            return p is None or p.vale is None
+
     def vale_detach(self, name: str) -> int:
-        """VALE_DETACH; returns the former port index."""
+        """VALE_DETACH; returns the former port index. An attached OS interface: its pump and
+        supervisor are stopped."""
+        idx = attach.detach_interface(self._ns_name, name)
+        if idx is not None:
+            return idx
         k = self._kernel
         with k.op():
             return _vk.detach(k.ns, k.store, name)
+
+    def attachments(self) -> list[attach.Attachment]:
+        """OS interfaces attached to emulated switches, with their pumps' states (for listings)."""
+        return attach.attachments(self._ns_name)
 
     def vale_list(self, name: str = "", *, bridge_idx: int = 0, port_idx: int = 0) -> ListEntry:
         """VALE_LIST: with an empty name the first port at or after (bridge_idx, port_idx)
