@@ -16,8 +16,8 @@ from netmap_core.errors import NetmapOSError
 
 __all__ = ["Side", "VethLab", "Pump", "unavailable", "veth_lab", "IF_GONE_ERRNOS"]
 
-#: errno of a sync on a port whose interface was deleted (netmap.ko: EIO; ENXIO/ENODEV allowed)
-IF_GONE_ERRNOS = (errno.EIO, errno.ENXIO, errno.ENODEV)
+#: errno of a sync on a port whose interface was deleted (netmap.ko, and the emulator with it)
+IF_GONE_ERRNOS = (errno.EIO,)
 
 
 def unavailable() -> str | None:

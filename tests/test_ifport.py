@@ -166,11 +166,8 @@ def test_ring_selection_out_of_range(sides, ifopen):
     assert e.value.errno == errno.EINVAL
 
 
-def test_exclusive_opens(sides, ifopen, backend_name, request):
+def test_exclusive_opens(sides, ifopen):
     """spec D4 `/x`: an exclusive open refuses other users of its rings and is refused by them."""
-    if backend_name == "emu":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="emu interface ports do not refuse a second open next to /x yet"))
     a, _b = sides
     x = ifopen(f"netmap:{a.outer}/x")
     with pytest.raises(PortBusyError) as e:
@@ -184,9 +181,8 @@ def test_exclusive_opens(sides, ifopen, backend_name, request):
 
 @pytest.mark.timeout(300)
 def test_interface_deleted_while_open(lab, sides, ifopen, backend_name):
-    """Deleting an open interface: nothing hangs, syncs report it (EIO on netmap.ko, ENXIO on
-    the emulator), poll reports POLLERR (the emulator raises that error), and the deletion
-    completes once the port is closed (netmap.ko holds it until then)."""
+    """Deleting an open interface: nothing hangs, syncs fail with EIO, poll reports POLLERR,
+    and the deletion completes once the port is closed (netmap.ko holds it until then)."""
     a, _b = sides
     p = ifopen(f"netmap:{a.outer}")
     deleting = subprocess.Popen(["ip", "link", "del", a.outer], stdout=subprocess.DEVNULL,
@@ -203,13 +199,7 @@ def test_interface_deleted_while_open(lab, sides, ifopen, backend_name):
                 break
             time.sleep(0.1)
         assert errors and is_gone_error(errors[0]), f"syncs after deletion: {errors or 'no error'}"
-        try:
-            revents = p.poll(timeout=1)
-        except netmap_core.errors.NetmapError as exc:
-            # the emulator's poll raises the sync's error where netmap.ko returns POLLERR
-            assert backend_name == "emu" and is_gone_error(exc), exc
-        else:
-            assert revents & netmap_core.POLLERR
+        assert p.poll(timeout=1) & netmap_core.POLLERR
         if backend_name == "netmap":
             assert deleting.poll() is None, "netmap.ko let the interface go while a port holds it"
         p.close()

@@ -23,7 +23,7 @@ from netmap_core.errors import ClosedPortError, InvalidRequestError, LockTimeout
 
 from .datapath.afpacket import AfPacket
 from .datapath.monitor import MonitorRxRing, MonitorTxRing, gone_error
-from .datapath.nic import NicPort
+from .datapath.nic import InterfaceGoneError, NicPort
 from .datapath.pipe import PipeRing
 from .datapath.ring import RingController
 from .datapath.vale import SwitchRuntime, ValeRxRing, ValeTxRing, runtime_for
@@ -409,8 +409,8 @@ class NicBinding(EmuBinding):
     def poll(self, events: int, timeout: float | None) -> int:
         """netmap's poll on an interface: sync as ``EmuBinding.poll`` does, and while nothing is
         ready sleep in poll(2) on the AF_PACKET socket (a ready block: POLLIN; send room:
-        POLLOUT) in slices of at most SLEEP_SLICE. Raises NoSuchPortError if the interface is
-        deleted (or goes down) meanwhile."""
+        POLLOUT) in slices of at most SLEEP_SLICE. POLLERR, as netmap.ko answers, once the
+        interface is deleted (or goes down): the syncs then raise the error."""
         self._check()
         if timeout is not None and timeout != timeout:
             raise InvalidRequestError(errno.EINVAL, "poll timeout=nan; allowed: seconds >= 0, "
@@ -419,13 +419,16 @@ class NicBinding(EmuBinding):
         deadline = 0.0 if forever else time.monotonic() + float(timeout or 0.0)
         want_tx, want_rx = events & POLLOUT, events & POLLIN
         while True:
-            revents = self._scan(want_tx, want_rx)
-            if revents:
-                return revents
-            wait = SLEEP_SLICE if forever else min(SLEEP_SLICE, deadline - time.monotonic())
-            if wait <= 0:
-                return 0
-            self.nic.wait(wait, bool(want_tx), bool(want_rx))
+            try:
+                revents = self._scan(want_tx, want_rx)
+                if revents:
+                    return revents
+                wait = SLEEP_SLICE if forever else min(SLEEP_SLICE, deadline - time.monotonic())
+                if wait <= 0:
+                    return 0
+                self.nic.wait(wait, bool(want_tx), bool(want_rx))
+            except InterfaceGoneError:
+                return POLLERR
             self._check()
 
     def fileno(self) -> int:

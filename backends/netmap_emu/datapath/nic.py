@@ -18,19 +18,26 @@ import threading
 import numpy as np
 
 from netmap_core import abi
-from netmap_core.errors import NoSuchPortError, RingProtocolError
+from netmap_core.errors import NetmapOSError, RingProtocolError
 
 from ..shm import kring
 from ..shm.allocator import Allocator
 from .afpacket import PACKET_OUTGOING, AfPacket, InterfaceGone, copy_frames
 from .ring import RingController, span
 
-__all__ = ["NicPort", "NicRxRing", "NicTxRing", "gone_error"]
+__all__ = ["NicPort", "NicRxRing", "NicTxRing", "InterfaceGoneError", "gone_error"]
 
 
-def gone_error(exc: InterfaceGone, port: str) -> NoSuchPortError:
-    """The typed error for an interface that went away or down under an open port."""
-    return NoSuchPortError(exc.errno or errno.ENXIO, f"{port}: {exc.strerror or exc}")
+class InterfaceGoneError(NetmapOSError):
+    """A sync on an interface port whose interface went away (errno EIO, as netmap.ko's syncs
+    answer once the adapter left netmap mode) or down (ENETDOWN). Catch NetmapOSError to run
+    unchanged on both backends."""
+
+
+def gone_error(exc: InterfaceGone, port: str) -> InterfaceGoneError:
+    """The error for an interface that went away or down under an open port."""
+    code = errno.EIO if exc.errno in (None, errno.ENXIO) else exc.errno
+    return InterfaceGoneError(code, f"{port}: {exc.strerror or exc}")
 
 
 class NicPort:
@@ -198,6 +205,11 @@ class NicTxRing(RingController):
     def txsync(self) -> int:
         port = self.port
         with port.lock:
+            if port.sock.gone:   # known gone: every sync fails, as on netmap.ko, even with nothing to send
+                try:
+                    port.sock.check()
+                except InterfaceGone as exc:
+                    raise gone_error(exc, self.name) from None
             rw, ks, n = self.rw, self.ks, self.n
             head = rw[5]
             if self.tx_prologue(head, rw[6]):

@@ -20,7 +20,7 @@ from ..shm.namespace import Namespace
 from . import memory
 from .bindings import new_binding
 from .memory import clamp
-from .pipes import Registered
+from .pipes import Registered, busy_check
 from .registry import Store
 
 __all__ = ["register", "NIC_RINGS", "HOST_RINGS", "GENERIC_RINGSIZE"]
@@ -42,6 +42,10 @@ def register(ns: Namespace, store: Store, spec: PortSpec, hints: dict, mtu: int)
     b = bound_rings(mode, ringid, flags, tx=NIC_RINGS, rx=NIC_RINGS, host_tx=HOST_RINGS,
                     host_rx=HOST_RINGS, name=kname, allowed=_MODES)
     tx_ids, rx_ids = list(b.tx), list(b.rx)
+    # each binding has rings of its own (one socket each), but exclusive use (spec B17, D4) is
+    # about the interface's ring ids, as on netmap.ko
+    busy_check(reg, [o for o in reg.bindings.values() if o.kind == "nic" and o.name == kname],
+               tx_ids, rx_ids, flags, kname)
     mem_id = hints.get("mem_id", 0) or memory.GLOBAL_MEM_ID
     if mem_id != memory.GLOBAL_MEM_ID and mem_id not in reg.mems:
         raise InvalidRequestError(errno.EINVAL, f"{kname}: nr_mem_id={mem_id} names no allocator; "
