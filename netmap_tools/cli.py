@@ -32,6 +32,7 @@ GROUP = "pynetmap.commands"
 #: built-in subcommands that parse their own arguments: name -> (module, one-line help)
 DELEGATED = {
     "vale-ctl": ("netmap_tools.valectl", "manage VALE switches (netmap's vale-ctl)"),
+    "pkt-gen": ("netmap_tools.pktgen", "send, receive or ping-pong frames (netmap's pkt-gen)"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)
