@@ -33,6 +33,8 @@ GROUP = "pynetmap.commands"
 DELEGATED = {
     "vale-ctl": ("netmap_tools.valectl", "manage VALE switches (netmap's vale-ctl)"),
     "pkt-gen": ("netmap_tools.pktgen", "send, receive or ping-pong frames (netmap's pkt-gen)"),
+    "bridge": ("netmap_tools.bridge", "forward between two ports both ways (netmap's bridge)"),
+    "lb": ("netmap_tools.lb", "hash flows from one port into groups of pipes (netmap's lb)"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)

@@ -24,14 +24,14 @@ BOUND = 180.0   # s a step may take before it counts as a hang (the lab guest is
 READY = "reading from"
 
 
-class Pktgen:
-    """One ``python -m netmap_tools pkt-gen`` process; stdout and stderr kept in files."""
+class Tool:
+    """One ``python -m netmap_tools COMMAND ...`` process; stdout and stderr kept in files."""
 
-    def __init__(self, *args: str, backend: str) -> None:
+    def __init__(self, command: str, *args: str, backend: str) -> None:
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netmap_tools", "pkt-gen", *args, "--backend", backend],
+            [sys.executable, "-m", "netmap_tools", command, *args, "--backend", backend],
             stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err, env=dict(os.environ))
 
     def _read(self, f) -> str:
@@ -45,9 +45,9 @@ class Pktgen:
     def stderr(self) -> str:
         return self._read(self.err)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, mark: str = READY) -> None:
         end = time.monotonic() + BOUND
-        while READY not in self.stderr:
+        while mark not in self.stderr:
             assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.stderr}"
             assert time.monotonic() < end, f"not ready after {BOUND} s: {self.stderr}"
             time.sleep(0.02)
@@ -70,10 +70,10 @@ class Pktgen:
 
 @pytest.fixture
 def pktgen(backend_name):
-    started: list[Pktgen] = []
+    started: list[Tool] = []
 
-    def start(*args: str) -> Pktgen:
-        p = Pktgen(*args, backend=backend_name)
+    def start(*args: str) -> Tool:
+        p = Tool("pkt-gen", *args, backend=backend_name)
         started.append(p)
         return p
 
