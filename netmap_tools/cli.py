@@ -35,6 +35,8 @@ DELEGATED = {
     "pkt-gen": ("netmap_tools.pktgen", "send, receive or ping-pong frames (netmap's pkt-gen)"),
     "bridge": ("netmap_tools.bridge", "forward between two ports both ways (netmap's bridge)"),
     "lb": ("netmap_tools.lb", "hash flows from one port into groups of pipes (netmap's lb)"),
+    "capture": ("netmap_tools.capture", "write what a port or monitor receives to pcap/pcapng"),
+    "replay": ("netmap_tools.replay", "send a pcap/pcapng file out of a port at its timing or a rate"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)
