@@ -6,7 +6,8 @@ port's allocator, ``NAME{k/xT@MEMID``); consumers open ``NAME}k``. Without ``-p`
 two pipes named after the input port. The first group gets the frames zero copy
 (``netmap_core.batch.dispatch`` swaps buffers); further groups get copies (netmap's lb instead
 passes a buffer on to the next group once the first releases it). A pipe without room drops
-the frame. Fragments (NS_MOREFRAG) are hashed slot by slot: keep frames to one slot.
+the frame. At exit (Ctrl-C, SIGTERM, ``-n``) lb waits until the consumers took what is in the
+pipes. Fragments (NS_MOREFRAG) are hashed slot by slot: keep frames to one slot.
 Cost: a few µs per batch plus tens of ns per frame (the hash).
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = ["HELP", "Group", "parse_group", "main"]
 
 HELP = "hash flows from one port into groups of pipes (netmap's lb)"
 DEFAULT_PIPES = 2
+DRAIN = 30.0        # s: at exit, how long the consumers may take to empty the pipes
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,24 @@ def _loop(a: argparse.Namespace, inp: netmap_core.Port, outs: list[list[netmap_c
                     p.poll(POLLOUT, 0)
                 wait_any([inp], 0.1)
             rates.tick()
+    left = _drain([p for g in outs for p in g])
     c = rates.counts
     print(f"{c['out']} packets forwarded.  {rates.dropped} packets dropped. Total {c['in']}", flush=True)
     for j, group in enumerate(outs):
         print(f"group {j}: " + " ".join(f"{p.spec.text}={n}" for p, n in zip(group, per_pipe[j])), flush=True)
+    if left:
+        print(f"lb: {left} pipe(s) still held frames after {DRAIN:g} s: their consumers did not "
+              "take them", file=sys.stderr, flush=True)
     return 0
+
+
+def _drain(pipes: list[netmap_core.Port]) -> int:
+    """Wait (up to DRAIN s) until the consumers took every frame handed to the pipes; returns
+    how many pipes still hold some."""
+    end = time.monotonic() + DRAIN
+    while True:
+        pending = [p for p in pipes if p.tx_rings[0].tx_pending()]
+        if not pending or time.monotonic() > end:
+            return len(pending)
+        for p in pending:
+            p.poll(POLLOUT, 0.05)

@@ -180,6 +180,7 @@ class _Filler:
                 22, f"pkt-gen: -l {self.size} does not fit {o.frags} slot(s) of {ring.buf_size} "
                 f"bytes on {ring.name}; allowed: up to {ring.buf_size * o.frags} (raise -F)")
         self.flags, self.lens = ring.slots["flags"], ring.slots["len"]
+        self.room = 0   # free slots seen by the last fill (pkt-gen's min_space)
         self.rng = np.random.default_rng()
         self.vary_src = o.random_src or o.src.varies
         self.vary_dst = o.random_dst or o.dst.varies
@@ -209,6 +210,9 @@ class _Filler:
         ring, o = self.ring, self.o
         if o.frags > 1:
             return self._fill_frags(limit, counter)
+        if not self.dynamic and not o.length_max:
+            return self._fill_static(limit)
+        self.room = ring.space()
         b = ring.ready(limit)
         k = len(b)
         if not k:
@@ -232,6 +236,31 @@ class _Filler:
         ring.advance(k)
         return k, k, nbytes
 
+    def _fill_static(self, limit: int) -> tuple[int, int, int]:
+        """The plain tx path: set len (and clear flags) through one or two slices of the slot
+        array; only a slot whose buffer was replaced is looked at more closely. No Batch is
+        built: a few numpy calls per batch, whatever its size."""
+        ring = self.ring
+        h, room = ring.head, ring.space()
+        self.room = room
+        k = min(limit, room)
+        if k <= 0:
+            return 0, 0, 0
+        n = ring.num_slots
+        for a, e in ((h, h + k),) if h + k <= n else ((h, n), (0, h + k - n)):
+            fl = self.flags[a:e]
+            if fl.any():
+                changed = np.flatnonzero(fl & _CHANGED) + a
+                if changed.size:
+                    bidx = ring.slots["buf_idx"][changed].astype(np.intp)
+                    if int(bidx.max()) >= ring.nbufs:
+                        ring.buf(int(changed[int(np.argmax(bidx >= ring.nbufs))]))  # raises, names it
+                    ring.buffers[bidx, :self.size] = self.frame
+                fl[:] = 0
+            self.lens[a:e] = self.size
+        ring.advance(k)
+        return k, k, k * self.size
+
     def _fields(self, bidx: np.ndarray, counter: int, k: int) -> None:
         o = self.o
         if self.seq:
@@ -253,7 +282,7 @@ class _Filler:
 
     def _fill_frags(self, limit: int, counter: int) -> tuple[int, int, int]:
         ring, nf = self.ring, self.o.frags
-        room = ring.space()
+        room = self.room = ring.space()
         k = min(limit, room // nf) * nf
         if k <= 0:
             return 0, 0, 0
@@ -294,7 +323,7 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
             for f in fillers:
                 pk, _, nbytes = f.fill(want - moved, sent + moved)
                 if pk:
-                    meter.add(pk, nbytes)
+                    meter.add(pk, nbytes, f.room)
                     moved += pk
                     if moved >= want:
                         break
@@ -311,7 +340,8 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
         stopped = True
     seconds = time.monotonic() - t0
     extra = {"interrupted": True} if stopped else {}
-    return Summary("Sent", meter.packets, meter.bytes, meter.events, o.length, seconds, extra)
+    size = len(frame) if o.pcap else o.length
+    return Summary("Sent", meter.packets, meter.bytes, meter.events, size, seconds, extra)
 
 
 def _drain(port: netmap_core.Port, rings: tuple[Ring, ...]) -> None:
@@ -345,6 +375,25 @@ class SeqCheck:
         self.expect = int(top[-1] + 1) & 0xFFFFFFFF
 
 
+def _take(r: Ring, limit: int | None) -> tuple[int, int, int]:
+    """The plain rx path: count the ready slots (complete packets: slots without NS_MOREFRAG)
+    and their bytes through one or two slices of the slot array, then release them all.
+    Returns (packets, bytes, slots)."""
+    h, k = r.head, r.space()
+    if limit is not None:
+        k = min(k, limit)
+    if k <= 0:
+        return 0, 0, 0
+    n = r.num_slots
+    packets = nbytes = 0
+    slots = r.slots
+    for a, e in ((h, h + k),) if h + k <= n else ((h, n), (0, h + k - n)):
+        packets += (e - a) - int(np.count_nonzero(slots["flags"][a:e] & _MOREFRAG))
+        nbytes += int(slots["len"][a:e].sum(dtype=np.int64))
+    r.advance(k)
+    return packets, nbytes, k
+
+
 def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
     rings = port.rx_rings
     if not rings:
@@ -358,6 +407,12 @@ def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
         while not o.count or got < o.count:
             moved = 0
             for i, r in enumerate(rings):
+                if seqcheck is None:
+                    packets, nbytes, k = _take(r, o.count - got if o.count else None)
+                    if k:
+                        meter.add(packets, nbytes)
+                        moved += packets
+                    continue
                 b = r.ready(o.count - got if o.count else None)
                 k = len(b)
                 if not k:

@@ -94,7 +94,7 @@ def run_switch(count: int = 1_000_000, batch: int = 512, size: int = 60, backend
     if backend is None:
         env.setdefault("PYNETMAP_BACKEND", "emu")
     lb = Role("lb", ["lb", "-i", f"{sw}:lb{conf}", "-p", f"{pipes}:2", "-o", "1", *be], "lb:")
-    sinks = [Role(f"sink{k}", ["pkt-gen", "-i", f"netmap:{pipes}}}{k}", "-f", "rx", "-W", "-T", "1000",
+    sinks = [Role(f"sink{k}", ["pkt-gen", "-i", f"netmap:{pipes}}}{k}", "-f", "rx", "-T", "1000",
                                *be], "reading from") for k in (0, 1)]
     gen = Role("gen", ["pkt-gen", "-i", f"{sw}:gen{conf}", "-f", "tx", "-n", str(count), "-l", str(size),
                        "-b", str(batch), "-s", "10.0.0.1:1000-10.0.0.8:1031", "-T", "1000", *be],
@@ -111,9 +111,13 @@ def run_switch(count: int = 1_000_000, batch: int = 512, size: int = 60, backend
         end = time.monotonic() + RUN_WAIT
         while gen.alive() and time.monotonic() < end:
             time.sleep(0.1)
-        for s in sinks:               # they stop 1 s after their last frame (-W)
-            while s.alive() and time.monotonic() < end:
-                time.sleep(0.1)
+        # lb has taken everything once its rate line shows no input; stopped, it waits until
+        # the sinks emptied the pipes, and then the sinks are stopped
+        seen = len(lb.lines)
+        while time.monotonic() < end and lb.alive():
+            if any(re.match(r"in 0\.0 Kpps", x) for x in lb.lines[seen:]):
+                break
+            time.sleep(0.1)
     except KeyboardInterrupt:
         interrupted = True
         print("demo: interrupted, stopping the tools", flush=True)
@@ -121,8 +125,8 @@ def run_switch(count: int = 1_000_000, batch: int = 512, size: int = 60, backend
         print(f"demo: {exc}", flush=True)
         interrupted = True
     finally:
-        for r in (gen, *sinks, lb):   # upstream first
-            r.stop()
+        for r in (gen, lb, *sinks):   # upstream first
+            r.stop(60.0 if r is lb else 10.0)
     return _summary(gen, lb, sinks, time.monotonic() - t0, interrupted)
 
 

@@ -70,15 +70,17 @@ def test_lb_spreads_flows_over_pipes(tool):
     src, out = _name("lbi"), _name("lbo")
     lb = tool("lb", "-i", f"netmap:{src}}}0", "-p", f"{out}:2", "-o", "0")
     lb.wait_ready("lb:")
-    sinks = [tool("pkt-gen", "-i", f"netmap:{out}}}{k}", "-f", "rx", "-W", "-T", "0") for k in (0, 1)]
+    # the sinks run until stopped: lb, stopped first, waits until they took all it forwarded
+    sinks = [tool("pkt-gen", "-i", f"netmap:{out}}}{k}", "-f", "rx", "-T", "0") for k in (0, 1)]
     for s in sinks:
         s.wait_ready()
     # 64 flows (source ports 1000..1063), paced so that a slow sink rarely overflows
     tx = tool("pkt-gen", "-i", f"netmap:{src}{{0", "-f", "tx", "-n", "10000", "-R", "20000",
               "-s", "10.0.0.1:1000-10.0.0.1:1063", "-T", "0")
     assert tx.finish() == 0, tx.stderr
-    got = [parse_summary(s.stdout).packets if s.finish() == 0 else -1 for s in sinks]
     assert _stop(lb) == 0, lb.stderr
+    assert "still held frames" not in lb.stderr
+    got = [parse_summary(s.stdout).packets if _stop(s) == 0 else -1 for s in sinks]
     m = re.search(r"(\d+) packets forwarded.  (\d+) packets dropped. Total (\d+)", lb.stdout)
     assert m, lb.stdout
     forwarded, dropped, total = map(int, m.groups())
