@@ -3,7 +3,8 @@ the same port, and against the bench's own batch row, as one markdown table.
 
 * ``emu``: ``pynetmap pkt-gen -f tx`` -> ``-f rx`` through an emulated pipe, next to the
   ``pnm-emu-batch-poll`` row of ``python -m bench`` measured in the same run (same frame size,
-  work ``none``); the ratio is pkt-gen's RX rate over the row's median Mpps.
+  ring size and batch, work ``none``); the ratio is pkt-gen's RX rate over the row's median
+  Mpps (the row's end-to-end rate, sender's start to receiver's end).
 * ``netmap`` (needs /dev/netmap and ``pkt-gen`` on PATH or ``$PKTGEN``; skipped otherwise): on a
   netmap pipe and on a VALE switch, the four pairings C -> C, Python -> C, C -> Python and
   Python -> Python; TX ratio = (Python -> C).tx / (C -> C).tx, RX ratio = (C -> Python).rx /
@@ -31,7 +32,8 @@ import uuid
 from .pktgen import PktgenResult, find_pktgen, parse_summary
 
 READY = "reading from"
-BOUND = 600.0
+BOUND = 600.0     # s one process may take by default (--bound)
+LIMIT = {"bound": BOUND}
 
 
 class Proc:
@@ -46,7 +48,7 @@ class Proc:
         return os.pread(self.out.fileno(), 1 << 20, 0).decode(errors="replace")
 
     def wait_ready(self) -> None:
-        end = time.monotonic() + BOUND
+        end = time.monotonic() + LIMIT["bound"]
         while READY not in self.text():
             if self.proc.poll() is not None or time.monotonic() > end:
                 raise RuntimeError(f"{' '.join(self.cmd)} not ready:\n{self.text()[-2000:]}")
@@ -54,10 +56,10 @@ class Proc:
 
     def result(self) -> PktgenResult:
         try:
-            self.proc.wait(BOUND)
+            self.proc.wait(LIMIT["bound"])
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            raise RuntimeError(f"{' '.join(self.cmd)} still running after {BOUND:.0f} s") from None
+            raise RuntimeError(f"{' '.join(self.cmd)} still running after {LIMIT['bound']:.0f} s") from None
         return parse_summary(self.text())
 
     def close(self) -> None:
@@ -110,7 +112,8 @@ def bench_row(a: argparse.Namespace) -> dict | None:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "row.json")
         subprocess.run([sys.executable, "-m", "bench", "--only", "pnm-emu-batch-poll", "--sizes",
-                        str(a.size), "--work", "none", "--repeat", str(a.runs), "--json", path],
+                        str(a.size), "--work", "none", "--repeat", str(a.runs), "--batch",
+                        str(a.burst), "--slots", str(a.slots), "--no-plot", "--json", path],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(path) as f:
             rows = [r for r in json.load(f)["rows"] if r.get("status") == "ok"]
@@ -151,6 +154,7 @@ def netmap_table(a: argparse.Namespace) -> list[str]:
         return ["netmap: skipped (no pkt-gen on PATH or in $PKTGEN)"]
     out = ["| backend | setup | size | tx -> rx | runs | TX Mpps (min-max) | RX Mpps (min-max) | lost |",
            "|---|---|---|---|---|---|---|---|"]
+    failed: dict[str, int] = {}
     for setup in ("pipe", "vale"):
         res: dict[tuple[str, str], tuple[list[float], list[float], int]] = {p: ([], [], 0) for p in PAIRS}
         for _ in range(a.runs):       # interleaved: a change of load hits every pairing alike
@@ -160,16 +164,25 @@ def netmap_table(a: argparse.Namespace) -> list[str]:
                     txp, rxp = f"netmap:pgt{tag}{{0", f"netmap:pgt{tag}}}0"
                 else:
                     txp, rxp = f"vale{tag}:s", f"vale{tag}:r"
-                t, r, n = one_run(*pair, txp, rxp, a, "netmap")
+                try:
+                    t, r, n = one_run(*pair, txp, rxp, a, "netmap")
+                except RuntimeError as exc:   # one stuck or failed run is reported, not fatal
+                    print(f"{setup} {pair}: {exc}", file=sys.stderr, flush=True)
+                    failed[setup] = failed.get(setup, 0) + 1
+                    continue
+                print(f"{setup} {pair}: tx {t:.3g} rx {r:.3g} Mpps, {n} received", file=sys.stderr,
+                      flush=True)
                 txs, rxs, lost = res[pair]
                 txs.append(t)
                 rxs.append(r)
                 res[pair] = (txs, rxs, lost + a.packets - n)
         for pair in PAIRS:
             txs, rxs, lost = res[pair]
-            pct = f"{100 * lost / (a.packets * a.runs):.1f}%" if lost else ""
+            pct = f"{100 * lost / (a.packets * len(txs)):.1f}%" if lost and txs else ""
             out.append(f"| netmap | {setup} | {a.size} B | {NAMES[pair[0]]} -> {NAMES[pair[1]]} | "
                        f"{a.runs} | {_cell(txs)} | {_cell(rxs)} | {pct} |")
+        if failed.get(setup):
+            out.append(f"| netmap | {setup} | | {failed[setup]} run(s) failed (stderr) | | | | |")
         ctx, crx = _med(res[("c", "c")][0]), _med(res[("c", "c")][1])
         ptx, prx = _med(res[("py", "c")][0]), _med(res[("c", "py")][1])
         if ctx and crx and ptx and prx:
@@ -185,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=60, help="frame length (default 60)")
     p.add_argument("--burst", type=int, default=512, help="-b of both sides (default 512)")
     p.add_argument("--slots", type=int, default=4096, help="slots of every ring (default 4096)")
+    p.add_argument("--bound", type=float, default=BOUND,
+                   help="seconds one run may take before it counts as failed (default 600)")
     p.add_argument("--only", choices=("emu", "netmap"), default=None, help="one backend only")
     a = p.parse_args(argv)
+    LIMIT["bound"] = a.bound
     if a.only != "netmap":
         print("\n".join(emu_table(a)), flush=True)
         print()
