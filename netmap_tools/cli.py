@@ -33,6 +33,11 @@ GROUP = "pynetmap.commands"
 DELEGATED = {
     "vale-ctl": ("netmap_tools.valectl", "manage VALE switches (netmap's vale-ctl)"),
     "conformance": ("netmap_tools.conformance", "run netmap's conformance suite against a backend"),
+    "pkt-gen": ("netmap_tools.pktgen", "send, receive or ping-pong frames (netmap's pkt-gen)"),
+    "bridge": ("netmap_tools.bridge", "forward between two ports both ways (netmap's bridge)"),
+    "lb": ("netmap_tools.lb", "hash flows from one port into groups of pipes (netmap's lb)"),
+    "capture": ("netmap_tools.capture", "write what a port or monitor receives to pcap/pcapng"),
+    "replay": ("netmap_tools.replay", "send a pcap/pcapng file out of a port at its timing or a rate"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)
@@ -125,10 +130,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
+    if args.pipe:
+        from .demo import run
 
-    return run(count=args.count, batch=args.batch, size=args.size, backend=args.backend,
-               slots=args.slots)
+        return run(count=args.count, batch=args.batch, size=args.size, backend=args.backend,
+                   slots=args.slots)
+    from .switchdemo import run_switch
+
+    return run_switch(count=args.count, batch=args.batch, size=args.size, backend=args.backend,
+                      slots=args.slots)
 
 
 def _ranged(what: str) -> Callable[[str], int]:
@@ -185,7 +195,9 @@ def build_parser(registered: dict[str, Registered] | None = None,
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
     s = sub.add_parser("info", help="which backends are usable here, and why not")
     s.set_defaults(func=cmd_info)
-    s = sub.add_parser("demo", help="two processes exchange packets through a netmap pipe")
+    s = sub.add_parser("demo", help="pkt-gen, VALE switch, lb and two processes as sinks")
+    s.add_argument("--pipe", action="store_true",
+                   help="the two-process pipe demo instead (sequence numbers checked per frame)")
     s.add_argument("-n", "--count", type=_ranged("count"), default=1_000_000, help="packets (default 1M)")
     s.add_argument("-b", "--batch", type=_ranged("batch"), default=2048, help="slots per sync (default 2048)")
     s.add_argument("-s", "--slots", type=_ranged("slots"), default=4096,
