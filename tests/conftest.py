@@ -77,3 +77,40 @@ def ping():
     if why:
         pytest.skip(why)
     return shutil.which("ping")
+
+
+@pytest.fixture
+def tool(backend_name):
+    """``start(command, *args) -> Tool``: a ``pynetmap COMMAND`` process on the chosen backend
+    (tests/toolproc.py), killed after the test if still running."""
+    from toolproc import Tool
+
+    started = []
+
+    def start(command, *args):
+        t = Tool(command, *args, backend=backend_name)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.close()
+
+
+@pytest.fixture
+def lab():
+    """Network namespaces and veth pairs of this test (tests/ifnet.py), removed afterwards even
+    when it fails; skipped with the reason where they cannot be made (not root, no ip)."""
+    from ifnet import unavailable, veth_lab
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with veth_lab() as lab:
+        yield lab
+
+
+@pytest.fixture
+def sides(lab):
+    """Two namespaces A and B, each with a veth pair whose outer end is in the root namespace."""
+    return lab.side("A"), lab.side("B")

@@ -3,34 +3,14 @@ this test sends or receives on the other end of a pipe; files are read and writt
 a pcap library independent of the one the tools use (dpkt)."""
 from __future__ import annotations
 
-import os
 import time
-import uuid
 
 import numpy as np
 import pytest
 
-from test_pktgen import BOUND, Tool
+from toolproc import BOUND, unique_name
 
 scapy_utils = pytest.importorskip("scapy.utils", reason="the test extra's scapy reads the files")
-
-
-@pytest.fixture
-def tool(backend_name):
-    started: list[Tool] = []
-
-    def start(command: str, *args: str) -> Tool:
-        t = Tool(command, *args, backend=backend_name)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        t.close()
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}x{uuid.uuid4().hex[:6]}"
 
 
 def _frames(n: int, seed: int) -> list[bytes]:
@@ -78,7 +58,7 @@ def _receive(port, n: int) -> tuple[list[bytes], list[float]]:
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_capture_writes_what_the_port_received(opener, tool, tmp_path, fmt):
-    pipe = _name("cap")
+    pipe = unique_name("cap")
     path = tmp_path / f"out.{fmt}"
     cap = tool("capture", "-i", f"netmap:{pipe}}}0", "-w", str(path), "-n", "300", "-T", "0")
     cap.wait_ready("capture: reading")
@@ -94,7 +74,7 @@ def test_capture_writes_what_the_port_received(opener, tool, tmp_path, fmt):
 
 
 def test_capture_of_a_tx_monitor(opener, tool, tmp_path):
-    pipe = _name("mon")
+    pipe = unique_name("mon")
     tx = opener(f"netmap:{pipe}{{0")
     rx = opener(f"netmap:{pipe}}}0")
     path = tmp_path / "mon.pcap"
@@ -117,7 +97,7 @@ def test_replay_keeps_the_original_timing(opener, tool, tmp_path):
         p.time = 1_700_000_000 + i * 0.02          # 20 ms apart: 0.78 s from first to last
     path = tmp_path / "in.pcap"
     scapy_utils.wrpcap(str(path), pkts)
-    pipe = _name("rep")
+    pipe = unique_name("rep")
     rx = opener(f"netmap:{pipe}}}0")
     rep = tool("replay", "-i", f"netmap:{pipe}{{0", "-r", str(path))
     got, when = _receive(rx, 40)
@@ -134,7 +114,7 @@ def test_replay_loops_at_top_speed_and_reads_pcapng(opener, tool, tmp_path):
     frames = _frames(25, 4)
     path = tmp_path / "in.pcapng"
     scapy_utils.wrpcapng(str(path), [Ether(f) for f in frames])
-    pipe = _name("rpl")
+    pipe = unique_name("rpl")
     rx = opener(f"netmap:{pipe}}}0")
     rep = tool("replay", "-i", f"netmap:{pipe}{{0", "-r", str(path), "--topspeed", "--loop", "3")
     got, _ = _receive(rx, 75)
@@ -148,7 +128,7 @@ def test_replay_at_a_fixed_rate(opener, tool, tmp_path):
     frames = _frames(30, 5)
     path = tmp_path / "in.pcap"
     scapy_utils.wrpcap(str(path), [Ether(f) for f in frames])
-    pipe = _name("rpp")
+    pipe = unique_name("rpp")
     rx = opener(f"netmap:{pipe}}}0")
     rep = tool("replay", "-i", f"netmap:{pipe}{{0", "-r", str(path), "--pps", "50")
     got, when = _receive(rx, 30)

@@ -12,20 +12,8 @@ import time
 import pytest
 
 import netmap_core
-from ifnet import Pump, is_gone_error, sh, unavailable, veth_lab
-from netmap_core.errors import InvalidRequestError, NoSuchPortError, NotSupportedError, PortBusyError
-
-EMU_NO_IFPORTS = ("the emu backend cannot open interface ports (netmap:IFNAME over AF_PACKET) "
-                  "in this tree yet")
-
-
-@pytest.fixture
-def lab():
-    why = unavailable()
-    if why:
-        pytest.skip(why)
-    with veth_lab() as lab:
-        yield lab
+from ifnet import Pump, is_gone_error, sh
+from netmap_core.errors import InvalidRequestError, PortBusyError
 
 
 @pytest.fixture
@@ -41,18 +29,6 @@ def ifopen(backend_name, lab):
     yield open_
     for p in reversed(ports):
         p.close()
-
-
-@pytest.fixture
-def sides(lab, backend_name):
-    """Two namespaces A and B, each with a veth pair whose outer end is in the root namespace."""
-    a, b = lab.side("A"), lab.side("B")
-    if backend_name == "emu":
-        try:
-            netmap_core.open(f"netmap:{a.outer}", backend="emu").close()
-        except (NoSuchPortError, NotSupportedError) as exc:
-            pytest.skip(f"{EMU_NO_IFPORTS}: {exc}")
-    return a, b
 
 
 def test_emulated_adapter_geometry(sides, ifopen):

@@ -4,14 +4,12 @@ the bench uses for C pkt-gen, so the two print alike.
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 
 import numpy as np
 import pytest
@@ -19,71 +17,14 @@ import pytest
 from bench.pktgen import parse_summary
 from netmap_tools import frames as fr
 from netmap_tools.pktgen import SeqCheck, parse_args
-
-BOUND = 180.0   # s a step may take before it counts as a hang (the lab guest is slow)
-READY = "reading from"
-
-
-class Tool:
-    """One ``python -m netmap_tools COMMAND ...`` process; stdout and stderr kept in files."""
-
-    def __init__(self, command: str, *args: str, backend: str) -> None:
-        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "netmap_tools", command, *args, "--backend", backend],
-            stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err, env=dict(os.environ))
-
-    def _read(self, f) -> str:
-        return os.pread(f.fileno(), 1 << 20, 0).decode(errors="replace")
-
-    @property
-    def stdout(self) -> str:
-        return self._read(self.out)
-
-    @property
-    def stderr(self) -> str:
-        return self._read(self.err)
-
-    def wait_ready(self, mark: str = READY) -> None:
-        end = time.monotonic() + BOUND
-        while mark not in self.stderr:
-            assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.stderr}"
-            assert time.monotonic() < end, f"not ready after {BOUND} s: {self.stderr}"
-            time.sleep(0.02)
-
-    def finish(self) -> int:
-        try:
-            return self.proc.wait(BOUND)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"still running after {BOUND} s: {self.stderr}") from None
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.out.close()
-        self.err.close()
+from toolproc import BOUND, unique_name
 
 
 @pytest.fixture
-def pktgen(backend_name):
-    started: list[Tool] = []
+def pktgen(tool):
+    """``start(*args) -> Tool``: a ``pynetmap pkt-gen`` process, killed after the test."""
+    return functools.partial(tool, "pkt-gen")
 
-    def start(*args: str) -> Tool:
-        p = Tool("pkt-gen", *args, backend=backend_name)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.close()
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}x{uuid.uuid4().hex[:6]}"
 
 
 def _pair(pktgen, rx_port: str, tx_port: str, rx_args=(), tx_args=()):
@@ -97,7 +38,7 @@ def _pair(pktgen, rx_port: str, tx_port: str, rx_args=(), tx_args=()):
 
 
 def test_tx_to_rx_through_a_pipe(pktgen):
-    pipe = _name("pgp")
+    pipe = unique_name("pgp")
     tx, rx, rc = _pair(pktgen, f"netmap:{pipe}}}0", f"netmap:{pipe}{{0",
                        ("-f", "rx"), ("-f", "tx", "-n", "20000", "-l", "60"))
     assert rc == 0, rx.stderr
@@ -108,7 +49,7 @@ def test_tx_to_rx_through_a_pipe(pktgen):
 
 
 def test_txseq_rxseq_sees_no_loss_with_ranges_and_random_lengths(pktgen):
-    pipe = _name("pgs")
+    pipe = unique_name("pgs")
     tx, rx, rc = _pair(pktgen, f"{pipe}}}0", f"{pipe}{{0", ("-f", "rxseq", "--json"),
                        ("-f", "txseq", "-n", "30000", "-l", "64", "-l", "200", "-b", "100",
                         "-s", "10.0.0.1:1000-10.0.0.9:1003", "-Z", "--json"))
@@ -121,7 +62,7 @@ def test_txseq_rxseq_sees_no_loss_with_ranges_and_random_lengths(pktgen):
 
 
 def test_fragments_count_as_packets(pktgen):
-    pipe = _name("pgf")
+    pipe = unique_name("pgf")
     tx, rx, rc = _pair(pktgen, f"{pipe}}}0", f"{pipe}{{0", ("-f", "rx"),
                        ("-f", "tx", "-n", "900", "-l", "3000", "-F", "3", "-b", "64"))
     assert rc == 0, rx.stderr
@@ -132,7 +73,7 @@ def test_fragments_count_as_packets(pktgen):
 
 
 def test_ping_pong_reports_latency(pktgen):
-    pipe = _name("pgq")
+    pipe = unique_name("pgq")
     pong = pktgen("-i", f"{pipe}}}0", "-f", "pong", "-W", "-T", "0")
     pong.wait_ready()
     ping = pktgen("-i", f"{pipe}{{0", "-f", "ping", "-n", "300", "-b", "3", "-T", "0", "--json")
@@ -147,7 +88,7 @@ def test_ping_pong_reports_latency(pktgen):
 
 
 def test_vale_switch_delivers_what_it_does_not_drop(pktgen):
-    sw = _name("vale")
+    sw = unique_name("vale")
     tx, rx, rc = _pair(pktgen, f"{sw}:r", f"{sw}:s", ("-f", "rxseq", "--json"),
                        ("-f", "txseq", "-n", "5000", "-R", "20000", "-b", "64", "--json"))
     sent, got = json.loads(tx.stdout), json.loads(rx.stdout)
@@ -160,7 +101,7 @@ def test_vale_switch_delivers_what_it_does_not_drop(pktgen):
 
 
 def test_csv_has_a_header_and_a_total_row(pktgen):
-    pipe = _name("pgc")
+    pipe = unique_name("pgc")
     tx, rx, rc = _pair(pktgen, f"{pipe}}}0", f"{pipe}{{0", ("-f", "rx", "--csv"),
                        ("-f", "tx", "-n", "1000", "--csv"))
     lines = rx.stdout.strip().splitlines()
@@ -170,7 +111,7 @@ def test_csv_has_a_header_and_a_total_row(pktgen):
 
 
 def test_ctrl_c_stops_with_a_summary(pktgen):
-    rx = pktgen("-i", f"{_name('pgi')}}}0", "-f", "rx", "-T", "100")
+    rx = pktgen("-i", f"{unique_name('pgi')}}}0", "-f", "rx", "-T", "100")
     rx.wait_ready()
     rx.proc.send_signal(signal.SIGINT)
     assert rx.finish() == 0, rx.stderr
@@ -187,7 +128,7 @@ def test_pcap_prototype_is_sent_as_is(opener, pktgen, tmp_path):
         / UDP(sport=7, dport=9) / (b"prototype!" * 5)
     path = tmp_path / "proto.pcap"
     wrpcap(str(path), [proto, Ether() / b"second frame is ignored"])
-    pipe = _name("pgx")
+    pipe = unique_name("pgx")
     port = opener(f"netmap:{pipe}}}0")
     tx = pktgen("-i", f"netmap:{pipe}{{0", "-f", "tx", "-n", "5", "-P", str(path), "-T", "0")
     assert tx.finish() == 0, tx.stderr

@@ -3,35 +3,15 @@ separate processes started here (pkt-gen on both sides), on the chosen backend."
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import uuid
 
 import pytest
 
 from bench.pktgen import parse_summary
 from netmap_core.errors import InvalidRequestError
 from netmap_tools.lb import Group, parse_group, pipe_names
-from test_pktgen import Tool
-
-
-@pytest.fixture
-def tool(backend_name):
-    started: list[Tool] = []
-
-    def start(command: str, *args: str) -> Tool:
-        t = Tool(command, *args, backend=backend_name)
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        t.close()
-
-
-def _name(prefix: str) -> str:
-    return f"{prefix}{os.getpid()}x{uuid.uuid4().hex[:6]}"
+from toolproc import Tool, unique_name
 
 
 def _stop(t: Tool) -> int:
@@ -41,8 +21,8 @@ def _stop(t: Tool) -> int:
 
 @pytest.mark.parametrize("zero_copy", [True, False], ids=["shared-pool", "two-pools"])
 def test_bridge_forwards_both_ways(tool, zero_copy):
-    a = _name("bra")
-    b = a if zero_copy else _name("brb")
+    a = unique_name("bra")
+    b = a if zero_copy else unique_name("brb")
     # the bridge sits between two pipes: A{0 -> A}0 = bridge = B}1 -> B{1 (one parent: one pool)
     br = tool("bridge", "-i", f"netmap:{a}}}0", "-i", f"netmap:{b}}}1", "-T", "0")
     br.wait_ready("bridge:")
@@ -67,7 +47,7 @@ def test_bridge_forwards_both_ways(tool, zero_copy):
 
 
 def test_lb_spreads_flows_over_pipes(tool):
-    src, out = _name("lbi"), _name("lbo")
+    src, out = unique_name("lbi"), unique_name("lbo")
     lb = tool("lb", "-i", f"netmap:{src}}}0", "-p", f"{out}:2", "-o", "0")
     lb.wait_ready("lb:")
     # the sinks run until stopped: lb, stopped first, waits until they took all it forwarded

@@ -7,12 +7,7 @@ import secrets
 
 import pytest
 
-import netmap_core
-from ifnet import unavailable, veth_lab
-from netmap_core.errors import NoSuchPortError, NotSupportedError
 from netmap_tools import valectl
-
-EMU_NO_IFPORTS = "the emu backend cannot open interface ports (netmap:IFNAME) in this tree"
 
 #: netmap.ko 89607e1 defect, seen now and then with an emulated adapter on a switch: the
 #: adapter's mitigation timer (hard IRQ) runs the switch's flush into generic_netmap_txsync and
@@ -23,26 +18,6 @@ GENERIC_TIMER_SPLAT = pytest.mark.kernel_warnings(
     r"\b(nm_os_generic_xmit_frame|generic_netmap_txsync|netmap_bwrap_notify|nm_vale_flush|"
     r"netmap_vale_vp_txsync|netmap_bwrap_intr_notify|generic_timer_handler|nm_kctx_worker)"
     r"\+0x[0-9a-f]+/0x[0-9a-f]+ \[netmap\]$")
-
-
-@pytest.fixture
-def lab():
-    why = unavailable()
-    if why:
-        pytest.skip(why)
-    with veth_lab() as lab:
-        yield lab
-
-
-@pytest.fixture
-def sides(lab, backend_name):
-    a, b = lab.side("A"), lab.side("B")
-    if backend_name == "emu":
-        try:
-            netmap_core.open(f"netmap:{a.outer}", backend="emu").close()
-        except (NoSuchPortError, NotSupportedError) as exc:
-            pytest.skip(f"{EMU_NO_IFPORTS}: {exc}")
-    return a, b
 
 
 @pytest.fixture
