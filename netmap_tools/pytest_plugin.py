@@ -29,9 +29,10 @@ from netmap_core.backend import BACKENDS, ENV_BACKEND
 from netmap_core.port import Port
 from netmap_core.testing import Sink, TrafficGenerator, ValeEnv, unique_switch
 
-__all__ = ["pytest_addoption", "pytest_configure"]
+__all__ = ["pytest_addoption", "pytest_configure", "pytest_unconfigure"]
 
 _names = itertools.count()
+_SAVED_ENV = pytest.StashKey["str | None"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,8 +50,20 @@ def pytest_configure(config: pytest.Config) -> None:
     name = _chosen(config)
     if name not in BACKENDS:
         raise pytest.UsageError(f"${ENV_BACKEND}={name!r}: allowed {', '.join(sorted(BACKENDS))}")
-    # code under test that opens ports without naming a backend gets the chosen one too
+    # code under test that opens ports without naming a backend gets the chosen one too; the
+    # caller's value comes back at the end (an in-process pytest run must not leak its choice)
+    config.stash[_SAVED_ENV] = os.environ.get(ENV_BACKEND)
     os.environ[ENV_BACKEND] = name
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SAVED_ENV not in config.stash:
+        return
+    saved = config.stash[_SAVED_ENV]
+    if saved is None:
+        os.environ.pop(ENV_BACKEND, None)
+    else:
+        os.environ[ENV_BACKEND] = saved
 
 
 @pytest.fixture(scope="session")
