@@ -239,6 +239,7 @@ class ValeTxRing(_ValeRing):
                     raise
             if head != hwcur and hwcur < n:
                 idx = span(hwcur, head, n)
+                self.count(idx.size, int(self.lens[idx].sum()))   # statistics: handed to the switch
                 old_tail = ks[self.i_hwtail]
                 if rt is not None and snap is not None:
                     snap = self._forward(rt, snap, idx)
