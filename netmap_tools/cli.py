@@ -32,6 +32,7 @@ GROUP = "pynetmap.commands"
 #: built-in subcommands that parse their own arguments: name -> (module, one-line help)
 DELEGATED = {
     "vale-ctl": ("netmap_tools.valectl", "manage VALE switches (netmap's vale-ctl)"),
+    "top": ("netmap_tools.top", "live per-port and per-ring packet, byte and drop rates"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)
