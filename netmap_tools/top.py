@@ -248,18 +248,18 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     err = err or sys.stderr
     args = parser().parse_args(argv)
     count = 1 if args.once else args.count
+    backend = args.backend or default_backend_name()
+    snapshot = stats_source(backend)
+    if snapshot is None and args.plot:
+        err.write(f"pynetmap top: --plot: {NO_COUNTERS}\n")
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401 - checked before sampling, used at exit
         except ImportError:
             err.write(PLOT_EXTRA + "\n")
             return 2
-    backend = args.backend or default_backend_name()
-    snapshot = stats_source(backend)
     if snapshot is None:
-        if args.plot:
-            err.write(f"pynetmap top: --plot: {NO_COUNTERS}\n")
-            return 2
         return _device(backend, args, out, err)
     samples: list[tuple[float, list[Rate]]] = []
     done = 0
