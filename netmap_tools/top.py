@@ -106,7 +106,7 @@ def vale_ports(backend: str) -> list[dict]:
     from netmap_core.control import control_for
 
     control = control_for(backend)
-    found = []
+    found: list[dict] = []
     try:
         bridge, port = 0, 0
         while True:
@@ -143,13 +143,15 @@ def table(snap: Any, per_ring: list[Rate], dt: float, *, rings: bool = True) -> 
     for r in per_ring:
         by_port.setdefault((r.port, r.dir), []).append(r)
     for agg in ports(per_ring):
-        rows = [agg] + (by_port[(agg.port, agg.dir)] if rings and len(by_port[(agg.port, agg.dir)]) > 1 else [])
+        own = by_port[(agg.port, agg.dir)]
+        rows = [agg] + (own if rings and len(own) > 1 else [])
         for r in rows:
             name = agg.port if r.ring < 0 else ""
             ring = "all" if r.ring < 0 else str(r.ring)
-            drops = str(r.drops) if r.dir == "rx" else "-"
+            rx = r.dir == "rx"
+            drops, dps = (str(r.drops), _si(r.dps)) if rx else ("-", "-")
             lines.append(f"{name:24s} {r.dir:3s} {ring:>4s} {_si(r.pps):>9s} {_si(r.bps):>9s} "
-                         f"{_si(r.dps) if r.dir == 'rx' else '-':>9s} {r.slots:12d} {r.bytes:14d} {drops:>10s}")
+                         f"{dps:>9s} {r.slots:12d} {r.bytes:14d} {drops:>10s}")
     if not per_ring:
         lines.append("(no ports)")
     return "\n".join(lines)
@@ -216,8 +218,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", choices=sorted(BACKENDS), default=None,
                     help="emu or netmap (default: as netmap_core.open)")
     ap.add_argument("--ns", default=None, help="emulator namespace (default: $PYNETMAP_EMU_NS or 'default')")
-    ap.add_argument("-i", "--interval", type=_positive, default=1.0, help="seconds between refreshes (default 1)")
-    ap.add_argument("-n", "--count", type=_count, default=None, help="refreshes, then exit (default: until Ctrl-C)")
+    ap.add_argument("-i", "--interval", type=_positive, default=1.0,
+                    help="seconds between refreshes (default 1)")
+    ap.add_argument("-n", "--count", type=_count, default=None,
+                    help="refreshes, then exit (default: until Ctrl-C)")
     ap.add_argument("--once", action="store_true", help="one refresh and exit (-n 1)")
     ap.add_argument("--json", action="store_true", help="one JSON object per refresh, one per line")
     ap.add_argument("--plot", metavar="FILE.png", help="at exit, write packet rates over time (matplotlib)")

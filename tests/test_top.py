@@ -11,10 +11,10 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from procs import BOUND, Child
 
 import netmap_core as nm
 from netmap_tools import top
+from procs import BOUND, Child
 
 
 def _emu_only(backend_name: str) -> None:
@@ -38,18 +38,18 @@ def test_pipe_counts_slots_and_bytes_per_ring(backend_name):
     from netmap_emu import stats
     from netmap_emu.testing import isolated_namespace
 
-    with isolated_namespace("top"):
-        with nm.open("netmap:cnt{1", backend="emu") as a, nm.open("netmap:cnt}1", backend="emu") as b:
-            for _ in range(3):
-                _send(a, 10, 60)
-            _send(a, 5, 100)
-            b.rxsync()
-            rx = b.rx_rings[0]
-            assert len(rx.ready()) == 35
-            rx.advance(35)
-            b.rxsync()          # releasing counts nothing: only what moves towards a receiver
-            _send(b, 4, 200)
-            c = _by(stats.snapshot())
+    with (isolated_namespace("top"), nm.open("netmap:cnt{1", backend="emu") as a,
+          nm.open("netmap:cnt}1", backend="emu") as b):
+        for _ in range(3):
+            _send(a, 10, 60)
+        _send(a, 5, 100)
+        b.rxsync()
+        rx = b.rx_rings[0]
+        assert len(rx.ready()) == 35
+        rx.advance(35)
+        b.rxsync()          # releasing counts nothing: only what moves towards a receiver
+        _send(b, 4, 200)
+        c = _by(stats.snapshot())
     assert (c["cnt{1", "tx", 0].slots, c["cnt{1", "tx", 0].bytes) == (35, 3 * 600 + 500)
     assert (c["cnt}1", "rx", 0].slots, c["cnt}1", "rx", 0].bytes) == (35, 2300)
     assert (c["cnt}1", "tx", 0].slots, c["cnt}1", "tx", 0].bytes) == (4, 800)
@@ -155,7 +155,7 @@ def test_once_json_and_table_with_traffic_from_another_process(backend_name):
     assert rec["backend"] == "emu" and rec["namespace"] == ns_name
     assert rec["interval"] >= 0.5
     rings = {(r["port"], r["dir"]): r for r in rec["rings"]}
-    assert set(rings) == {(f"{name}{{1", "tx"), (f"{name}{{1", "rx"), (f"{name}}}1", "tx"), (f"{name}}}1", "rx")}
+    assert set(rings) == {(f"{name}{end}1", d) for end in "{}" for d in ("tx", "rx")}
     sent = rings[f"{name}{{1", "tx"]
     assert sent["pps"] > 0 and sent["bps"] == pytest.approx(60 * sent["pps"])
     assert sent["bytes"] == 60 * sent["slots"]
