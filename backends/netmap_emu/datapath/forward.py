@@ -696,7 +696,7 @@ def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> in
         slots["flags"][d] = fl
         filled = total
         kept = keep
-        nbytes = int(lens.sum())
+        nbytes = int(np.add.reduce(lens, 0, np.uint64))
         return keep
     finally:
         target.account(filled, nbytes, _count(pstarts) - kept)   # statistics, under the lease
