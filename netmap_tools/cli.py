@@ -38,6 +38,7 @@ DELEGATED = {
     "lb": ("netmap_tools.lb", "hash flows from one port into groups of pipes (netmap's lb)"),
     "capture": ("netmap_tools.capture", "write what a port or monitor receives to pcap/pcapng"),
     "replay": ("netmap_tools.replay", "send a pcap/pcapng file out of a port at its timing or a rate"),
+    "top": ("netmap_tools.top", "live per-port and per-ring packet, byte and drop rates"),
 }
 
 BUILTIN = ("info", "demo", *DELEGATED)

@@ -43,6 +43,9 @@ class MemRx:
         used = (self.hwtail - self.hwcur) % self.n
         return self.hwtail, self.n - 1 - used
 
+    def account(self, filled: int, nbytes: int, dropped: int) -> None:
+        self.counted = getattr(self, "counted", 0) + filled
+
     def commit(self, filled: int) -> None:
         self.hwtail = (self.hwtail + filled) % self.n
 

@@ -33,7 +33,7 @@ class RxTarget:
     wakes receivers sleeping in poll on the ring."""
 
     __slots__ = ("slots", "buffers", "ks", "n", "i_hwcur", "i_hwtail", "wait", "mutex", "lockfd",
-                 "lockpos", "ns_dir", "_tail", "_held", "busy", "monitors")
+                 "lockpos", "ns_dir", "_tail", "_held", "busy", "monitors", "ks64", "i_cnt")
 
     def __init__(self, a: Allocator, obj: int, lockfd: int, ns_dir: str) -> None:
         self.slots = a.slots(obj)
@@ -43,6 +43,8 @@ class RxTarget:
         self.i_hwcur = a.block_word(obj, kring.HWCUR)
         self.i_hwtail = a.block_word(obj, kring.PEER_TAIL)   # an unpaired ring is its own peer
         self.wait = a.block_word(obj, kring.WAITERS)
+        self.ks64 = a.ks64
+        self.i_cnt = a.block_word(obj, kring.SLOTS) // 2   # u64: slots, bytes, drops
         self.mutex = a.mutex(obj)
         self.lockfd = lockfd
         self.lockpos = sync_lock_pos(a.gen, obj)
@@ -79,6 +81,17 @@ class RxTarget:
             return 0, 0
         self._tail = hwtail
         return hwtail, n - 1 - (hwtail - hwcur) % n
+
+    def account(self, filled: int, nbytes: int, dropped: int) -> None:
+        """Add one delivery to the ring's counters: slots and bytes given, packets meant for the
+        ring that did not fit. Only under a lease that got the lock (a busy ring's drops are
+        counted in ``busy`` and the forwarding stats, not in a record we may not write)."""
+        if self._held == get_ident():
+            ks64, i = self.ks64, self.i_cnt
+            ks64[i] += filled
+            ks64[i + 1] += nbytes
+            if dropped:
+                ks64[i + 2] += dropped
 
     def commit(self, filled: int) -> None:
         if self._held != get_ident():   # our lease found the ring busy: nothing was filled

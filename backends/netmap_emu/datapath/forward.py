@@ -56,13 +56,15 @@ class RxTarget(Protocol):
     pool as ``(nbufs, buf_size)`` uint8. ``lease()`` locks the ring and returns (first slot to
     fill, free slots) - free = ``n - 1 - (fill point - hwcur) mod n``; ``commit(k)`` publishes
     ``k`` filled slots from that point, unlocks and wakes the receiver. ``commit`` is always
-    called after a successful ``lease`` (with 0 when nothing was written or on error).
+    called after a successful ``lease`` (with 0 when nothing was written or on error), right
+    after ``account(k, bytes, dropped)``, which adds the delivery to the ring's statistics.
     """
 
     slots: np.ndarray
     buffers: np.ndarray
 
     def lease(self) -> tuple[int, int]: ...
+    def account(self, filled: int, nbytes: int, dropped: int) -> None: ...
     def commit(self, filled: int) -> None: ...
 
 
@@ -655,7 +657,7 @@ def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> in
     """Copy the packets that fit into ``target`` (a prefix, in order); returns how many.
     ``pre``: the packets' lengths and rows read beforehand (one-slot packets only)."""
     first, space = target.lease()
-    filled = 0
+    filled = kept = nbytes = 0
     try:
         if pnfr is None:
             keep = min(_count(pstarts), int(space))
@@ -693,6 +695,9 @@ def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> in
         slots["len"][d] = lens
         slots["flags"][d] = fl
         filled = total
+        kept = keep
+        nbytes = int(np.add.reduce(lens, 0, np.uint64))
         return keep
     finally:
+        target.account(filled, nbytes, _count(pstarts) - kept)   # statistics, under the lease
         target.commit(filled)

@@ -38,7 +38,7 @@ class PipeRing(RingController):
     lives in the peer's record, see :mod:`netmap_emu.shm.kring`) and both rings' slots."""
 
     __slots__ = ("peer", "tx", "i_ptail", "i_peer_ptail", "peer_wait", "s64", "p64", "pf16", "fmv",
-                 "i_mon", "monitors")
+                 "i_mon", "monitors", "i_peer_cnt")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
                  monitors: PipeMonitors | None) -> None:
@@ -59,6 +59,7 @@ class PipeRing(RingController):
         off = a.ring_offset(obj) + abi.NETMAP_RING_SLOTS_OFFSET
         self.fmv = memoryview(a.region)[off: off + 16 * n].cast("H")  # flags of slot i: 8*i+3
         self.i_mon = bw(obj, kring.MON)
+        self.i_peer_cnt = bw(peer, kring.SLOTS) // 2
         self.monitors = monitors
         self.published = self.i_ptail
 
@@ -131,10 +132,22 @@ class PipeRing(RingController):
                 nk = head
             if nk < 0:
                 nk = ks[self.i_peer_ptail]
-            self.ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's pipe_tail at once
+            ks64 = self.ks64
+            ks64[self.i_pub] = head | (nk << 32)   # publish hwcur and the peer's pipe_tail at once
+            nbytes = 0
             for a, b in spans:
                 if _OR(f[a:b]) & _CHANGED:
                     np.bitwise_and(f[a:b], _NOT_CHANGED, out=f[a:b])
+                nbytes += self.span_bytes(a, b)
+            # statistics, once per sync: what T handed over is what R was given (a pipe never
+            # drops); both records are under the pair's lock, which we hold
+            k = head - hwcur if head > hwcur else head - hwcur + n
+            i = self.i_cnt
+            ks64[i] += k
+            ks64[i + 1] += nbytes
+            i = self.i_peer_cnt
+            ks64[i] += k
+            ks64[i + 1] += nbytes
         if mon is not None:
             mon.after(self, old_hwtail)
         ks[self.i_rtail] = hwtail

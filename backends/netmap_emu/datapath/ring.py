@@ -29,7 +29,9 @@ __all__ = ["RingController", "span", "NOT_CHANGED"]
 
 NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
-_IDX_LEN = np.uint64(0xFFFF_FFFF_FFFF)   # buf_idx and len in a slot's first u64 word
+_IDX_LEN = np.uint64(0xFFFF_FFFF_FFFF)
+_ADD = np.add.reduce
+_U64 = np.uint64   # buf_idx and len in a slot's first u64 word
 
 
 def span(a: int, b: int, n: int) -> np.ndarray:
@@ -47,7 +49,7 @@ class RingController:
     __slots__ = ("name", "alloc", "obj", "n", "strict", "rw", "ts64", "ks", "ks64", "i_hwcur",
                  "i_hwtail", "i_rhead", "i_rcur", "i_rtail", "i_pub", "wait", "slots", "f16",
                  "lockfd", "lockpos", "mutex", "nbufs", "buf_size", "ns_dir", "published", "ringid",
-                 "bidx", "lens", "sw32")
+                 "bidx", "lens", "sw32", "i_cnt")
 
     def __init__(self, a: Allocator, obj: int, name: str, strict: bool, lockfd: int, ns_dir: str,
                  *, hwtail_word: int, lock_obj: int | None = None) -> None:
@@ -72,6 +74,7 @@ class RingController:
         self.i_rtail = bw(obj, kring.RTAIL)
         self.i_pub = bw(obj, kring.HWCUR) // 2      # u64: (hwcur, peer_tail) published at once
         self.wait = bw(obj, kring.WAITERS)
+        self.i_cnt = bw(obj, kring.SLOTS) // 2     # u64: slots, bytes, drops (statistics)
         self.slots = a.slots(obj)
         self.f16 = self.slots.view(np.uint16).reshape(n, 8)[:, 3]
         soff = off + abi.NETMAP_RING_SLOTS_OFFSET
@@ -231,6 +234,21 @@ class RingController:
                                     f"0..{nb - 1} (a buffer of the pool) in a slot {what}")
         raise RingProtocolError(self.name, f"slot[{a + j}].len", int(ln[j]),
                                 f"0..{bs} (the buffer size) in a slot {what}")
+
+    # --- statistics (kring words 16-21, read by netmap_emu.stats) -------------------------
+    def span_bytes(self, a: int, b: int) -> int:
+        """The ``len`` of slots [a, b) summed, for the byte counter: word reads for a few slots
+        (a per-packet sync pays ~0.1 µs a slot, no numpy call), else one numpy sum (~2 µs)."""
+        if b - a <= 8:
+            w = self.sw32
+            return sum([w[4 * i + 1] & 0xFFFF for i in range(a, b)])
+        return int(_ADD(self.lens[a:b], 0, _U64))   # ufunc reduce: ~0.7 µs less than .sum()
+
+    def count(self, slots: int, nbytes: int) -> None:
+        """Add one sync's work to this ring's counters (caller holds the ring's lock)."""
+        ks64, i = self.ks64, self.i_cnt
+        ks64[i] += slots
+        ks64[i + 1] += nbytes
 
     # --- finalize helpers --------------------------------------------------------------------
     def clear_changed(self, idx: np.ndarray) -> None:

@@ -239,6 +239,9 @@ class ValeTxRing(_ValeRing):
                     raise
             if head != hwcur and hwcur < n:
                 idx = span(hwcur, head, n)
+                nbytes = (self.span_bytes(hwcur, head) if head > hwcur
+                          else self.span_bytes(hwcur, n) + self.span_bytes(0, head))
+                self.count(idx.size, nbytes)   # statistics: what this txsync handed to the switch
                 old_tail = ks[self.i_hwtail]
                 if rt is not None and snap is not None:
                     snap = self._forward(rt, snap, idx)

@@ -1,4 +1,4 @@
-"""The emulated kernel's private state of one ring (netmap's kring) as a 64-byte record, and the
+"""The emulated kernel's private state of one ring (netmap's kring) as a 128-byte record, and the
 header of an allocator's kernel-state segment: named fields, each tagged with who writes it.
 
 netmap.h tags each netmap_ring field with its owner; this module does the same for the state
@@ -23,6 +23,15 @@ derived here from the dtype, never written as literals elsewhere::
     11    (reserved)
     12-15 waiters     poll (sleepers arm),   binding ids sleeping in poll on X; 0 = free
                       syncs (wakers clear)
+    16-17 slots       counting sync (u64)    slots X handed over (TX) or was given (RX)
+    18-19 bytes       counting sync (u64)    the ``len`` of those slots, summed
+    20-21 drops       counting sync (u64)    RX: packets a switch meant for X but dropped
+    22-31 (reserved)
+
+The counters (16-21) are statistics, never read by a sync: each is a u64 the sync that moved
+the slots adds to once, under the lock of the ring it counts (TX: X's own txsync; RX: the
+sender's sync that fills X -- a pipe peer's txsync under the pair's lock, a VALE delivery under
+X's lock). ``netmap_emu.stats`` reads them without any lock.
 
 A ring's ``pipe_tail`` is what its peer's syncs publish; its ``hwtail`` takes it only inside its
 own sync, after the prologue (as netmap_pipe.c does), so the prologue and a reinit see the tail
@@ -35,7 +44,7 @@ import numpy as np
 
 __all__ = ["KRING", "KRING_WRITERS", "KRING_WORDS", "HEADER", "HEADER_SIZE", "MAGIC", "VERSION",
            "HWCUR", "PEER_TAIL", "RHEAD", "RCUR", "RTAIL", "PEER", "NUM_SLOTS", "DIR", "HWTAIL",
-           "GONE", "MON", "WAITERS", "N_WAITERS", "PAIR_WORDS"]
+           "GONE", "MON", "WAITERS", "N_WAITERS", "PAIR_WORDS", "SLOTS", "BYTES", "DROPS"]
 
 N_WAITERS = 4
 
@@ -43,14 +52,16 @@ KRING = np.dtype([
     ("hwcur", "<u4"), ("peer_tail", "<u4"), ("rhead", "<u4"), ("rcur", "<u4"), ("rtail", "<u4"),
     ("peer", "<u4"), ("num_slots", "<u4"), ("dir", "<u4"), ("hwtail", "<u4"), ("gone", "<u4"),
     ("mon", "<u4"), ("reserved", "<u4"), ("waiters", "<u4", (N_WAITERS,)),
+    ("slots", "<u8"), ("bytes", "<u8"), ("drops", "<u8"), ("reserved2", "<u4", (10,)),
 ])
-assert KRING.itemsize == 64
+assert KRING.itemsize == 128
 
 #: who may write each field (see the table above)
 KRING_WRITERS = {
     "hwcur": "sync", "peer_tail": "sync", "rhead": "sync", "rcur": "sync", "rtail": "sync",
     "peer": "control", "num_slots": "control", "dir": "control", "hwtail": "sync",
     "gone": "control", "mon": "control (ring lock)", "reserved": "nobody", "waiters": "poll",
+    "slots": "counting sync", "bytes": "counting sync", "drops": "counting sync", "reserved2": "nobody",
 }
 
 KRING_WORDS = KRING.itemsize // 4
@@ -74,13 +85,17 @@ HWTAIL = _word("hwtail")
 GONE = _word("gone")
 MON = _word("mon")
 WAITERS = _word("waiters")
+SLOTS = _word("slots")
+BYTES = _word("bytes")
+DROPS = _word("drops")
 #: the words a sync owns and a fresh ring pair resets (everything before ``gone``)
 PAIR_WORDS = GONE
 assert HWCUR % 2 == 0 and PEER_TAIL == HWCUR + 1   # one aligned u64 publishes both
+assert SLOTS % 2 == 0 and BYTES % 2 == 0 and DROPS % 2 == 0   # u64 counters, index = word // 2
 
 #: header of the kernel-state segment, written once at creation (control path)
 HEADER = np.dtype([("magic", "<u4"), ("version", "<u4"), ("nrings", "<u4"), ("nbufs", "<u4"),
                    ("reserved", "<u4", (12,))])
 HEADER_SIZE = HEADER.itemsize
 MAGIC = 0x4B4D4E50   # "PNMK"
-VERSION = 1
+VERSION = 2   # 2: the kring record grew to 128 bytes (counters)
