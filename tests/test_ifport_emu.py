@@ -20,6 +20,7 @@ import pytest
 import netns
 from netmap_core import POLLERR, POLLIN, abi
 from netmap_core.errors import InvalidRequestError, NetmapOSError, NoSuchPortError
+from netmap_emu.testing import isolated_namespace
 
 ETHERTYPE = 0x88B5   # IEEE local experimental: nothing else on the link uses it
 BOUND = 20.0         # seconds before a missing frame counts as lost (a bound against hangs)
@@ -329,10 +330,9 @@ def test_without_cap_net_raw_the_error_names_it(veth):
     code = (f"import netmap_core\n"
             f"try:\n netmap_core.open('netmap:{veth.a}', backend='emu')\n"
             f"except netmap_core.errors.NetmapOSError as e:\n print(e.errno, e)\n")
-    env = dict(os.environ, PYNETMAP_EMU_NS=f"capt{os.getpid()}")
-    p = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin", "--",
-                        sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                       timeout=120)
+    with isolated_namespace("capt"):    # the child's namespace, removed afterwards
+        p = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin", "--",
+                            sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(f"{errno.EPERM} ") and "CAP_NET_RAW" in p.stdout and veth.a in p.stdout
 
