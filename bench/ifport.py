@@ -1,5 +1,6 @@
-"""Interface ports on the emulator (``netmap:IFNAME`` over AF_PACKET) against a plain Python
-AF_PACKET socket loop, on a veth pair made for the run (root and ``ip`` needed).
+"""Interface ports (``netmap:IFNAME``) on the emulator (over AF_PACKET) and, where /dev/netmap
+works, on netmap.ko, against a plain Python AF_PACKET socket loop and C pkt-gen, on a veth pair
+made for the run (root and ``ip`` needed).
 
     python -m bench.ifport [--packets N] [--runs R] [--size B]
 
@@ -7,6 +8,9 @@ Rows (medians of R runs, Mpps; "(CPU)": frames per CPU second the sender and the
 used together, user + system, which a loaded machine distorts far less than the wall clock):
   plain  send->recv   one process send()s frames on A, another recv_into()s them on B
   emu    send->recv   netmap:A/T txsync batches -> netmap:B/R rxsync batches (emu backend)
+  netmap send->recv   the same on netmap.ko (its emulated adapter on veth), with /dev/netmap
+  C      send->recv   pkt-gen -f tx on netmap:A -> pkt-gen -f rx on netmap:B (netmap.ko, pkt-gen
+                      on PATH or $PKTGEN), each side's rate as pkt-gen prints it; no CPU column
   emu    drain        B's TPACKET_V3 ring is filled first (nothing reading), then rxsyncs of
                       netmap:B/R move it all into the netmap ring: the receive path alone,
                       by the wall clock and by the CPU time of the draining thread (which
@@ -19,6 +23,7 @@ first and the last one, and the loss is printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import resource
@@ -101,10 +106,10 @@ def _plain_tx(ifname: str, packets: int, size: int, out=None) -> None:
 
 # --- emu interface ports ------------------------------------------------------------------------
 
-def _emu_rx(ifname: str, out, ready) -> None:
+def _port_rx(backend: str, ifname: str, out, ready) -> None:
     import netmap_core
 
-    port = netmap_core.open(f"netmap:{ifname}/R", backend="emu")
+    port = netmap_core.open(f"netmap:{ifname}/R", backend=backend)
     rx = port.rx_rings[0]
     c0 = _cpu()
     ready.set()
@@ -129,10 +134,10 @@ def _emu_rx(ifname: str, out, ready) -> None:
     out.put((n, max(t1 - t0, 1e-9), _cpu() - c0))
 
 
-def _emu_tx(ifname: str, packets: int, size: int, out=None) -> None:
+def _port_tx(backend: str, ifname: str, packets: int, size: int, out=None) -> None:
     import netmap_core
 
-    port = netmap_core.open(f"netmap:{ifname}/T", backend="emu")
+    port = netmap_core.open(f"netmap:{ifname}/T", backend=backend)
     tx = port.tx_rings[0]
     data = _frame(size)
     left = packets
@@ -144,6 +149,21 @@ def _emu_tx(ifname: str, packets: int, size: int, out=None) -> None:
     port.close()
     if out is not None:
         out.put(c1 - c0)
+
+
+def _pktgen(v: Veth, packets: int, size: int) -> tuple[float, float]:
+    """C pkt-gen tx on A -> C pkt-gen rx on B through netmap.ko: (TX Mpps, RX Mpps)."""
+    from .pktgen import find_pktgen, parse_summary
+
+    exe = find_pktgen()
+    assert exe is not None
+    rx = subprocess.Popen([exe, "-i", f"netmap:{v.b}", "-f", "rx", "-W"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    tx = subprocess.run([exe, "-i", f"netmap:{v.a}", "-f", "tx", "-n", str(packets), "-l", str(size),
+                         "-b", "512"], capture_output=True, text=True, timeout=300)
+    rx_out, _ = rx.communicate(timeout=120)
+    return (parse_summary(tx.stdout + tx.stderr).pps / 1e6, parse_summary(rx_out).pps / 1e6)
 
 
 def _pair(rx, tx, v: Veth, packets: int, size: int) -> tuple[float, float, float]:
@@ -214,13 +234,28 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", type=int, default=60)
     a = ap.parse_args(argv)
+    import netmap_core
+
+    from .pktgen import find_pktgen
+
     rows: dict[str, list[tuple[float, float]]] = {}
+    pairs = [("plain", _plain_rx, _plain_tx),
+             ("emu", functools.partial(_port_rx, "emu"), functools.partial(_port_tx, "emu"))]
+    device, why = netmap_core.probe("netmap")
+    if device:
+        pairs.append(("netmap", functools.partial(_port_rx, "netmap"), functools.partial(_port_tx, "netmap")))
+    else:
+        print(f"netmap rows skipped: {why.splitlines()[-1] if why else 'no /dev/netmap'}")
     with Veth() as v:
         for _ in range(a.runs):
-            for name, rx, tx in (("plain", _plain_rx, _plain_tx), ("emu", _emu_rx, _emu_tx)):
+            for name, rx, tx in pairs:
                 rate, cpu_rate, loss = _pair(rx, tx, v, a.packets, a.size)
                 rows.setdefault(f"{name} send->recv", []).append((rate, loss))
                 rows.setdefault(f"{name} send->recv (CPU)", []).append((cpu_rate, loss))
+            if device and find_pktgen():
+                tx_rate, rx_rate = _pktgen(v, a.packets, a.size)
+                rows.setdefault("C pkt-gen tx", []).append((tx_rate, 0.0))
+                rows.setdefault("C pkt-gen rx", []).append((rx_rate, 0.0))
             for ms in (None, "100"):   # the default 1 ms block timeout, and blocks left to fill
                 if ms:
                     os.environ["PYNETMAP_EMU_IF_RETIRE_MS"] = ms

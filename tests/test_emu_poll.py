@@ -185,11 +185,13 @@ def test_idle_receiver_uses_no_cpu():
         q = CTX.Queue()
         p = CTX.Process(target=_receiver, args=(q, POLLIN, 0.6))
         p.start()
-        assert q.get(timeout=10) == "ready"
-        revents, _, cpu = q.get(timeout=10)
-        p.join(10)
+        assert q.get(timeout=WAKE_TIMEOUT) == "ready"
+        revents, _, cpu = q.get(timeout=WAKE_TIMEOUT)
+        p.join(WAKE_TIMEOUT)
         assert revents == 0
-        assert cpu < 0.05, f"receiver burnt {cpu:.3f} s of CPU in 0.6 s of idle poll"
+        # a spinning poll burns the whole 0.6 s; a sleeping one only its set-up (a few ms, up to
+        # ~20x that in the lab's emulated CPU)
+        assert cpu < 0.2, f"receiver burnt {cpu:.3f} s of CPU in 0.6 s of idle poll"
 
 
 def _drainer(q):
