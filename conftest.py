@@ -60,12 +60,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    slow = None if config.getoption("--run-slow") else pytest.mark.skip(reason="slow: run with --run-slow")
+    # pure tests give the same answer on every backend; under --backend netmap (the lab's
+    # emulated CPU, ~17x slower) they would only repeat the host run
+    pure = (pytest.mark.skip(reason="pure (no backend): the host run (--backend emu) covers it")
+            if config.getoption("--backend") == "netmap" else None)
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if slow and "slow" in item.keywords:
+            item.add_marker(slow)
+        if pure and "pure" in item.keywords:
+            item.add_marker(pure)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from netmap_core import headers as hd
 from netmap_core.errors import InvalidRequestError
 from netmap_core.testing import frames as fr
 
+pytestmark = pytest.mark.pure   # bytes in, arrays out: no backend
+
 
 def pack(frames: list[bytes], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Frames as a (k, width) array (zero-padded, as buffers are) plus their lengths."""

@@ -12,6 +12,8 @@ from netmap_core.errors import InvalidRequestError
 from netmap_core.rewrite import rewrite_ipv4
 from netmap_core.testing import frames as fr
 
+pytestmark = pytest.mark.pure   # bytes in, arrays out: no backend
+
 
 def pack(frames: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     w = max(len(f) for f in frames)
