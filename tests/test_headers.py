@@ -91,6 +91,8 @@ def test_parse_agrees_with_dpkt(drawn):
     for i, f in enumerate(drawn):
         if "frag" in f.kind or "/vlan" in f.kind and f.expected.ethertype not in (0x800, 0x86DD):
             continue   # dpkt does not know later fragments; tags on non-IP are compared above
+        if f.expected.ip_version == 6 and f.expected.proto not in (6, 17, 58):
+            continue   # dpkt 1.9.8's IPv6 parser raises on some next headers (ESP: AttributeError)
         eth = dpkt.ethernet.Ethernet(f.data)
         ip = eth.data
         if isinstance(ip, dpkt.ip.IP):
