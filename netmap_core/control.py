@@ -6,10 +6,14 @@ the typed errors of :mod:`netmap_core.errors` and change nothing.
 """
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["PortInfo", "PoolsInfo", "NewIf", "ListEntry", "Control", "control_for"]
+from .errors import NetmapError
+
+__all__ = ["PortInfo", "PoolsInfo", "NewIf", "ListEntry", "Control", "control_for", "vale_ports"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +87,18 @@ def control_for(backend: str | None = None) -> Control:
     from .backend import get_backend
 
     return get_backend(backend).control()
+
+
+def vale_ports(control: Control) -> Iterator[ListEntry]:
+    """Every port of every VALE switch, in VALE_LIST order: the walk ``vale-ctl`` without
+    arguments does (next port index of the entry returned, until ENOENT). Other errors raise."""
+    bridge, port = 0, 0
+    while True:
+        try:
+            e = control.vale_list("", bridge_idx=bridge, port_idx=port)
+        except NetmapError as exc:
+            if getattr(exc, "errno", None) == errno.ENOENT:
+                return
+            raise
+        yield e
+        bridge, port = e.bridge_idx, e.port_idx + 1

@@ -13,7 +13,6 @@ the VALE ports VALE_LIST names, and a line saying per-ring counters are an emula
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib.metadata
 import json
 import sys
@@ -103,21 +102,11 @@ def stats_source(backend: str) -> Callable[[str | None], Any] | None:
 def vale_ports(backend: str) -> list[dict]:
     """The VALE ports the backend's VALE_LIST names (bridge and port index), walking every
     switch as ``vale-ctl`` without arguments does."""
-    from netmap_core.control import control_for
+    from netmap_core.control import control_for, vale_ports as walk
 
     control = control_for(backend)
-    found: list[dict] = []
     try:
-        bridge, port = 0, 0
-        while True:
-            try:
-                e = control.vale_list("", bridge_idx=bridge, port_idx=port)
-            except NetmapError as exc:
-                if getattr(exc, "errno", None) == errno.ENOENT:
-                    return found
-                raise
-            found.append({"port": e.name, "bridge_idx": e.bridge_idx, "port_idx": e.port_idx})
-            bridge, port = e.bridge_idx, e.port_idx + 1
+        return [{"port": e.name, "bridge_idx": e.bridge_idx, "port_idx": e.port_idx} for e in walk(control)]
     finally:
         control.close()
 

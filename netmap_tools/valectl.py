@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from netmap_core import abi
-from netmap_core.control import Control
+from netmap_core.control import Control, vale_ports
 from netmap_core.errors import NetmapError
 
 __all__ = ["main", "parse_ring_config", "parse_poll_config", "USAGE"]
@@ -168,17 +168,13 @@ def _attachment_problems(control: Control, err: TextIO) -> int:
 
 
 def _list_all(control: Control, out: TextIO, err: TextIO) -> int:
-    bridge, port = 0, 0
-    while True:
-        try:
-            e = control.vale_list("", bridge_idx=bridge, port_idx=port)
-        except NetmapError as exc:
-            if getattr(exc, "errno", None) == errno.ENOENT:
-                return _attachment_problems(control, err)
-            err.write(f"failed to list all: {_strerror(exc)}\n")
-            return 1
-        out.write(f"{e.name} bridge_idx {e.bridge_idx} port_idx {e.port_idx}\n")
-        bridge, port = e.bridge_idx, e.port_idx + 1
+    try:
+        for e in vale_ports(control):
+            out.write(f"{e.name} bridge_idx {e.bridge_idx} port_idx {e.port_idx}\n")
+    except NetmapError as exc:
+        err.write(f"failed to list all: {_strerror(exc)}\n")
+        return 1
+    return _attachment_problems(control, err)
 
 
 def _run(control: Control, req: int, name: str | None, config: str | None,
