@@ -22,8 +22,9 @@ def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int 
             per_chunk: int = 40, spread: int = 0) -> dict:
     """CPU ns per packet sent: txsync (min and median over chunks) and the whole loop.
     ``spread`` > 0: a process-local lookup sends packet i to port 1 + i mod ``spread``."""
+    from netmap_core.testing.vale import BCAST, frame, mac, recv, send
     from netmap_emu import vale
-    from netmap_emu.testing.vale import BCAST, ValeEnv, frame, mac, recv, send
+    from netmap_emu.testing.vale import ValeEnv
 
     with ValeEnv("emu") as env:
         ports = env.switch("valeprof", nports, slots=slots)

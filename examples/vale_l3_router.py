@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from netmap_core.testing.vale import BCAST, mac, recv, send
 from netmap_emu import vale
-from netmap_emu.testing.vale import BCAST, ValeEnv, mac, recv, send
+from netmap_emu.testing.vale import ValeEnv
 
 IPV4, ARP = 0x0800, 0x0806
 

@@ -12,7 +12,7 @@ import pytest
 
 from netmap_core import aio
 from netmap_core.errors import ClosedPortError, InvalidRequestError
-from netmap_emu.testing.vale import mac
+from netmap_core.testing.vale import mac
 from procs import BOUND, Child, port_pair
 
 WIDTH = 64

@@ -59,8 +59,9 @@ def test_pipe_counts_slots_and_bytes_per_ring(backend_name):
 
 def test_vale_counts_drops_per_destination(backend_name):
     _emu_only(backend_name)
+    from netmap_core.testing.vale import frame, mac, recv, send, unique_switch
     from netmap_emu import stats
-    from netmap_emu.testing.vale import ValeEnv, frame, mac, recv, send, unique_switch
+    from netmap_emu.testing.vale import ValeEnv
 
     bcast = frame(b"\xff" * 6, mac(1), 100)
     with ValeEnv() as env:

@@ -1,27 +1,14 @@
 """VALE test environments on the emulator: :class:`ValeEnv` as in ``netmap_core.testing``, but
-on the emulator every environment gets an emulator namespace of its own.
-
-The backend-neutral helpers (frames, send/recv, unique_switch) live in ``netmap_core.testing``;
-their names are repeated here for the callers that import them from this module.
+on the emulator every environment gets an emulator namespace of its own (the backend-neutral
+helpers, frames, send/recv and unique_switch, are in ``netmap_core.testing.vale``).
 """
 from __future__ import annotations
 
-from netmap_core.testing.vale import (
-    BCAST,
-    PERSISTENT_RENAMED,
-    ValeEnv as CoreValeEnv,
-    frame,
-    mac,
-    recv,
-    recv_slots,
-    send,
-    unique_switch,
-)
+from netmap_core.testing.vale import ValeEnv as CoreValeEnv
 
 from . import isolated_namespace
 
-__all__ = ["BCAST", "mac", "frame", "send", "recv", "recv_slots", "ValeEnv", "unique_switch",
-           "PERSISTENT_RENAMED"]
+__all__ = ["ValeEnv"]
 
 
 class ValeEnv(CoreValeEnv):
