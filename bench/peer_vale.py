@@ -98,12 +98,14 @@ PACED_GIVE_UP = 5.0
 
 class Credits:
     """Shared by the roles of one paced run (made before they fork): per receiver, its RX ring's
-    usable slots and the packets it has received and handed back to the switch."""
+    usable slots and the packets it has received and handed back to the switch; and what the
+    sender sent, set once it has finished (-1 until then)."""
 
     def __init__(self, receivers: int) -> None:
         ctx = mp.get_context("fork")
         self.room = ctx.RawArray("q", receivers)
         self.done = ctx.RawArray("q", receivers)
+        self.sent = ctx.RawValue("q", -1)
 
 
 def paced_sender(p, ctx: Credits, ready):
@@ -138,12 +140,16 @@ def paced_sender(p, ctx: Credits, ready):
             txsync()
             sent += k
         t_sent = now()
+        ctx.sent.value = sent
     return {"t_start": t0, "t_sent": t_sent, "sent": sent}
 
 
 def paced_receiver(index: int, name: str):
     """Receiver role of a paced row: ``batch_receiver``'s loop (blocking in poll), publishing
-    after every poll how many packets it has handed back (that poll's rxsync released them)."""
+    after every poll how many packets it has handed back (that poll's rxsync released them).
+    It stops when it has all the sender sent, or after a quiet timeout once the sender has
+    finished (not before: a slower receiver holds the sender back, and a descheduled one can
+    keep every receiver waiting longer than any quiet timeout)."""
     def run(p, ctx: Credits, ready):
         from netmap_core import POLLIN
 
@@ -162,7 +168,8 @@ def paced_receiver(index: int, name: str):
                 if ring.empty:
                     port.poll(POLLIN, WAIT)
                     done[index] = got
-                    if now() - last > quiet:
+                    sent = ctx.sent.value
+                    if sent >= 0 and (got >= sent or now() - last > quiet):
                         break
                     continue
                 b = ring.ready()
