@@ -135,6 +135,8 @@ class Sample:
     tx_seconds: float = 0.0   # the sender's own time, start to all released (0: not reported)
     rx_seconds: float = 0.0   # the receiver's own time, first packet to last (0: not reported)
     sent: int = 0             # packets the senders handed over (summed)
+    #: per receiver (fanout rows): (role, packets delivered, drops its RX ring counted or -1)
+    receivers: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def mpps(self) -> float:
@@ -211,7 +213,9 @@ class RowResult:
             "extra": {k: v for k, v in sc.extra.items() if isinstance(v, (str, int, float, bool))},
             "runs": [{"packets": s.packets, "expected": s.expected, "seconds": s.seconds,
                       "mpps": s.mpps, "bad": s.bad, "lost": s.lost, "batches": s.batches,
-                      "tx_mpps": s.tx_mpps, "rx_mpps": s.rx_mpps}
+                      "tx_mpps": s.tx_mpps, "rx_mpps": s.rx_mpps,
+                      **({"receivers": [{"role": n, "packets": k, "drops": d}
+                                        for n, k, d in s.receivers]} if s.receivers else {})}
                      for s in self.samples],
         }
         if self.samples:
@@ -348,8 +352,10 @@ def _sample(scn: Scenario, params: Params, results: dict[str, dict]) -> Sample:
     batches = sum(r.get("batches", r["packets"]) for r in receivers)
     if not scn.lossy and (packets != expected or bad):
         raise BenchError(f"{scn.id}: delivered {packets} of {expected} packets, {bad} out of order")
+    per = tuple((n, r["packets"], r.get("drops", -1)) for n, r in results.items()
+                if "t_end" in r or "rx_seconds" in r) if scn.fanout > 1 else ()
     return Sample(packets, expected, seconds, bad, batches, tx_seconds=tx_seconds,
-                  rx_seconds=rx_seconds, sent=sent)
+                  rx_seconds=rx_seconds, sent=sent, receivers=per)
 
 
 # --- a row: calibrate, then repeat ---------------------------------------------------------

@@ -47,10 +47,26 @@ def _note(r: RowResult) -> str:
     if r.scenario.lossy:
         exp = sum(s.expected for s in r.samples)
         notes.append(f"lost {100.0 * lost / exp:.1f}%" if exp else "")
+        notes.append(per_receiver_loss(r))
     bad = sum(s.bad for s in r.samples)
     if bad:
         notes.append(f"{bad} order errors")
     return ", ".join(n for n in notes if n)
+
+
+def per_receiver_loss(r: RowResult) -> str:
+    """Broadcast rows: each receiver's loss over all runs (what it did not receive of what
+    was sent to it), with the drops its RX ring counted where the backend counts them."""
+    if r.scenario.fanout <= 1 or not all(s.receivers for s in r.samples) or not r.samples:
+        return ""
+    sent = sum(s.expected // r.scenario.fanout for s in r.samples)
+    parts = []
+    for role in [n for n, _, _ in r.samples[0].receivers]:
+        got = sum(k for s in r.samples for n, k, _ in s.receivers if n == role)
+        drops = [d for s in r.samples for n, _, d in s.receivers if n == role]
+        counted = f", {sum(drops)} dropped" if drops and min(drops) >= 0 else ""
+        parts.append(f"{role.replace('receiver', 'r')} {100.0 * (sent - got) / sent:.1f}%{counted}")
+    return "per receiver: " + "; ".join(parts) if sent else ""
 
 
 def _fmt_ratio(x: float | None) -> str:

@@ -291,3 +291,75 @@ def test_close_from_another_thread_ends_a_blocked_poll_with_closed_port_error():
         assert not t.is_alive(), "poll kept blocking after the port was closed"
         assert len(got) == 1 and isinstance(got[0], ClosedPortError), got
         m.close()
+
+
+# --- the spin policy ------------------------------------------------------------------------------
+
+def test_spin_policy_stays_within_its_bounds_and_follows_the_waits():
+    from netmap_emu.binding import SPIN_FLOOR, SPIN_SECONDS, SpinPolicy
+
+    p = SpinPolicy()
+    assert p.budget == SPIN_SECONDS
+    for _ in range(40):                       # waits far longer than a spin: shrink to the floor
+        p.waited(1.0, True)
+        assert SPIN_FLOOR <= p.budget <= SPIN_SECONDS
+    assert p.budget == SPIN_FLOOR
+    p.waited(SPIN_SECONDS / 10, False)         # a poll that gave up never grows it
+    assert p.budget == SPIN_FLOOR
+    short = SPIN_SECONDS / 4                   # a wait a longer spin would have caught: grow to it
+    p.waited(short, True)
+    assert p.budget == max(2 * SPIN_FLOOR, short)
+    for _ in range(40):
+        p.waited(SPIN_SECONDS / 2, True)
+        assert SPIN_FLOOR <= p.budget <= SPIN_SECONDS
+    assert p.budget == SPIN_SECONDS
+
+
+def _floor_receiver(q):
+    _long_slices()
+    with open_emu("netmap:z}1") as s:
+        for _ in range(12):                   # idle polls that time out shrink the spin
+            assert s.poll(POLLIN, 0.002) == 0
+        q.put(("ready", s._binding.spin.budget))
+        revents = s.poll(POLLIN, WAKE_TIMEOUT)
+        q.put((revents, time.time(), s.rx_rings[0].space()))
+
+
+def test_a_binding_spinning_at_the_floor_is_still_woken_by_a_peer_process():
+    """Polls that time out bring the spin budget to its floor; the sleep protocol still gets
+    the peer's wake byte (no slice can end the poll before WAKE_TIMEOUT)."""
+    from netmap_emu.binding import SPIN_FLOOR
+
+    with open_emu("netmap:z{1@conf:slots=8") as m:
+        q = CTX.Queue()
+        p = CTX.Process(target=_floor_receiver, args=(q,))
+        p.start()
+        what, budget = q.get(timeout=WAKE_TIMEOUT)
+        assert what == "ready" and budget == SPIN_FLOOR
+        time.sleep(0.3)                       # let it go to sleep
+        sent = time.time()
+        m.tx_rings[0].advance(1)
+        m.txsync()
+        revents, woke, space = q.get(timeout=2 * WAKE_TIMEOUT)
+        p.join(WAKE_TIMEOUT)
+        assert revents == POLLIN and space == 1
+        assert woke >= sent
+
+
+def test_poll_drains_every_pending_wake_byte():
+    """A FIFO holding more wake bytes than one read takes is emptied by the next poll (the
+    drain reads until a short read)."""
+    import os
+
+    with open_emu("netmap:dr{1@conf:slots=8") as m, open_emu("netmap:dr}1") as s:
+        assert s.poll(POLLIN, 0) == 0          # armed
+        fd = s.fileno()
+        w = os.open(s._binding._ns.fifo_path(s._binding.bid), os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(w, b"\x01" * 5000)
+        finally:
+            os.close(w)
+        m.tx_rings[0].advance(1)
+        m.txsync()
+        assert s.poll(POLLIN, 0) == POLLIN
+        assert select.select([fd], [], [], 0)[0] == []

@@ -37,14 +37,41 @@ from .shm.switch import SwitchSeg
 from .shm.wake import fence
 from .views import monitors_of, switch_view
 
-__all__ = ["EmuBinding", "PipeBinding", "ValeBinding", "MonitorBinding", "NicBinding", "SLEEP_SLICE"]
+__all__ = ["EmuBinding", "PipeBinding", "ValeBinding", "MonitorBinding", "NicBinding", "SLEEP_SLICE",
+           "SPIN_SECONDS", "SPIN_FLOOR", "SpinPolicy"]
 
 POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR
 #: longest uninterrupted sleep in poll: a lost wakeup costs at most this much latency
 SLEEP_SLICE = 0.1
-#: how long poll watches the peer's published indexes before it sleeps. A sleep and wakeup
+#: the longest poll watches the peer's published indexes before it sleeps. A sleep and wakeup
 #: costs tens of µs; a peer running on another core usually publishes sooner than that.
 SPIN_SECONDS = 200e-6
+#: the shortest: a binding whose peer keeps taking longer than SPIN_SECONDS spins this long
+SPIN_FLOOR = 5e-6
+
+
+class SpinPolicy:
+    """How long poll watches the published words before it sleeps, learnt from this binding's
+    last waits (an adaptive mutex's rule). A wait that ended within SPIN_SECONDS of the spin's
+    start (a wake byte, or the re-check after arming) lets the next spin last as long as that
+    wait or twice the budget, whichever is longer; a longer wait, or a poll that timed out,
+    halves the budget. Always within [SPIN_FLOOR, SPIN_SECONDS]: spinning longer than the peer
+    takes only burns a CPU that a process sharing it could use, and a sleep and wakeup costs
+    more than a spin that catches the peer. Cost: a few float operations per poll that waited.
+    The sleep protocol does not depend on it: any budget, the floor included, loses no wakeup."""
+
+    __slots__ = ("budget",)
+
+    def __init__(self) -> None:
+        self.budget = SPIN_SECONDS
+
+    def waited(self, seconds: float, ended: bool) -> None:
+        """Learn from a poll that spun and then slept: ``seconds`` from the spin's start until
+        the ring was ready (``ended``) or the poll gave up (``ended`` False)."""
+        if ended and seconds < SPIN_SECONDS:
+            self.budget = min(SPIN_SECONDS, max(2.0 * self.budget, seconds))
+        else:
+            self.budget = max(SPIN_FLOOR, 0.5 * self.budget)
 
 
 class _Owner:
@@ -119,6 +146,9 @@ class EmuBinding:
         self._poller.register(fd, select.POLLIN)
         self._closed = False
         self._armed = False
+        self.spin = SpinPolicy()
+        #: (want TX, want RX) -> the kring words _spin watches
+        self._watch: dict[tuple[bool, bool], tuple[int, ...]] = {}
         self._finalizer = weakref.finalize(self, _Owner(kernel, r.bid, a, fd))
 
     def _ring(self, a: Allocator, obj: int, name: str, strict: bool) -> RingController:
@@ -194,9 +224,11 @@ class EmuBinding:
         return revents
 
     def _drain(self) -> None:
+        """Empty the wake FIFO: read until a read returns less than it asked for, so the usual
+        one pending byte costs one read(2), not a second one that only finds EAGAIN."""
         self._check()   # closed by another thread: its FIFO descriptor is gone (or reused)
         try:
-            while os.read(self._fd, 4096):
+            while len(os.read(self._fd, 4096)) == 4096:
                 pass
         except BlockingIOError:
             pass
@@ -206,21 +238,34 @@ class EmuBinding:
             raise
 
     def _spin(self, want_tx: int, want_rx: int) -> bool:
-        """Watch (without locks or syscalls) the pipe_tail words peers publish, for at most
-        SPIN_SECONDS. True if one changed."""
-        words = [c.published for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ())]
-        if not words:
+        """Watch (without locks) the pipe_tail words peers publish, for at most the spin
+        policy's budget, yielding the CPU between looks. True if one changed."""
+        key = (bool(want_tx), bool(want_rx))
+        words = self._watch.get(key)
+        if words is None:
+            words = self._watch[key] = tuple(
+                c.published for c in (self._tx if want_tx else ()) + (self._rx if want_rx else ()))
+        if not words or self._closed:
             return False
-        ks = self._tx[0].ks if self._tx else self._rx[0].ks
+        ks = (self._tx or self._rx)[0].ks
+        clock, yield_ = time.perf_counter, os.sched_yield
+        end = clock() + self.spin.budget
+        if len(words) == 1:   # the usual case: one ring
+            i = words[0]
+            v = ks[i]
+            while ks[i] == v:
+                if clock() >= end:
+                    return False
+                yield_()  # let a peer sharing this core run
+            return True
         seen = [ks[i] for i in words]
-        clock = time.perf_counter
-        end = clock() + SPIN_SECONDS
-        while clock() < end:
+        while True:
             for i, v in zip(words, seen):
                 if ks[i] != v:
                     return True
-            os.sched_yield()  # let a peer sharing this core run
-        return False
+            if clock() >= end:
+                return False
+            yield_()
 
     def _arm(self, want_tx: int, want_rx: int, on: bool) -> None:
         self._armed = on
@@ -265,10 +310,15 @@ class EmuBinding:
             if self._armed:
                 self._arm(POLLOUT, POLLIN, False)
             return revents
-        if (deadline is None or deadline > time.monotonic()) and self._spin(want_tx, want_rx):
-            revents = self._scan(want_tx, want_rx)
-            if revents:
-                return revents
+        clock = time.monotonic
+        spun = clock()   # when the spin began (0.0: no spin, a zero timeout)
+        if deadline is None or deadline > spun:
+            if self._spin(want_tx, want_rx):
+                revents = self._scan(want_tx, want_rx)
+                if revents:
+                    return revents
+        else:
+            spun = 0.0
         while True:
             self._check()   # another thread may have closed the port while we slept
             # sleep protocol: publish "about to sleep", fence, re-check, then block
@@ -277,18 +327,26 @@ class EmuBinding:
             revents = self._scan(want_tx, want_rx)
             if revents:
                 self._arm(want_tx, want_rx, False)
+                if spun:
+                    self.spin.waited(clock() - spun, True)
                 return revents
             if deadline is None:
                 wait = SLEEP_SLICE
             else:
-                wait = min(SLEEP_SLICE, deadline - time.monotonic())
+                wait = min(SLEEP_SLICE, deadline - clock())
                 if wait <= 0:
+                    if spun:
+                        self.spin.waited(clock() - spun, False)
                     return 0  # stays armed, like an fd on netmap's wait queue
-            self._poller.poll(wait * 1000.0)
-            self._drain()   # raises ClosedPortError if another thread closed the port meanwhile
+            if self._poller.poll(wait * 1000.0):
+                self._drain()   # raises ClosedPortError if another thread closed the port
+            else:
+                self._check()   # a slice with no wake byte: nothing to drain
             revents = self._scan(want_tx, want_rx)
             if revents:
                 self._arm(want_tx, want_rx, False)
+                if spun:
+                    self.spin.waited(clock() - spun, True)
                 return revents
 
     def fileno(self) -> int:
