@@ -129,7 +129,7 @@ def targets(rows: list[RowResult]) -> list[Target]:
     sizes = sorted({r.size for r in rows if r.scenario.kind != "pingpong"})
     works = sorted({r.work for r in rows if r.scenario.kind != "pingpong"})
     for tag in ("emu", "dev"):
-        if not any(r.id.startswith(f"pnm-{tag}-") or r.id.startswith(f"pingpong-pnm-{tag}")
+        if not any(r.id.startswith((f"pnm-{tag}-", f"pingpong-pnm-{tag}", f"vale-{tag}-"))
                    for r in rows if r.status == "ok"):
             continue
         out += _backend_targets(rows, tag, sizes, works)
@@ -234,6 +234,15 @@ def _nf_targets(rows: list[RowResult], tag: str, sizes: list[int], works: list[s
                 f"VALE 1 -> 1 >= 10 Mpps at 60 B, >= 5 Mpps at 1514 B [{rid}, work none]",
                 ", ".join(f"{s} B: {r.median:.2f} Mpps" for s, r in got),
                 all(r.median >= limits[s] for s, r in got)))
+    for r in rows:
+        if (r.id.startswith(f"vale-{tag}-1to") and r.id.endswith("-paced-poll") and r.status == "ok"
+                and r.samples):
+            lost = sum(s.lost for s in r.samples)
+            exp = sum(s.expected for s in r.samples)
+            out.append(Target(
+                f"VALE broadcast paced to what the receivers keep up with: no loss "
+                f"[{r.id}, {r.size} B, work {r.work}]",
+                f"{lost} of {exp} lost ({r.median:.2f} Mpps aggregate)", lost == 0))
     return out
 
 
