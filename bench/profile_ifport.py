@@ -1,7 +1,7 @@
 """Where an interface port's receive side spends its time: CPU time per frame of rxsyncs that
 empty a TPACKET_V3 ring written here in the kernel's layout (no sender, no scheduler noise).
 
-    python -m bench.profile_ifport [--frames-per-block N,...] [--sizes B,...] [--repeat R]
+    python -m bench.profile_ifport [--frames-per-block N,...] [--sizes B,...] [--repeat R] [--cold]
 
 A ``netmap:IF/R`` port is opened on a veth pair made for the run; its AF_PACKET ring is then
 swapped for an anonymous mapping of the same shape, which this tool fills with blocks of
@@ -42,7 +42,7 @@ def _fill(mm: np.ndarray, per_block: int, sizes: list[int]) -> int:
         prev = -1
         while per_block == 0 or n < per_block:
             size = sizes[k % len(sizes)]
-            step = (MAC + size + 15) & ~15
+            step = (MAC + size + 7) & ~7   # TOTAL_PKT_LEN_INCL_ALIGN: 8-byte aligned
             if o + step > BLOCK:
                 break
             a = base + o

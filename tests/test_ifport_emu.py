@@ -356,7 +356,7 @@ def _fake_ring(blocks: list[list[int]], first: int = 48) -> tuple[np.ndarray, li
         mine = []
         for i, size in enumerate(sizes):
             mine.append(o)
-            step = (MAC + size + 15) & ~15
+            step = (MAC + size + 7) & ~7   # TOTAL_PKT_LEN_INCL_ALIGN: 8-byte aligned
             w = ring[o: o + 28].view("<u4")
             w[0] = 0 if i == len(sizes) - 1 else step
             w[3] = w[4] = size
@@ -442,8 +442,10 @@ def test_copy_frames_anywhere():
     rng = np.random.default_rng(1)
     src = rng.integers(0, 256, 8192, dtype=np.uint8)
     for start, length in (([0, 128, 256, 384], [60, 100, 128, 30]), ([5, 700, 900], [64, 200, 8]),
-                          ([8100, 3, 8180], [80, 120, 12])):   # the last two near the end
-        buffers = np.zeros((8, 256), dtype=np.uint8)
+                          ([8100, 3, 8180], [80, 120, 12]),    # the last two near the end
+                          ([0, 2000, 4001, 6000], [60, 1500, 100, 300]),   # short and long ones
+                          ([7000, 100, 8000], [1100, 64, 150])):
+        buffers = np.zeros((8, 2048), dtype=np.uint8)
         rows = np.array([3, 1, 6, 0][: len(start)])
         copy_frames(src, np.array(start), np.array(length), buffers, rows)
         for s, n, r in zip(start, length, rows):

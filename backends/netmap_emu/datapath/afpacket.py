@@ -355,33 +355,48 @@ def frame_offsets(r32: np.ndarray, firsts: list[int], counts: list[int],
     return np.concatenate(parts), np.concatenate(rooms)
 
 
+#: frames up to this size move in a copy of their own when longer ones are in the same batch,
+#: so a mix of short and full-size frames does not copy every short one at the longest width
+_SHORT = 256
+
+
 def copy_frames(src: np.ndarray, start: np.ndarray, length: np.ndarray, buffers: np.ndarray,
                 rows: np.ndarray) -> None:
     """Copy frame i (``src[start[i]: start[i] + length[i]]``) to the beginning of
-    ``buffers[rows[i]]`` (a C-contiguous 2-D array). Each frame moves as one opaque item of
-    the longest frame's width (rounded up to 8 bytes, at most a buffer), gathered from a view
-    of ``src`` with an item at every byte: one fancy read and one fancy write for all frames,
-    wherever they lie (``buffers`` and its row size 8-byte aligned). Bytes past a frame's
-    length in its buffer are unspecified (netmap leaves them too). Cost: two copies per frame
-    inside numpy (~25 ns for 60-byte frames here), a few µs per call."""
-    m = len(start)
-    if m == 0:
+    ``buffers[rows[i]]`` (a C-contiguous 2-D array, 8-byte aligned rows). Each frame moves as
+    one opaque item of the longest frame's width (rounded up to 8 bytes, at most a buffer),
+    gathered from a view of ``src`` with an item at every byte: one fancy read and one fancy
+    write for all frames, wherever they lie; frames of at most 256 bytes among longer ones go
+    in a second such copy. Bytes past a frame's length in its buffer are unspecified (netmap
+    leaves them too). Cost: two copies per frame inside numpy (~25 ns for 60-byte frames
+    here), a few µs per call."""
+    if len(start) == 0:
         return
+    longest = int(length.max())
+    if longest > _SHORT and int(length.min()) <= _SHORT:
+        short = length <= _SHORT
+        _copy(src, start[short], _SHORT, buffers, rows[short])
+        short = ~short
+        start, length, rows = start[short], length[short], rows[short]
+    _copy(src, start, longest, buffers, rows)
+
+
+def _copy(src: np.ndarray, start: np.ndarray, longest: int, buffers: np.ndarray,
+          rows: np.ndarray) -> None:
     objsize = buffers.shape[1]
-    width = min((int(length.max()) + 7) & ~7, objsize)
-    item = np.dtype((np.void, width))
+    width = min((longest + 7) & ~7, objsize)
     top = src.size - width
     if int(start.max()) > top:   # frames too close to the end for a whole item: byte by byte
         near = start > top
-        for s, n, r in zip(start[near].tolist(), length[near].tolist(), rows[near].tolist()):
-            buffers[r, :n] = src[s: s + n]
+        for s, r in zip(start[near].tolist(), rows[near].tolist()):
+            buffers[r, : src.size - s] = src[s:]
         keep = ~near
         start, rows = start[keep], rows[keep]
         if not len(start):
             return
-    items = np.ndarray((top + 1,), dtype=item, buffer=src, strides=(1,))
+    items = np.ndarray((top + 1,), dtype=np.dtype((np.void, width)), buffer=src, strides=(1,))
     # written as rows of u64 words: numpy copies a row per index with its fast inner loop,
-    # ~1.5x quicker than an opaque item each (buffers and their size are 8-byte aligned)
+    # ~1.5x quicker than an opaque item each
     words = width // 8
     dst = np.ndarray((buffers.shape[0], words), dtype=np.uint64, buffer=buffers, strides=(objsize, 8))
     dst[rows] = items[start].view(np.uint64).reshape(len(start), words)
