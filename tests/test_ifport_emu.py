@@ -387,12 +387,13 @@ def test_chain_follows_next_offsets(blocks):
     assert (room == np.array(ends) - got).all()
 
 
-def test_chain_leaving_its_block_is_refused():
+@pytest.mark.parametrize("bad_next", [BS, 144 + 4, 16])   # out of the block, misaligned, too short
+def test_chain_leaving_its_block_or_misaligned_is_refused(bad_next):
     from netmap_core.errors import CorruptRingError
     from netmap_emu.datapath import afpacket
 
     ring, offs = _fake_ring([[60] * 10, [60] * 10])
-    ring[offs[0][3]: offs[0][3] + 4].view("<u4")[0] = BS   # frame 3 jumps out of block 0
+    ring[offs[0][3]: offs[0][3] + 4].view("<u4")[0] = bad_next   # frame 3 of block 0
     with pytest.raises(CorruptRingError, match="tp_next_offset"):
         afpacket.frame_offsets(ring.view("<u4"), [48, BS + 48], [10, 10], BS)
 

@@ -298,10 +298,11 @@ def frame_offsets(r32: np.ndarray, firsts: list[int], counts: list[int],
     ``tp_next_offset``, the same for frames of equal length) are laid out with ``arange`` and
     verified with one vectorised read for all of them; if any frame's ``tp_next_offset``
     differs, every block's chain is followed in Python (~0.1 µs a frame). Raises
-    CorruptRingError when a chain leaves its block."""
+    CorruptRingError when a chain leaves its block or a frame is not 8-byte aligned (the
+    kernel's V3_ALIGNMENT)."""
     ends = [f - f % block_size + block_size for f in firsts]
     steps = [int(r32[f >> 2]) if n > 1 else 0 for f, n in zip(firsts, counts)]
-    uniform = all(n <= 1 or (s >= _FRAME_MIN and f + s * (n - 1) + _FRAME_MIN <= e)
+    uniform = all(n <= 1 or (s >= _FRAME_MIN and not (f | s) & 7 and f + s * (n - 1) + _FRAME_MIN <= e)
                   for f, n, s, e in zip(firsts, counts, steps, ends))
     if uniform:
         if len(counts) == 1:
@@ -344,12 +345,13 @@ def frame_offsets(r32: np.ndarray, firsts: list[int], counts: list[int],
         if n:
             np.subtract(a[1:], a[:-1], out=r[:-1])
             r[-1] = e - a[-1]
-            if int(r.min()) < _FRAME_MIN:
-                j = int(np.argmin(r))
-                raise CorruptRingError("AF_PACKET RX ring", f"frame at {int(a[j])}: tp_next_offset",
-                                       int(r[j]) if j < n - 1 else int(w[a[j] >> 2]),
-                                       f"at least {_FRAME_MIN}, within the block ending at {e}",
-                                       "close the port and open it again")
+            bad = (r < _FRAME_MIN) | (a & 7 != 0)
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise CorruptRingError("AF_PACKET RX ring", f"frame at {int(a[j])}: bytes to the "
+                                       "next frame (tp_next_offset) or the block's end", int(r[j]),
+                                       f"at least {_FRAME_MIN}, frames 8-byte aligned within the "
+                                       f"block ending at {e}", "close the port and open it again")
         parts.append(a)
         rooms.append(r)
     return np.concatenate(parts), np.concatenate(rooms)
