@@ -479,3 +479,32 @@ def test_emu_ls_lists_the_interface_binding(veth, emu):
     assert p.returncode == 0, p.stderr
     line = next(x for x in p.stdout.splitlines() if veth.a in x)
     assert "(interface)" in line and "tx [0, 1] rx [0, 1]" in line
+
+
+def test_emu_ls_lists_an_attachment(veth, emu):
+    """An interface attached to an emulated switch shows in ``emu ls`` with its pump's state
+    and processes (the record as the supervisor writes it; this process stands in for both)."""
+    import json
+
+    from netmap_emu.attach import records
+    from netmap_emu.shm.namespace import namespace
+
+    emu(f"netmap:{veth.b}")   # the namespace exists
+    me, start = os.getpid(), records.proc_start(os.getpid())
+    name = f"vale{os.getpid():x}:{veth.a}"
+    records.write(namespace(), records.Attachment(name=name, host=True, peer=f"netmap:{veth.a}*",
+                                                  state="running", supervisor_pid=me,
+                                                  supervisor_start=start, pump_pid=me,
+                                                  pump_start=start, port_idx=0))
+    try:
+        p = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls"], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        line = next(x for x in p.stdout.splitlines() if x.strip().startswith("attachment"))
+        assert f"{name} (with host stack): running, supervisor pid {me}, pump pid {me}" in line
+        p = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        (att,) = json.loads(p.stdout)[0]["attachments"]
+        assert att["name"] == name and att["pump_alive"] and att["supervisor_alive"]
+    finally:
+        records.remove(namespace(), name)
