@@ -339,39 +339,114 @@ def test_without_cap_net_raw_the_error_names_it(veth):
 
 # --- the block walk -------------------------------------------------------------------------------
 
-def _block(sizes: list[int], first: int = 48) -> tuple[np.ndarray, list[int]]:
-    """A fake TPACKET_V3 block: frames of ``sizes`` captured bytes, chained by tp_next_offset."""
-    ring = np.zeros(1 << 18, dtype=np.uint8)
-    offs = []
-    o = first
-    for k, size in enumerate(sizes):
-        offs.append(o)
-        step = (80 + size + 15) & ~15
-        w = ring[o: o + 28].view("<u4")
-        w[0] = 0 if k == len(sizes) - 1 else step
-        w[3] = size
-        ring[o + 24: o + 26].view("<u2")[0] = 80
-        o += step
+BS = 1 << 16   # block size of the fake rings
+MAC = 82       # tp_mac of an Ethernet frame in a TPACKET_V3 ring
+
+
+def _fake_ring(blocks: list[list[int]], first: int = 48) -> tuple[np.ndarray, list[list[int]]]:
+    """A fake TPACKET_V3 ring, block ``j`` holding frames of ``blocks[j]`` captured bytes
+    (payload: the frame's number, one byte) chained by tp_next_offset, each block marked ready
+    (TP_STATUS_USER). Returns the ring and each block's frame offsets."""
+    ring = np.zeros(BS * len(blocks), dtype=np.uint8)
+    offs: list[list[int]] = []
+    k = 0
+    for j, sizes in enumerate(blocks):
+        base = j * BS
+        o = base + first
+        mine = []
+        for i, size in enumerate(sizes):
+            mine.append(o)
+            step = (MAC + size + 7) & ~7   # TOTAL_PKT_LEN_INCL_ALIGN: 8-byte aligned
+            w = ring[o: o + 28].view("<u4")
+            w[0] = 0 if i == len(sizes) - 1 else step
+            w[3] = w[4] = size
+            ring[o + 24: o + 26].view("<u2")[0] = MAC
+            ring[o + MAC: o + MAC + size] = k & 0xFF
+            ring[o + 58] = 4 if size == 61 else 0    # sll_pkttype: PACKET_OUTGOING for 61 bytes
+            o += step
+            k += 1
+        assert o <= base + BS
+        ring[base + 8: base + 20].view("<u4")[:] = (1, len(sizes), first)
+        offs.append(mine)
     return ring, offs
 
 
-@pytest.mark.parametrize("sizes", [[60], [60] * 100, [60, 60, 1500, 1500, 60, 64, 64, 64],
-                                   [100 + (i * 37) % 900 for i in range(200)]])
-def test_chain_follows_next_offsets(sizes):
+@pytest.mark.parametrize("blocks", [[[60]], [[60] * 100], [[60] * 100, [60] * 7, [60]],
+                                    [[60, 60, 1500, 1500, 60, 64, 64, 64]],
+                                    [[60] * 50, [100 + (i * 37) % 900 for i in range(40)], []],
+                                    [[1500] * 30, [60] * 200]])
+def test_chain_follows_next_offsets(blocks):
     from netmap_emu.datapath import afpacket
 
-    ring, offs = _block(sizes)
-    got = afpacket.frame_offsets(ring.view("<u4"), offs[0], len(sizes), ring.size)
-    assert list(got) == offs
+    ring, offs = _fake_ring(blocks)
+    firsts = [j * BS + 48 for j in range(len(blocks))]
+    got, room = afpacket.frame_offsets(ring.view("<u4"), firsts, [len(b) for b in blocks], BS)
+    flat = [o for b in offs for o in b]
+    assert got.tolist() == flat
+    ends = [o for j, b in enumerate(offs) if b for o in (b[1:] + [(j + 1) * BS])]
+    assert (room == np.array(ends) - got).all()
 
 
-def test_copy_frames_strided_and_gathered():
+@pytest.mark.parametrize("bad_next", [BS, 144 + 4, 16])   # out of the block, misaligned, too short
+def test_chain_leaving_its_block_or_misaligned_is_refused(bad_next):
+    from netmap_core.errors import CorruptRingError
+    from netmap_emu.datapath import afpacket
+
+    ring, offs = _fake_ring([[60] * 10, [60] * 10])
+    ring[offs[0][3]: offs[0][3] + 4].view("<u4")[0] = bad_next   # frame 3 of block 0
+    with pytest.raises(CorruptRingError, match="tp_next_offset"):
+        afpacket.frame_offsets(ring.view("<u4"), [48, BS + 48], [10, 10], BS)
+
+
+def test_blocks_walk_several_at_once_and_go_back_in_order():
+    from netmap_emu.datapath.afpacket import TP_STATUS_KERNEL, RxBlocks
+
+    sizes = [[60] * 5, [60] * 3, [90, 60, 61], [60] * 4]
+    ring, offs = _fake_ring(sizes + [[]])
+    ring[4 * BS + 8] = 0                      # the last block is still the kernel's
+    walk = RxBlocks(bytearray(ring.tobytes()), BS, len(sizes) + 1, "fake")
+    status = walk.r32[8 // 4:: BS // 4]
+    f = walk.ready(6)                          # 6 frames: blocks 0 and 1 (8 frames)
+    assert f is not None and f.ends == (5, 8)
+    assert f.start.tolist() == [o + MAC for b in offs[:2] for o in b] and (f.length == 60).all()
+    walk.consume(4)                            # block 0 not done yet
+    assert walk.block == 0 and status[0] == 1 and walk.pending is not None
+    assert walk.pending.ends == (1, 4)
+    walk.consume(1)                            # block 0 done, block 1 not
+    assert walk.block == 1 and status[0] == TP_STATUS_KERNEL and status[1] == 1
+    f = walk.ready(100)                        # the rest of block 1 alone, as parsed
+    assert len(f.start) == 3 and f.ends == (3,)
+    walk.consume(3)
+    f = walk.ready(100)                        # blocks 2 and 3; block 4 is the kernel's
+    assert f.ends == (3, 7) and f.length.tolist() == [90, 60, 61, 60, 60, 60, 60]
+    assert f.pkttype.tolist() == [0, 0, 4, 0, 0, 0, 0]
+    assert [walk.ring[s] for s in f.start.tolist()] == [8, 9, 10, 11, 12, 13, 14]
+    walk.consume(7)
+    assert walk.pending is None and walk.block == 4 and walk.ready(100) is None
+    assert status[:4].tolist() == [TP_STATUS_KERNEL] * 4
+
+
+def test_frame_longer_than_its_room_is_refused():
+    from netmap_core.errors import CorruptRingError
+    from netmap_emu.datapath.afpacket import RxBlocks
+
+    ring, offs = _fake_ring([[60] * 4, [60] * 4])
+    ring[offs[1][2] + 12: offs[1][2] + 16].view("<u4")[0] = 200    # tp_snaplen past the next frame
+    walk = RxBlocks(bytearray(ring.tobytes()), BS, 2, "fake")
+    with pytest.raises(CorruptRingError, match=r"block\[1\].*tp_snaplen=200"):
+        walk.ready(100)
+
+
+def test_copy_frames_anywhere():
     from netmap_emu.datapath.afpacket import copy_frames
 
     rng = np.random.default_rng(1)
     src = rng.integers(0, 256, 8192, dtype=np.uint8)
-    for start, length in (([0, 128, 256, 384], [60, 100, 128, 30]), ([5, 700, 900], [64, 200, 8])):
-        buffers = np.zeros((8, 256), dtype=np.uint8)
+    for start, length in (([0, 128, 256, 384], [60, 100, 128, 30]), ([5, 700, 900], [64, 200, 8]),
+                          ([8100, 3, 8180], [80, 120, 12]),    # the last two near the end
+                          ([0, 2000, 4001, 6000], [60, 1500, 100, 300]),   # short and long ones
+                          ([7000, 100, 8000], [1100, 64, 150])):
+        buffers = np.zeros((8, 2048), dtype=np.uint8)
         rows = np.array([3, 1, 6, 0][: len(start)])
         copy_frames(src, np.array(start), np.array(length), buffers, rows)
         for s, n, r in zip(start, length, rows):
@@ -404,3 +479,32 @@ def test_emu_ls_lists_the_interface_binding(veth, emu):
     assert p.returncode == 0, p.stderr
     line = next(x for x in p.stdout.splitlines() if veth.a in x)
     assert "(interface)" in line and "tx [0, 1] rx [0, 1]" in line
+
+
+def test_emu_ls_lists_an_attachment(veth, emu):
+    """An interface attached to an emulated switch shows in ``emu ls`` with its pump's state
+    and processes (the record as the supervisor writes it; this process stands in for both)."""
+    import json
+
+    from netmap_emu.attach import records
+    from netmap_emu.shm.namespace import namespace
+
+    emu(f"netmap:{veth.b}")   # the namespace exists
+    me, start = os.getpid(), records.proc_start(os.getpid())
+    name = f"vale{os.getpid():x}:{veth.a}"
+    records.write(namespace(), records.Attachment(name=name, host=True, peer=f"netmap:{veth.a}*",
+                                                  state="running", supervisor_pid=me,
+                                                  supervisor_start=start, pump_pid=me,
+                                                  pump_start=start, port_idx=0))
+    try:
+        p = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls"], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        line = next(x for x in p.stdout.splitlines() if x.strip().startswith("attachment"))
+        assert f"{name} (with host stack): running, supervisor pid {me}, pump pid {me}" in line
+        p = subprocess.run([sys.executable, "-m", "netmap_tools", "emu", "ls", "--json"],
+                           capture_output=True, text=True, timeout=120)
+        (att,) = json.loads(p.stdout)[0]["attachments"]
+        assert att["name"] == name and att["pump_alive"] and att["supervisor_alive"]
+    finally:
+        records.remove(namespace(), name)

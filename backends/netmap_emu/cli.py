@@ -1,19 +1,22 @@
 """``pynetmap emu ls|gc``: inspect the emulator's namespaces and remove what dead processes left.
 
-``ls`` shows allocators (segments, sizes), pipes, switches (bridge index, ports, segment) and
-bindings (pipe end, VALE port or monitor) with their owners' pids and whether those are alive,
+``ls`` shows allocators (segments, sizes), pipes, switches (bridge index, ports, segment),
+bindings (pipe end, VALE port, monitor or interface) with their owners' pids and whether those
+are alive, and interfaces attached to switches (``vale-ctl -a``: pump state and processes),
 creating nothing; ``gc`` reclaims bindings of dead processes, finishes interrupted updates,
 unlinks orphan segments and removes empty namespaces, printing each removal (or ``clean``).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from netmap_core.errors import LockTimeoutError
 
+from .attach import records
 from .kernel.core import kernel_for
 from .shm.namespace import LOCK_FILE, base_dir, namespace, namespace_name
 
@@ -45,7 +48,12 @@ def ls(name: str | None = None) -> dict | None:
     None when it does not exist (nothing is created to find out)."""
     if not _exists(name or namespace_name()):
         return None
-    return kernel_for(namespace(name)).snapshot()
+    ns = namespace(name)
+    snap = kernel_for(ns).snapshot()
+    snap["attachments"] = [{**dataclasses.asdict(r), "supervisor_alive": r.supervisor_alive(),
+                            "pump_alive": r.pump_alive(), "line": r.describe()}
+                           for r in records.all_records(ns)]
+    return snap
 
 
 def gc(name: str | None = None, *, remove_empty: bool = True) -> list[str]:
@@ -81,9 +89,12 @@ def _print_ls(snap: dict, out) -> None:
         kind = kinds.get(b.get("kind"), b["end"])
         print(f"  binding {b['bid']}: {b['name']} ({kind}) pid {b['pid']} {state}, mem_id {b['mem_id']}, "
               f"tx {b['tx']} rx {b['rx']}, extra_bufs {b['extra_bufs']}", file=out)
+    for a in snap.get("attachments", ()):
+        print(f"  attachment {a['line']}", file=out)
     for s in snap["orphan_segments"]:
         print(f"  orphan segment {s}", file=out)
-    if not (snap["mems"] or snap["bindings"] or snap["orphan_segments"] or snap.get("switches")):
+    if not (snap["mems"] or snap["bindings"] or snap["orphan_segments"] or snap.get("switches")
+            or snap.get("attachments")):
         print("  (empty)", file=out)
 
 

@@ -23,7 +23,7 @@ from netmap_core.errors import NetmapOSError, RingProtocolError
 from ..shm import kring
 from ..shm.allocator import Allocator
 from .afpacket import PACKET_OUTGOING, AfPacket, InterfaceGone, copy_frames
-from .ring import RingController, span
+from .ring import NOT_CHANGED, RingController, span
 
 __all__ = ["NicPort", "NicRxRing", "NicTxRing", "InterfaceGoneError", "gone_error"]
 
@@ -70,13 +70,16 @@ class NicPort:
         return r
 
     def fill(self) -> None:
-        """Move ready frames into the bound RX rings (lock held). Copies a block's frames with
-        a few numpy calls per ring; a syscall (poll, to notice a vanished interface) only when
-        no block is ready."""
+        """Move ready frames into the bound RX rings (lock held). Parses as many ready blocks as
+        the rings have room for at once (``RxBlocks.ready``) and copies their frames with a few
+        numpy calls per ring; a syscall (poll, to notice a vanished interface) only when no
+        block is ready."""
         sock = self.sock
+        blocks = sock.rx
         rings = (self.rx, self.host_rx)
         while True:
-            f = sock.ready()
+            rooms = [0 if r is None else r.room() for r in rings]
+            f = blocks.ready(rooms[0] + rooms[1])
             if f is None:
                 try:
                     sock.check()
@@ -88,10 +91,10 @@ class NicPort:
             nic = rings[0]
             if nic is not None and not out.any() and not big.any():
                 # the common case: every frame arrived from the wire and fits a buffer
-                take = min(len(out), nic.room())
+                take = min(len(out), rooms[0])
                 if take:
-                    nic.deliver(sock.ring, f.start[:take], f.length[:take])
-                sock.consume(take)
+                    nic.deliver(blocks.ring, f.start[:take], f.length[:take])
+                blocks.consume(take)
                 if take < len(out):
                     return
                 continue
@@ -100,7 +103,6 @@ class NicPort:
                 if r is None:
                     target[target == t] = -1
             target[big] = -1
-            rooms = [0 if r is None else r.room() for r in rings]
             take = len(target)
             for t in (0, 1):
                 over = np.flatnonzero(np.cumsum(target == t) > rooms[t])
@@ -112,10 +114,10 @@ class NicPort:
                 if r is not None:
                     sel = np.flatnonzero(tk == t)
                     if sel.size:
-                        r.deliver(sock.ring, f.start[sel], f.length[sel])
-            sock.consume(take)
+                        r.deliver(blocks.ring, f.start[sel], f.length[sel])
+            blocks.consume(take)
             if take < len(target):
-                return   # a ring is full: the rest waits in the block
+                return   # a ring is full: the rest waits in its block
 
     def wait(self, seconds: float, want_tx: bool, want_rx: bool) -> None:
         """Sleep until the socket has a ready block (``want_rx``) or send room (``want_tx``),
@@ -147,26 +149,28 @@ class NicRxRing(RingController):
         return (ks[self.i_hwcur] - ks[self.i_hwtail] - 1) % self.n
 
     def deliver(self, src: np.ndarray, start: np.ndarray, length: np.ndarray) -> None:
-        """Copy frames into the slots from hwtail on (they fit: ``room()`` was asked), then
-        publish the new hwtail. Slot ranges are slices (a wrap makes two)."""
+        """Copy frames into the slots from hwtail on (they fit: ``room()`` was asked) with one
+        ``copy_frames``, then publish the new hwtail. Each slot's buf_idx is checked first."""
         ks, n = self.ks, self.n
         t = ks[self.i_hwtail]
         k = len(start)
-        first = min(k, n - t)
-        for a, b, lo in ((t, t + first, 0), (0, k - first, first)):
-            if b <= a:
-                continue
-            bidx = self.bidx[a:b]
-            if int(bidx.max()) >= self.nbufs:
-                j = int(np.argmax(bidx >= self.nbufs))
-                raise RingProtocolError(self.name, f"slot[{a + j}].buf_idx", int(bidx[j]),
-                                        f"0..{self.nbufs - 1} (a buffer of the pool) in a slot "
-                                        "released to the kernel")
-            hi = lo + b - a
-            copy_frames(src, start[lo:hi], length[lo:hi], self.port.buffers, bidx)
-            self.lens[a:b] = length[lo:hi]
-            self.f16[a:b] = 0
-        ks[self.i_hwtail] = (t + k) % n
+        e = t + k
+        bidx = self.bidx[t:e] if e <= n else np.concatenate((self.bidx[t:], self.bidx[: e - n]))
+        if int(bidx.max()) >= self.nbufs:
+            j = int(np.argmax(bidx >= self.nbufs))
+            raise RingProtocolError(self.name, f"slot[{(t + j) % n}].buf_idx", int(bidx[j]),
+                                    f"0..{self.nbufs - 1} (a buffer of the pool) in a slot "
+                                    "released to the kernel")
+        copy_frames(src, start, length, self.port.buffers, bidx)
+        if e <= n:
+            self.lens[t:e] = length
+            self.f16[t:e] = 0
+        else:
+            self.lens[t:] = length[: n - t]
+            self.lens[: e - n] = length[n - t:]
+            self.f16[t:] = 0
+            self.f16[: e - n] = 0
+        ks[self.i_hwtail] = e % n
 
     def rxsync(self) -> int:
         port = self.port
@@ -176,7 +180,12 @@ class NicRxRing(RingController):
                 return 1
             hwcur, rhead = ks[self.i_hwcur], ks[self.i_rhead]
             if rhead != hwcur:
-                self.clear_changed(span(hwcur, rhead, self.n))
+                f16 = self.f16
+                if rhead > hwcur:
+                    f16[hwcur:rhead] &= NOT_CHANGED
+                else:
+                    f16[hwcur:] &= NOT_CHANGED
+                    f16[:rhead] &= NOT_CHANGED
                 ks[self.i_hwcur] = rhead
             port.fill()
             t = ks[self.i_hwtail]
