@@ -47,6 +47,8 @@ MAX_RINGS = abi.NM_BDG_MAXRINGS
 _MF = abi.NS_MOREFRAG
 _ONE_FRAG = 1 << abi.NS_PORT_SHIFT     # flags of a one-fragment packet
 _SHIFT16 = np.uint64(16)                # a big-endian 8-byte read >> 16: its first 6 bytes
+_MAX = np.maximum.reduce   # as ndarray.max()/min(), without their Python wrappers
+_MIN = np.minimum.reduce
 # row-copy width classes, for batches whose lengths differ widely: fragments are then copied
 # in groups whose width is the class bound, so at most ~2x the bytes in use are moved
 _WIDTHS = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], dtype=np.int64)
@@ -279,7 +281,7 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
     flags = np.asarray(src.flags, dtype=np.uint16)
     raw = np.asarray(src.buf_idx)
     bidx = raw.astype(np.int64)
-    if int(bidx.max()) >= nb or (raw.dtype.kind != "u" and int(bidx.min()) < 0):
+    if int(_MAX(bidx)) >= nb or (raw.dtype.kind != "u" and int(_MIN(bidx)) < 0):
         bidx[(bidx >= nb) | (bidx < 0)] = 0
     flen = np.asarray(src.len).astype(np.int64)
     multi = False
@@ -289,7 +291,7 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
         indirect = (flags & abi.NS_INDIRECT) != 0
         if not indirect.any():
             indirect = None
-    if int(flen.max()) > bsize:
+    if int(_MAX(flen)) > bsize:
         over = flen > bsize
         if indirect is not None:
             over &= ~indirect
@@ -429,7 +431,7 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
             total = np.maximum(total - hdr, 0)
         head_len = np.minimum(total, HEAD_BYTES)
         head: np.ndarray | Callable[[], np.ndarray]
-        if int(head_len.min()) >= 12:
+        if int(_MIN(head_len)) >= 12:
             dst, srcm = pool.macs(starts, hdr)
             head = lambda: _head(pool, starts, hdr, head_len)   # noqa: E731 - deferred gather
         else:   # bytes past a short frame's end read as zero
@@ -511,7 +513,7 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
             ports = np.where(too_long, NM_BDG_NOPORT, ports)
     nrx = dests.num_rx_rings
     sp = int(src.port)
-    p, p_hi = int(ports.min()), int(ports.max())
+    p, p_hi = int(_MIN(ports)), int(_MAX(ports))
     if p == p_hi:   # one destination for the whole batch: no grouping
         if p == NM_BDG_BROADCAST:
             active = np.asarray(dests.active, dtype=np.int64)
@@ -765,23 +767,29 @@ def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> in
         slots = target.slots
         n = slots.shape[0]
         first = int(first)
-        # destination slots [first, first + total) mod n: a slice unless the run wraps
-        d = slice(first, first + total) if first + total <= n else np.arange(first, first + total) % n
+        # destination slots [first, first + total) mod n: one slice, two when the run wraps
+        cut = min(total, n - first)
+        bi = slots["buf_idx"]
+        dbuf = (bi[first:first + total].astype(np.intp) if cut == total else   # a private copy,
+                np.concatenate((bi[first:], bi[:total - cut]), dtype=np.intp))  # validated once
         dbufs = target.buffers
-        dbuf = slots["buf_idx"][d].astype(np.intp)   # a private copy, validated once
-        if int(dbuf.max()) >= dbufs.shape[0]:
+        if int(_MAX(dbuf)) >= dbufs.shape[0]:
             dbuf[dbuf >= dbufs.shape[0]] = 0
         if pre is not None:
             lens = pre.copy(dbufs, dbuf, keep)
         else:
             lens = flen[sidx]
-            hi = int(lens.max())
+            hi = int(_MAX(lens))
             if hi > dbufs.shape[1]:
                 lens = np.where(lens > dbufs.shape[1], 0, lens)
                 hi = int(lens.max())
             pool.copy_to(dbufs, dbuf, sidx, lens, hi)
-        slots["len"][d] = lens
-        slots["flags"][d] = fl
+        ln, fg = slots["len"], slots["flags"]
+        ln[first:first + cut] = lens[:cut]
+        fg[first:first + cut] = fl if isinstance(fl, int) else fl[:cut]
+        if cut < total:
+            ln[:total - cut] = lens[cut:]
+            fg[:total - cut] = fl if isinstance(fl, int) else fl[cut:]
         filled = total
         kept = keep
         nbytes = int(np.add.reduce(lens, 0, np.uint64))

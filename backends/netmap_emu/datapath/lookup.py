@@ -215,7 +215,7 @@ class LearningBridge:
             return np.full(0, NM_BDG_NOPORT, dtype=np.int64)
         src, dst, hl = batch.src, batch.dst, batch.head_len
         ok = None                          # None: every frame has an Ethernet header
-        if int(hl.min()) < ETH_HLEN:
+        if int(np.minimum.reduce(hl)) < ETH_HLEN:
             ok = hl >= ETH_HLEN
             if not ok.any():
                 return np.full(k, NM_BDG_NOPORT, dtype=np.int64)
