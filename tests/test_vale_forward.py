@@ -461,6 +461,18 @@ def test_ring_with_copy_monitors_is_delivered_batch_by_batch():
     assert sw.got(1) == frames and sw.rx[1][0].leases == 3
 
 
+def test_monitored_ring_gets_mixed_traffic_batch_by_batch():
+    sw = Switch(3, slots=256)
+    sw.send(1, [frame(BCAST, MAC[1])])           # the bridge learns MAC[1] at port 1
+    sw.got(0), sw.got(2)
+    sw.rx[1][0].monitors = ["a copy monitor"]
+    before = sw.rx[2][0].leases
+    frames = [frame(MAC[1] if i % 2 else BCAST, MAC[0], fill=i) for i in range(40)]
+    st = sw.send(0, frames, batch_slots=8)      # one bridge call; port 1's group cut per batch
+    assert sw.got(1) == frames and sw.got(2) == frames[::2]
+    assert sw.rx[1][0].leases == 5 and sw.rx[2][0].leases - before == 1 and st.batches == 5
+
+
 def test_deliveries_stay_in_order_when_a_run_is_interrupted():
     sw = Switch(3, slots=4096)
     to1 = [frame(MAC[1], MAC[0], fill=i) for i in range(40)]
