@@ -7,7 +7,9 @@ Each measurement opens a switch of N ports in a fresh emulator namespace, teache
 MAC, fills port 0's TX ring (1023 frames to that MAC, or broadcasts with ``--flood``), and
 times ``txsync`` and the receivers' ``rxsync`` with the thread's CPU clock, so time the
 process spends descheduled on a busy machine is not counted. The two-process rows of
-``python -m bench --only vale`` measure the same path in wall-clock time.
+``python -m bench --only vale`` measure the same path in wall-clock time. The ``row copy``
+column is the bound of the switch's copy: a plain numpy copy of as many rows of the same width
+between the same two shared-memory pools, timed the same way.
 """
 from __future__ import annotations
 
@@ -73,9 +75,43 @@ def measure(nports: int, size: int, flood: bool, slots: int = 1024, chunks: int 
             loop_ns.append((clock() - t0) / n * 1e9)
             tx_ns.append(t_tx / n * 1e9)
             sent += n
+        copy_ns = _copy_bound(tx, b.rx_rings[0], size, chunks, per_chunk, clock)
     return {"ports": nports, "size": size, "flood": flood, "fanout": len(rxs) if flood else 1,
             "tx_min": min(tx_ns), "tx_med": statistics.median(tx_ns),
-            "loop_min": min(loop_ns), "delivered": delivered, "expected": sent * (len(rxs) if flood else 1)}
+            "loop_min": min(loop_ns), "delivered": delivered, "expected": sent * (len(rxs) if flood else 1),
+            "copy_min": min(copy_ns), "copy_med": statistics.median(copy_ns)}
+
+
+def _copy_bound(tx, rx, size: int, chunks: int, per_chunk: int, clock) -> list[float]:
+    """CPU ns per row of a plain numpy copy of one txsync's worth of rows (``num_slots - 1``,
+    ``size`` rounded up to 64 bytes, as the switch copies them) from the sender's buffers
+    into the receiver's, between the same shared-memory pools: per chunk, ``per_chunk``
+    copies. Consecutive buffers on both sides (the usual layout) are copied as one strided
+    block, otherwise gathered and scattered. The switch cannot move its payload faster."""
+    m = min(tx.num_slots, rx.num_slots) - 1
+    w = min((size + 63) & ~63, tx.buf_size, rx.buf_size)
+    row = np.dtype((np.void, w))
+    src = tx.buffers[:, :w].view(row)[:, 0]
+    dst = rx.buffers[:, :w].view(row)[:, 0]
+    sb = tx.slots["buf_idx"][:m].astype(np.int64)
+    db = rx.slots["buf_idx"][:m].astype(np.int64)
+    if (np.diff(sb) == 1).all() and (np.diff(db) == 1).all():
+        s0, d0 = int(sb[0]), int(db[0])
+
+        def copy() -> None:
+            dst[d0:d0 + m] = src[s0:s0 + m]
+    else:
+        def copy() -> None:
+            dst[db] = src[sb]
+    out = []
+    for _ in range(chunks):
+        t = 0.0
+        for _ in range(per_chunk):
+            t0 = clock()
+            copy()
+            t += clock() - t0
+        out.append(t / (per_chunk * m) * 1e9)
+    return out
 
 
 def main(argv=None) -> int:
@@ -95,9 +131,10 @@ def main(argv=None) -> int:
     what = ("broadcast" if a.flood else f"packet i to port 1 + i mod {a.spread}" if a.spread
             else "learned unicast port 0 -> port 1")
     print(f"CPU ns per packet sent ({what}, "
-          f"{a.slots - 1}-slot txsyncs; min / median over 15 chunks of 40 txsyncs)")
+          f"{a.slots - 1}-slot txsyncs; min / median over 15 chunks of 40 txsyncs); row copy: "
+          f"min ns per row of a plain numpy copy of as many rows between the same two pools")
     print(f"{'ports':>5}  {'size':>5}  {'txsync min':>10}  {'txsync med':>10}  {'per copy':>8}  "
-          f"{'txsync Mpps':>11}  {'loop min':>8}  delivered")
+          f"{'txsync Mpps':>11}  {'loop min':>8}  {'row copy':>8}  delivered")
     base = {}
     for size in (int(x) for x in a.sizes.split(",")):
         for n in counts:
@@ -105,6 +142,7 @@ def main(argv=None) -> int:
             base.setdefault(size, r["tx_min"])
             print(f"{n:5d}  {size:5d}  {r['tx_min']:10.1f}  {r['tx_med']:10.1f}  "
                   f"{r['tx_min'] / r['fanout']:8.1f}  {1e3 / r['tx_min']:11.2f}  {r['loop_min']:8.1f}  "
+                  f"{r['copy_min']:8.1f}  "
                   f"{r['delivered']}/{r['expected']}  (x{r['tx_min'] / base[size]:.2f} of the first)")
     return 0
 

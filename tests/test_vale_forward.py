@@ -408,6 +408,96 @@ def test_batch_size_parameter():
     assert sizes == [4, 4, 2]
 
 
+# --- several batches in one send: one lookup call, one delivery ----------------------------
+
+class CountingBridge(LearningBridge):
+    """The learning bridge, counting its calls and the packets of each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def __call__(self, batch):
+        self.calls.append(len(batch))
+        return super().__call__(batch)
+
+
+def test_batch_free_lookup_is_called_once_per_send():
+    sw = Switch(3, slots=4096)
+    sw.bridge = CountingBridge()
+    frames = [frame(MAC[1], MAC[0], fill=i) for i in range(1500)]
+    frames += [frame(BCAST, MAC[0], fill=i) for i in range(1500)]
+    st = sw.send(0, frames, batch_slots=256)
+    assert sw.bridge.calls == [3000] and st.batches == 12   # 12 batches, one call answers them
+    assert sw.got(1) == frames and sw.got(2) == frames    # MAC[1] never learned: all flooded
+    assert sw.rx[1][0].leases == sw.rx[2][0].leases == 1
+
+
+def test_lookup_without_batch_free_is_called_per_batch_but_delivered_once():
+    sizes = []
+    sw = Switch(2, slots=4096)
+    frames = [frame(BCAST, MAC[0], fill=i) for i in range(3000)]
+    st = sw.send(0, frames, lookup=lambda b: (sizes.append(len(b)), flood_all(b))[1])
+    assert sizes == [1024, 1024, 952] and st.batches == 3
+    assert sw.got(1) == frames and sw.rx[1][0].leases == 1 and st.delivered[1] == 3000
+
+
+def test_merged_delivery_keeps_the_prefix_that_fits():
+    sw = Switch(2, slots=2048)
+    rx = sw.rx[1][0]
+    rx.hwcur = rx.hwtail = 1500                  # the run wraps the ring
+    frames = [frame(BCAST, MAC[0], size=60 + i % 7, fill=i) for i in range(3000)]
+    st = sw.send(0, frames)
+    assert sw.got(1) == frames[:2047] and rx.leases == 1
+    assert (st.delivered[1], st.dropped[1]) == (2047, 3000 - 2047)
+    assert rx.counted == 2047
+
+
+def test_ring_with_copy_monitors_is_delivered_batch_by_batch():
+    sw = Switch(2, slots=4096)
+    sw.rx[1][0].monitors = ["a copy monitor"]     # netmap notifies its monitors per batch
+    frames = [frame(BCAST, MAC[0], fill=i) for i in range(3000)]
+    sw.send(0, frames)
+    assert sw.got(1) == frames and sw.rx[1][0].leases == 3
+
+
+def test_monitored_ring_gets_mixed_traffic_batch_by_batch():
+    sw = Switch(3, slots=256)
+    sw.send(1, [frame(BCAST, MAC[1])])           # the bridge learns MAC[1] at port 1
+    sw.got(0), sw.got(2)
+    sw.rx[1][0].monitors = ["a copy monitor"]
+    before = sw.rx[2][0].leases
+    frames = [frame(MAC[1] if i % 2 else BCAST, MAC[0], fill=i) for i in range(40)]
+    st = sw.send(0, frames, batch_slots=8)      # one bridge call; port 1's group cut per batch
+    assert sw.got(1) == frames and sw.got(2) == frames[::2]
+    assert sw.rx[1][0].leases == 5 and sw.rx[2][0].leases - before == 1 and st.batches == 5
+
+
+def test_deliveries_stay_in_order_when_a_run_is_interrupted():
+    sw = Switch(3, slots=4096)
+    to1 = [frame(MAC[1], MAC[0], fill=i) for i in range(40)]
+    bc = [frame(BCAST, MAC[0], fill=100 + i) for i in range(40)]
+    frames = to1[:20] + bc[:20] + to1[20:] + bc[20:]   # batches of 10: 2 unicast, 2 flood, ...
+    one = int(mac_to_int(MAC[1])[0])
+    st = sw.send(0, frames, batch_slots=10,
+                 lookup=lambda b: np.where(b.dst == one, 1, NM_BDG_BROADCAST))
+    assert sw.got(1) == frames and sw.got(2) == bc
+    assert (st.delivered[1], st.delivered[2]) == (80, 40)
+    # port 2's run is broken by the unicast batches: held runs are then delivered, in order
+    assert (sw.rx[1][0].leases, sw.rx[2][0].leases) == (2, 2)
+
+
+def test_failing_batch_free_lookup_counts_every_batch():
+    class Broken(LearningBridge):
+        def __call__(self, batch):
+            raise RuntimeError("no table")
+
+    sw = Switch(2)
+    st = sw.send(0, [frame(BCAST, MAC[0])] * 10, batch_slots=4, lookup=Broken())
+    assert (st.lookup_errors, st.lookup_dropped, st.batches) == (3, 10, 3)
+    assert sw.got(1) == [] and "no table" in st.lookup_error
+
+
 # --- slot contents ------------------------------------------------------------------------
 
 def test_bad_source_buffer_reads_buffer_zero_and_overlong_len_dropped():
@@ -574,6 +664,18 @@ def test_engine_matches_packet_by_packet_reference(seed):
     sources, bad buffer indexes, over-long lengths, full rings, unbound rings, one flow or
     many, custom lookups with rings) gives exactly what netmap's per-packet loop gives, and
     a lookup sees exactly the packets' bytes."""
+    _against_reference(seed, abi.NM_BDG_BATCH)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_engine_matches_reference_over_many_batches(seed):
+    """The same with batches of 16 slots, so that most sends span several batches: the
+    learning bridge's one call for all of them and deliveries merged across batches give
+    what the per-packet loop gives batch by batch."""
+    _against_reference(1000 + seed, 16)
+
+
+def _against_reference(seed: int, batch_slots: int) -> None:
     rng = np.random.default_rng(seed)
     nports = int(rng.integers(2, 6))
     rings = [int(rng.integers(1, 4)) for _ in range(nports)]
@@ -631,8 +733,8 @@ def test_engine_matches_packet_by_packet_reference(seed):
                 assert [bytes(h) for h in b.head] == [w[4] for w in want]
                 return np.array([p for p, _ in got]), np.array([r for _, r in got])
         want, dlv, drp, nod = _reference(pkts, port, ring, sw.nrx, sorted(sw.rx), free,
-                                         answers, state)
-        st = forward(src, lookup or sw.bridge, sw.dests())
+                                         answers, state, batch_slots)
+        st = forward(src, lookup or sw.bridge, sw.dests(), batch_slots=batch_slots)
         for q in sw.rx:
             for r, rx in enumerate(sw.rx[q]):
                 assert rx.take() == want.get((q, r), []), (seed, rnd, q, r)

@@ -2,7 +2,8 @@
 rings, as pure numpy over arrays (no shared-memory, lock or process knowledge).
 
 What it reproduces (spec E6-E10): packets of up to 64 ``NS_MOREFRAG`` fragments, processed in
-batches of up to ``NM_BDG_BATCH`` slots that never split a packet; one lookup call per batch;
+batches of up to ``NM_BDG_BATCH`` slots that never split a packet; one lookup call per batch
+(one for all the batches of one-slot packets when the lookup is ``batch_free``, see lookup.py);
 unicast to RX ring ``src_ring % num_rx_rings``, floods to RX ring 0 of every active port but
 the sender, never back to the sender; per destination ring the packets that fit (a prefix, in
 order) are copied and the rest dropped and counted; destination slots keep their ``buf_idx``
@@ -11,10 +12,12 @@ and get ``len`` per fragment and ``flags = (nfrags << 8) | NS_MOREFRAG`` (last: 
 Ownership: the caller owns the sender's TX slots passed in (they are only read); each
 destination ring is touched only between its :meth:`RxTarget.lease` and
 :meth:`RxTarget.commit`, which is where a backend takes and releases the ring's lock.
+Consecutive batches' runs for the same destination ring are delivered as one (:class:`_Sink`).
 Cost: ~30 numpy calls per batch plus ~10 per destination ring, plus the bytes copied (each
-row at the batch's widest length rounded up to 64 bytes); a batch of one-slot packets to a
-single destination ring (the common case) takes a fast path of ~40 numpy calls in all, none
-of them per packet and none per idle port of the switch.
+row at the batch's widest length rounded up to 64 bytes); one-slot packets to a single
+destination ring (the common case) take a fast path of ~40 numpy calls in all per txsync
+with the learning bridge (per batch with other lookups, ~10 fewer), none of them per packet
+and none per idle port of the switch.
 """
 from __future__ import annotations
 
@@ -44,6 +47,9 @@ MAX_RINGS = abi.NM_BDG_MAXRINGS
 _MF = abi.NS_MOREFRAG
 _ONE_FRAG = 1 << abi.NS_PORT_SHIFT     # flags of a one-fragment packet
 _SHIFT16 = np.uint64(16)                # a big-endian 8-byte read >> 16: its first 6 bytes
+_MAX = np.maximum.reduce   # as ndarray.max()/min(), without their Python wrappers
+_MIN = np.minimum.reduce
+_ADD = np.add.reduce
 # row-copy width classes, for batches whose lengths differ widely: fragments are then copied
 # in groups whose width is the class bound, so at most ~2x the bytes in use are moved
 _WIDTHS = np.array([64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536], dtype=np.int64)
@@ -276,7 +282,7 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
     flags = np.asarray(src.flags, dtype=np.uint16)
     raw = np.asarray(src.buf_idx)
     bidx = raw.astype(np.int64)
-    if int(bidx.max()) >= nb or (raw.dtype.kind != "u" and int(bidx.min()) < 0):
+    if int(_MAX(bidx)) >= nb or (raw.dtype.kind != "u" and int(_MIN(bidx)) < 0):
         bidx[(bidx >= nb) | (bidx < 0)] = 0
     flen = np.asarray(src.len).astype(np.int64)
     multi = False
@@ -286,7 +292,7 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
         indirect = (flags & abi.NS_INDIRECT) != 0
         if not indirect.any():
             indirect = None
-    if int(flen.max()) > bsize:
+    if int(_MAX(flen)) > bsize:
         over = flen > bsize
         if indirect is not None:
             over &= ~indirect
@@ -296,22 +302,34 @@ def forward(src: SourceSlots, lookup: Lookup, dests: Destinations, *,
         pool.load_indirect(flen, indirect, src.ptr, read_indirect)
     st.slots += nslots
     hdr = int(src.hdr_len)
-    if not multi:
-        # every packet is one slot (the common case): batches are runs of consecutive slots
-        st.packets += nslots
-        step = max(1, int(batch_slots))
-        for a in range(0, nslots, step):
+    sink = _Sink(st, dests, pool, flen, int(src.hdr_len))
+    try:
+        if not multi:
+            # every packet is one slot (the common case): batches are runs of consecutive slots
+            st.packets += nslots
+            step = max(1, int(batch_slots))
+            count = -(-nslots // step)
+            if count > 1 and not dup_broadcast and getattr(lookup, "batch_free", False) is True:
+                # a lookup that answers a run as it answers its batches: one call for them all
+                st.batches += count
+                sink.step = step
+                _forward_batch(st, src, pool, flen, slice(0, nslots), None, hdr, lookup, dests,
+                               dup_broadcast, sink, count)
+                return st
+            for a in range(0, nslots, step):
+                st.batches += 1
+                _forward_batch(st, src, pool, flen, slice(a, min(a + step, nslots)), None, hdr,
+                               lookup, dests, dup_broadcast, sink)
+            return st
+        starts, nfr = packetize(flags)
+        st.packets += int(starts.shape[0])
+        for a, b in _batches(nfr, batch_slots):
             st.batches += 1
-            _forward_batch(st, src, pool, flen, slice(a, min(a + step, nslots)), None, hdr,
-                           lookup, dests, dup_broadcast)
+            _forward_batch(st, src, pool, flen, starts[a:b], nfr[a:b], hdr, lookup, dests,
+                           dup_broadcast, sink)
         return st
-    starts, nfr = packetize(flags)
-    st.packets += int(starts.shape[0])
-    for a, b in _batches(nfr, batch_slots):
-        st.batches += 1
-        _forward_batch(st, src, pool, flen, starts[a:b], nfr[a:b], hdr, lookup, dests,
-                       dup_broadcast)
-    return st
+    finally:
+        sink.flush()
 
 
 class _Pool:
@@ -414,7 +432,7 @@ def _lookup_batch(src, pool, flen, starts, nfr, hdr) -> LookupBatch:
             total = np.maximum(total - hdr, 0)
         head_len = np.minimum(total, HEAD_BYTES)
         head: np.ndarray | Callable[[], np.ndarray]
-        if int(head_len.min()) >= 12:
+        if int(_MIN(head_len)) >= 12:
             dst, srcm = pool.macs(starts, hdr)
             head = lambda: _head(pool, starts, hdr, head_len)   # noqa: E731 - deferred gather
         else:   # bytes past a short frame's end read as zero
@@ -472,8 +490,11 @@ def lookup_result(res, k: int) -> tuple[np.ndarray, np.ndarray | None]:
     return _int_array(res, "ports", k), rings
 
 
-def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast):
-    """One batch: lookup, then delivery per destination ring (``nfr`` None: one slot each)."""
+def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_broadcast, sink,
+                   batches=1):
+    """One batch: lookup, then delivery per destination ring through ``sink`` (``nfr`` None:
+    one slot each). ``batches`` > 1: the packets of that many batches, for a ``batch_free``
+    lookup (a failure drops them all and counts that many failed batches)."""
     k = _count(starts)
     lb = _lookup_batch(src, pool, flen, starts, nfr, hdr)
     refs = sys.getrefcount(lb)
@@ -481,7 +502,7 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
         res = lookup(lb)
         ports, rings = lookup_result(res, k)
     except Exception as exc:  # noqa: BLE001 - a lookup's failure drops its batch, never the sync
-        st.lookup_errors += 1
+        st.lookup_errors += batches
         st.lookup_dropped += k
         st.lookup_error = _describe_failure(lookup, exc)
         return
@@ -493,8 +514,7 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
             ports = np.where(too_long, NM_BDG_NOPORT, ports)
     nrx = dests.num_rx_rings
     sp = int(src.port)
-    src_hdr = int(src.hdr_len)
-    p, p_hi = int(ports.min()), int(ports.max())
+    p, p_hi = int(_MIN(ports)), int(_MAX(ports))
     if p == p_hi:   # one destination for the whole batch: no grouping
         if p == NM_BDG_BROADCAST:
             active = np.asarray(dests.active, dtype=np.int64)
@@ -502,19 +522,20 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
             if not others:
                 st.no_dest += k
             pre = (_Prepared.of(pool, flen, starts, flood=True)
-                   if len(others) > 1 and _Prepared.can(pool, nfr) else None)
+                   if len(others) > 1 and _Prepared.can(pool, nfr) and not sink.holds(starts, nfr)
+                   else None)
             for q in others:
-                _deliver_group(st, dests, pool, flen, src_hdr, q, 0, starts, nfr, pre)
+                sink.group(q, 0, starts, nfr, pre)
             return
         if not (0 <= p < MAX_PORTS and p != sp and nrx[p] > 0):
             st.no_dest += k
             return
         if rings is None:
-            _deliver_group(st, dests, pool, flen, src_hdr, p, int(src.ring) % int(nrx[p]), starts, nfr)
+            sink.group(p, int(src.ring) % int(nrx[p]), starts, nfr)
             return
         r = np.mod(rings, int(nrx[p]))
         if int(r.min()) == int(r.max()):
-            _deliver_group(st, dests, pool, flen, src_hdr, p, int(r[0]), starts, nfr)
+            sink.group(p, int(r[0]), starts, nfr)
             return
     starts = _as_array(starts)
     nr = np.zeros(257, dtype=np.int64)   # RX rings per port number; 256 stands for any invalid one
@@ -568,13 +589,11 @@ def _forward_batch(st, src, pool, flen, starts, nfr, hdr, lookup, dests, dup_bro
         his = np.maximum.reduceat(every.lens, g_start).tolist()
         for a, b, hi in zip(g_start.tolist(), g_end.tolist(), his):
             q, r = divmod(int(group[a]), MAX_RINGS)
-            _deliver_group(st, dests, pool, flen, src_hdr, q, r, d_start[a:b], None,
-                           every.part(a, b, hi))
+            sink.group(q, r, d_start[a:b], None, every.part(a, b, hi))
         return
     for a, b in zip(g_start.tolist(), g_end.tolist()):
         q, r = divmod(int(group[a]), MAX_RINGS)
-        _deliver_group(st, dests, pool, flen, src_hdr, q, r, d_start[a:b],
-                       None if nfr is None else nfr[d_pkt[a:b]])
+        sink.group(q, r, d_start[a:b], None if nfr is None else nfr[d_pkt[a:b]])
 
 
 def _describe_failure(lookup, exc: BaseException) -> str:
@@ -634,23 +653,95 @@ class _Prepared:
         return lens
 
 
-def _deliver_group(st, dests, pool, flen, src_hdr, port, ring, pstarts, pnfr, pre=None) -> None:
-    """The packets (first slots ``pstarts``, fragment counts ``pnfr`` or None for one slot
-    each) of one destination RX ring, in order: copy what fits, count the rest as dropped.
-    ``pre``: the same packets read once (:class:`_Prepared`)."""
-    m = _count(pstarts)
-    if dests.hdr_len is not None and int(dests.hdr_len[port]) != src_hdr:
-        st.dropped[port] += m      # no virtio-net header conversion (deviation)
-        return
-    target = dests.ring(port, ring)
-    if target is None:
-        st.dropped[port] += m
-        return
-    kept = _deliver(target, pool, flen, pstarts, pnfr, pre)
-    st.delivered[port] += kept
-    st.dropped[port] += m - kept
-    if kept:
-        st.touched.add((port, ring))
+class _Sink:
+    """Where the packets of one :func:`forward` call go: each group is delivered to its
+    destination RX ring in order, except that a run of one-slot packets in consecutive slots is
+    held back while the next batch may continue it (same ring, next slots) and delivered as one
+    when something else is delivered or the call ends. A bulk sender's txsync of 4095 slots
+    then costs one lease, one copy and one publish and wake-up per destination instead of one
+    per 1024-slot batch, and its receiver sees one larger batch. What fits is a prefix of the
+    merged run: the outcome of netmap's per-batch deliveries when the receiver frees nothing
+    in between. Rings with copy monitors are neither held nor given more than one batch at a
+    time (netmap notifies their monitors per batch, which copy the most recent that fit).
+    ``step``: batch size in slots when the groups come from one lookup call for several
+    batches of one-slot packets (slot i is then in batch i // step), else None."""
+
+    __slots__ = ("st", "dests", "pool", "flen", "src_hdr", "held", "step")
+
+    def __init__(self, st: ForwardStats, dests: Destinations, pool: _Pool, flen: np.ndarray,
+                 src_hdr: int) -> None:
+        self.st, self.dests, self.pool, self.flen, self.src_hdr = st, dests, pool, flen, src_hdr
+        self.held: dict[tuple[int, int], list] = {}   # (port, ring) -> [target, start, stop]
+        self.step: int | None = None
+
+    def holds(self, pstarts, pnfr) -> bool:
+        """Whether packets ``pstarts`` may be held (then a flood need not prepare them)."""
+        return pnfr is None and isinstance(pstarts, slice)
+
+    def group(self, port: int, ring: int, pstarts, pnfr, pre=None) -> None:
+        """The packets (first slots ``pstarts``, fragment counts ``pnfr`` or None for one slot
+        each) of one destination RX ring, in order: copy what fits, count the rest as dropped.
+        ``pre``: the same packets read once (:class:`_Prepared`)."""
+        st = self.st
+        m = _count(pstarts)
+        if self.dests.hdr_len is not None and int(self.dests.hdr_len[port]) != self.src_hdr:
+            st.dropped[port] += m      # no virtio-net header conversion (deviation)
+            return
+        target = self.dests.ring(port, ring)
+        if target is None:
+            st.dropped[port] += m
+            return
+        monitored = bool(getattr(target, "monitors", None))
+        if pre is None and self.holds(pstarts, pnfr) and not monitored:
+            run = self.held.get((port, ring))
+            if run is not None and run[0] is target and run[2] == pstarts.start:
+                run[2] = pstarts.stop
+                return
+            if run is not None:
+                self.flush()
+            self.held[(port, ring)] = [target, pstarts.start, pstarts.stop]
+            return
+        self.flush()
+        if monitored and self.step is not None:
+            for piece in self._batches(pstarts):
+                self._deliver(port, ring, target, piece, pnfr, None)
+            return
+        self._deliver(port, ring, target, pstarts, pnfr, pre)
+
+    def _batches(self, pstarts) -> list:
+        """One-slot packets ``pstarts`` cut where their batch (slot // step) changes."""
+        step = self.step
+        assert step is not None
+        if isinstance(pstarts, slice):
+            a, b = pstarts.start, pstarts.stop
+            cuts = [a] + list(range((a // step + 1) * step, b, step)) + [b]
+            return [slice(x, y) for x, y in zip(cuts, cuts[1:])]
+        cut = (np.flatnonzero(np.diff(pstarts // step)) + 1).tolist()
+        return [pstarts[x:y] for x, y in zip([0] + cut, cut + [pstarts.shape[0]])]
+
+    def flush(self) -> None:
+        """Deliver the held runs; runs of the same packets (a flood) read them once."""
+        if not self.held:
+            return
+        runs = list(self.held.items())
+        self.held.clear()
+        pre = None
+        if len(runs) > 1 and _Prepared.can(self.pool, None):
+            spans = {(a, b) for _, (_, a, b) in runs}
+            if len(spans) == 1:
+                a, b = spans.pop()
+                pre = _Prepared.of(self.pool, self.flen, slice(a, b), flood=True)
+        for (port, ring), (target, a, b) in runs:
+            self._deliver(port, ring, target, slice(a, b), None, pre)
+
+    def _deliver(self, port: int, ring: int, target: RxTarget, pstarts, pnfr, pre) -> None:
+        st = self.st
+        m = _count(pstarts)
+        kept = _deliver(target, self.pool, self.flen, pstarts, pnfr, pre)
+        st.delivered[port] += kept
+        st.dropped[port] += m - kept
+        if kept:
+            st.touched.add((port, ring))
 
 
 def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> int:
@@ -677,26 +768,32 @@ def _deliver(target: RxTarget, pool: _Pool, flen, pstarts, pnfr, pre=None) -> in
         slots = target.slots
         n = slots.shape[0]
         first = int(first)
-        # destination slots [first, first + total) mod n: a slice unless the run wraps
-        d = slice(first, first + total) if first + total <= n else np.arange(first, first + total) % n
+        # destination slots [first, first + total) mod n: one slice, two when the run wraps
+        cut = min(total, n - first)
+        bi = slots["buf_idx"]
+        dbuf = (bi[first:first + total].astype(np.intp) if cut == total else   # a private copy,
+                np.concatenate((bi[first:], bi[:total - cut]), dtype=np.intp))  # validated once
         dbufs = target.buffers
-        dbuf = slots["buf_idx"][d].astype(np.intp)   # a private copy, validated once
-        if int(dbuf.max()) >= dbufs.shape[0]:
+        if int(_MAX(dbuf)) >= dbufs.shape[0]:
             dbuf[dbuf >= dbufs.shape[0]] = 0
         if pre is not None:
             lens = pre.copy(dbufs, dbuf, keep)
         else:
             lens = flen[sidx]
-            hi = int(lens.max())
+            hi = int(_MAX(lens))
             if hi > dbufs.shape[1]:
                 lens = np.where(lens > dbufs.shape[1], 0, lens)
                 hi = int(lens.max())
             pool.copy_to(dbufs, dbuf, sidx, lens, hi)
-        slots["len"][d] = lens
-        slots["flags"][d] = fl
+        ln, fg = slots["len"], slots["flags"]
+        ln[first:first + cut] = lens[:cut]
+        fg[first:first + cut] = fl if isinstance(fl, int) else fl[:cut]
+        if cut < total:
+            ln[:total - cut] = lens[cut:]
+            fg[:total - cut] = fl if isinstance(fl, int) else fl[cut:]
         filled = total
         kept = keep
-        nbytes = int(np.add.reduce(lens, 0, np.uint64))
+        nbytes = int(_ADD(lens))   # int64 lens: a native sum (a u64 accumulator casts, 10x slower)
         return keep
     finally:
         target.account(filled, nbytes, _count(pstarts) - kept)   # statistics, under the lease

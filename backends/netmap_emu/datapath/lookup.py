@@ -7,6 +7,11 @@ destination of packet ``i``: a port index 0..253, ``NM_BDG_BROADCAST`` (254) to 
 ``NM_BDG_NOPORT`` (255) to drop it. ``rings[i]``, when given, replaces the source ring number
 from which the destination RX ring is chosen (``ring % num_rx_rings``), as netmap's lookup may
 change ``dst_ring``. Everything is vectorised: the cost is a few numpy calls per batch.
+
+A lookup whose ``batch_free`` attribute is true (the learning bridge, :func:`flood_all`,
+:func:`drop_all`) answers a run of packets exactly as it would answer the same run cut into
+batches, in order (it decides each packet as netmap's one-packet loop does); the engine then
+calls it once for all the one-slot packets of a txsync, not once per batch.
 """
 from __future__ import annotations
 
@@ -139,6 +144,10 @@ def drop_all(batch: LookupBatch) -> np.ndarray:
     return np.full(len(batch), NM_BDG_NOPORT, dtype=np.int64)
 
 
+flood_all.batch_free = True   # type: ignore[attr-defined]
+drop_all.batch_free = True    # type: ignore[attr-defined]
+
+
 class LearningBridge:
     """netmap's default lookup: source learning into a 1024-entry MAC table, unicast to the
     learned port, flood for multicast/broadcast and unknown destinations (spec E7).
@@ -160,6 +169,9 @@ class LearningBridge:
 
     NBUCKETS = TABLE_BUCKETS
     NPORTS = TABLE_PORTS
+    #: packets are decided one after the other, each seeing the sources learned before it,
+    #: so batch boundaries change nothing (see the module docstring)
+    batch_free = True
     WORDS = NBUCKETS + NPORTS
     NBYTES = WORDS * 8
 
@@ -203,7 +215,7 @@ class LearningBridge:
             return np.full(0, NM_BDG_NOPORT, dtype=np.int64)
         src, dst, hl = batch.src, batch.dst, batch.head_len
         ok = None                          # None: every frame has an Ethernet header
-        if int(hl.min()) < ETH_HLEN:
+        if int(np.minimum.reduce(hl)) < ETH_HLEN:
             ok = hl >= ETH_HLEN
             if not ok.any():
                 return np.full(k, NM_BDG_NOPORT, dtype=np.int64)

@@ -31,7 +31,10 @@ NOT_CHANGED = np.uint16(0xFFFF ^ abi.NS_BUF_CHANGED)
 _EX_NB = fcntl.LOCK_EX | fcntl.LOCK_NB
 _IDX_LEN = np.uint64(0xFFFF_FFFF_FFFF)
 _ADD = np.add.reduce
-_U64 = np.uint64   # buf_idx and len in a slot's first u64 word
+_OR = np.bitwise_or.reduce
+_U16 = np.uint16
+_I64 = np.int64
+_CHANGED = abi.NS_BUF_CHANGED
 
 
 def span(a: int, b: int, n: int) -> np.ndarray:
@@ -242,7 +245,7 @@ class RingController:
         if b - a <= 8:
             w = self.sw32
             return sum([w[4 * i + 1] & 0xFFFF for i in range(a, b)])
-        return int(_ADD(self.lens[a:b], 0, _U64))   # ufunc reduce: ~0.7 µs less than .sum()
+        return int(_ADD(self.lens[a:b], 0, _I64))   # an i64 accumulator: ~2x faster than u64
 
     def count(self, slots: int, nbytes: int) -> None:
         """Add one sync's work to this ring's counters (caller holds the ring's lock)."""
@@ -254,6 +257,28 @@ class RingController:
     def clear_changed(self, idx: np.ndarray) -> None:
         f = self.f16
         f[idx] &= NOT_CHANGED
+
+    def clear_changed_span(self, a: int, b: int, *, look: bool = False) -> None:
+        """Clear NS_BUF_CHANGED on slots [a, b) mod n, in place through the strided flags view
+        (no index array: one numpy call per piece, two when the span wraps). ``look``: read
+        the flags first and write only if some slot has the bit, so a ring whose slots another
+        process fills is not dirtied in this process's cache for nothing (the common case:
+        receivers do not set it)."""
+        f = self.f16
+        for v in ((f[a:b],) if b > a else (f[a:], f[:b])):
+            if look and not _OR(v, 0, _U16) & _CHANGED:
+                continue
+            v &= NOT_CHANGED
+
+    def span_fields(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``buf_idx``, ``len`` and ``flags`` of slots [a, b) mod n (a != b): views of the ring
+        when the span does not wrap, else contiguous copies; ``flags`` is always a private
+        copy (what the sync decides by must not change under it)."""
+        if b > a:
+            return self.bidx[a:b], self.lens[a:b], self.f16[a:b].copy()
+        cat = np.concatenate
+        return (cat((self.bidx[a:], self.bidx[:b])), cat((self.lens[a:], self.lens[:b])),
+                cat((self.f16[a:], self.f16[:b])))
 
     def timestamp(self) -> None:
         ts = self.ts64

@@ -39,6 +39,11 @@ __all__ = ["SwitchView", "Snapshot", "SwitchRuntime", "runtime_for", "ValeTxRing
            "local_lookups", "read_indirect", "RingRef", "import_lookup"]
 
 _MAXRINGS = abi.NM_BDG_MAXRINGS
+_ADD = np.add.reduce
+_OR = np.bitwise_or.reduce
+_I64 = np.int64   # accumulator of len sums: u16 into i64 never overflows, and is
+#                  several times faster than into u64 (a casting loop)
+_U16 = np.uint16
 #: process-local lookups installed with ``local=True``: (namespace, switch) -> callable
 local_lookups: dict[tuple[str, str], Callable] = {}
 #: held weakly: a runtime's snapshot maps the switch's allocators, which must be unmapped
@@ -238,14 +243,15 @@ class ValeTxRing(_ValeRing):
                     ks[self.i_rhead], ks[self.i_rcur] = rhead0, rcur0
                     raise
             if head != hwcur and hwcur < n:
-                idx = span(hwcur, head, n)
-                nbytes = (self.span_bytes(hwcur, head) if head > hwcur
-                          else self.span_bytes(hwcur, n) + self.span_bytes(0, head))
-                self.count(idx.size, nbytes)   # statistics: what this txsync handed to the switch
+                bidx, lens, flags = self.span_fields(hwcur, head)
+                k = lens.shape[0]   # statistics: what this txsync handed to the switch
+                self.count(k, int(_ADD(lens, 0, _I64)) if k > 8 else sum(lens.tolist()))
+                seen = int(_OR(flags, 0, _U16))   # every flag some slot has
                 old_tail = ks[self.i_hwtail]
                 if rt is not None and snap is not None:
-                    snap = self._forward(rt, snap, idx)
-                self.clear_changed(idx)
+                    snap = self._forward(rt, snap, hwcur, head, bidx, lens, flags, seen)
+                if seen & abi.NS_BUF_CHANGED:
+                    self.clear_changed_span(hwcur, head)
                 self.ks64[self.i_pub] = head | ((head - 1 if head else n - 1) << 32)
                 if rt is not None and snap is not None and snap.zmon_tx and old_tail < n:
                     self._zmon_tx(rt, snap, old_tail)
@@ -269,8 +275,11 @@ class ValeTxRing(_ValeRing):
                 new_tail = self.ks[self.i_hwtail]
                 swap_with_monitor(t, self.slots, span((old_tail + 1) % n, (new_tail + 1) % n, n), tx=True)
 
-    def _forward(self, rt: SwitchRuntime, snap: Snapshot, idx: np.ndarray) -> Snapshot:
-        s = self.slots[idx]
+    def _forward(self, rt: SwitchRuntime, snap: Snapshot, hwcur: int, head: int, bidx: np.ndarray,
+                 lens: np.ndarray, flags: np.ndarray, seen: int) -> Snapshot:
+        """Forward slots [hwcur, head) - their ``buf_idx``, ``len`` and (private) ``flags``
+        as :meth:`span_fields` gave them, ``seen`` the flags OR-ed - under the switch lock;
+        returns the snapshot used."""
         a = self.alloc
         while True:
             with rt.seg.shared():
@@ -279,11 +288,14 @@ class ValeTxRing(_ValeRing):
                     key = (port, self.ringid)
                     mons = snap.mon_tx.get(key)
                     if mons:
-                        copy_to_monitors(mons, s, a.buffers, tx=True)
+                        copy_to_monitors(mons, self.slots[span(hwcur, head, self.n)], a.buffers, tx=True)
                     if port >= 0:
-                        src = SourceSlots(buf_idx=s["buf_idx"], len=s["len"], flags=s["flags"],
-                                          buffers=a.buffers, port=port, ring=self.ringid,
-                                          hdr_len=int(snap.hdr_len[port]), ptr=s["ptr"])
+                        ptr = None
+                        if seen & abi.NS_INDIRECT:
+                            ptr = self.slots["ptr"][span(hwcur, head, self.n)]
+                        src = SourceSlots(buf_idx=bidx, len=lens, flags=flags, buffers=a.buffers,
+                                          port=port, ring=self.ringid,
+                                          hdr_len=int(snap.hdr_len[port]), ptr=ptr)
                         st = rt.stats
                         failed = st.lookup_errors
                         forward(src, snap.lookup, snap.dests, read_indirect=read_indirect,
@@ -319,10 +331,11 @@ class ValeRxRing(_ValeRing):
             err = self.rx_prologue(head, cur)
             rhead = ks[self.i_rhead]
             if rhead != hwcur and rhead < n and hwcur < n:
-                idx = span(hwcur, rhead, n)
                 if rt is not None and snap is not None and snap.zmon_rx:
-                    self._zmon_rx(rt, snap, idx)
-                self.clear_changed(idx)
+                    self._zmon_rx(rt, snap, span(hwcur, rhead, n))
+                # senders write these slots next: look before writing, so that a receiver
+                # that set no NS_BUF_CHANGED does not take their cache lines from the sender
+                self.clear_changed_span(hwcur, rhead, look=True)
                 ks[self.i_hwcur] = rhead
             hwtail = ks[self.i_hwtail]
             ks[self.i_rtail] = hwtail
