@@ -102,30 +102,38 @@ def _sync(port, blocking: bool, events: int):
 
 
 def send_batches(port, ring, p, wait, limit: int) -> None:
-    """The timed sender loop of the batch rows: take up to ``limit`` free slots, set their
-    ``len`` (and, for work ``seq``, a sequence number through ``Ring.field``), publish with one
-    txsync; ``wait`` when the ring is full; finally linger until the receiver has everything."""
-    txsync, space, lens = port.txsync, ring.space, ring.slots["len"]
+    """The timed sender loop of the batch rows: publish up to ``limit`` free slots of length
+    ``size`` with ``Ring.fill`` (work ``none``: no buffer is touched, one or two numpy stores)
+    or, for work ``seq``, take them with ``Ring.ready`` and write a sequence number through
+    ``Ring.field``; one txsync per batch; ``wait`` when the ring is full; finally linger until
+    the receiver has everything."""
+    txsync, space, fill = port.txsync, ring.space, ring.fill
     seqf = ring.field(SEQ_OFFSET, "<u8")  # the sequence field of every buffer
+    lens = ring.slots["len"]
     n, size, seq = p.packets, p.size, p.work == "seq"
     sent = 0
     while sent < n:
-        k = space()
-        if k == 0:
-            wait()
-            continue
-        b = ring.ready(min(k, n - sent, limit))
-        k = len(b)
-        lens[b.slot_idx] = size
         if seq:
+            k = space()
+            if k == 0:
+                wait()
+                continue
+            b = ring.ready(min(k, n - sent, limit))
+            k = len(b)
+            lens[b.slot_idx] = size
             seqf[b.buf_idx] = np.arange(sent, sent + k, dtype="<u8")
-        ring.advance(k)
+            ring.advance(k)
+        else:
+            k = fill(min(n - sent, limit), lengths=size)
+            if k == 0:
+                wait()
+                continue
         txsync()
         sent += k
     _linger(port, ring)
 
 
-# --- batch API: numpy over Ring.ready() / buffers / advance ---------------------------------
+# --- batch API: Ring.fill / release, or numpy over Ring.ready() / buffers / advance ---------
 def batch_sender(blocking: bool, port_name=_TX_END):
     """Sender role: fills every free slot (at most ``batch``), publishes with one txsync."""
     def run(p, ctx, ready):
@@ -154,7 +162,8 @@ def _linger(port, ring) -> None:
 
 
 def batch_receiver(blocking: bool, port_name=_RX_END, lossy: bool = False):
-    """Receiver role: takes every received slot, checks sequence numbers with numpy.
+    """Receiver role: takes every received slot (``Ring.release``; work ``seq``: ``Ring.ready``,
+    checking the sequence numbers with numpy, then ``advance``).
 
     ``lossy`` (a switch may drop): stop after ``quiet`` seconds without a packet (FIRST_WAIT
     before the first one), count only reordering as errors (not gaps), and time the run to the
@@ -166,19 +175,23 @@ def batch_receiver(blocking: bool, port_name=_RX_END, lossy: bool = False):
             ring = port.rx_rings[0]
             wait = _sync(port, blocking, POLLIN)
             seqf, n, seq = ring.field(SEQ_OFFSET, "<u8"), p.packets, p.work == "seq"
+            release = ring.release
             got = bad = batches = expect = 0
             t_first = 0.0
             quiet = p.extra.get("quiet", 0.5)
             ready()
             last = now() + FIRST_WAIT - quiet
             while got < n:
-                if ring.empty:
+                if seq:
+                    b = ring.ready()
+                    k = len(b)
+                else:
+                    k = release()     # work none: give every received slot back, unread
+                if not k:
                     wait()
                     if lossy and now() - last > quiet:
                         break
                     continue
-                b = ring.ready()
-                k = len(b)
                 if not got:
                     t_first = now()
                 if seq:
@@ -188,7 +201,7 @@ def batch_receiver(blocking: bool, port_name=_RX_END, lossy: bool = False):
                     else:
                         bad += int(np.count_nonzero(col != np.arange(expect, expect + k, dtype="<u8")))
                     expect = int(col[-1]) + 1
-                ring.advance(k)
+                    ring.advance(k)
                 got += k
                 batches += 1
                 if lossy:

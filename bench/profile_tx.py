@@ -2,10 +2,13 @@
 (``python -m bench.profile_tx [--backend netmap] [--setup vale|pipe] [--batch 512]``).
 
 One process sends 60-byte frames from ``valeX:s`` to ``valeX:r`` (or into a pipe) in batches,
-timing each step of the loop the bench's senders run (``space``, ``ready``, setting ``len``,
-``advance``, ``txsync``); between two batches it drains the receiving port, untimed, so the
-switch delivers every frame (a full ring would make VALE drop, which costs less). Also the cost
-of a sync with nothing to do: the fixed price of one ioctl through the binding. With
+timing each step of three sender loops that take turns batch by batch: the one through a
+``Batch`` (``space``, ``ready``, setting ``len``, ``advance``, ``txsync``), ``Ring.fill(k,
+lengths=60)`` + ``txsync`` (the bench's senders), and ``Ring.fill(k, template=frame,
+changed_only=True)`` + ``txsync`` (``pynetmap pkt-gen``); between two batches it drains the
+receiving port, untimed, so the switch delivers every frame (a full ring would make VALE drop,
+which costs less). Also the cost of a sync with nothing to do (the fixed price of one ioctl
+through the binding) and of a poll that need not wait. With
 ``--name N --no-drain`` it only sends, from ``valeN:s``, and another process (``pkt-gen -f rx -i
 valeN:r``) receives: the two-process case of the bench rows, step by step.
 
@@ -54,37 +57,63 @@ def profile(backend: str, setup: str, slots: int, batch: int, batches: int,
         rx = b.rx_rings[0] if b is not None else None
         tx.buffers[tx.slots["buf_idx"].astype(np.int64), :60] = np.frombuffer(frame(60), np.uint8)
         lens = tx.slots["len"]
-        steps = {k: [] for k in ("space()", "ready(k)", "len[slot_idx] = 60", "advance(k)",
-                                 "txsync()", "whole batch")}
+        tmpl = np.frombuffer(frame(60), np.uint8)
+        steps: dict[str, list[float]] = {k: [] for k in (
+            "space()", "ready(k)", "len[slot_idx] = 60", "advance(k)", "txsync()", "whole batch",
+            "fill(k, lengths=60)", "fill(k, template, changed_only)", "txsync() after fill",
+            "whole batch with fill", "whole batch with fill(changed_only)")}
         pc = time.perf_counter_ns
-        for i in range(batches + 20):
-            t0 = pc()
-            k = tx.space()
-            t1 = pc()
-            bt = tx.ready(min(k, batch))
-            t2 = pc()
-            lens[bt.slot_idx] = 60
-            t3 = pc()
-            tx.advance(len(bt))
-            t4 = pc()
-            a.txsync()
-            t5 = pc()
-            if i >= 20:   # warm-up batches are not counted
-                for key, d in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)):
-                    d_us = d / 1e3
-                    steps[key].append(d_us)
+        for i in range(3 * (batches + 20)):
+            way = i % 3        # the three senders take turns, so a change of load hits them alike
+            if way == 0:       # Batch: the loop before Ring.fill's lengths-only path
+                t0 = pc()
+                k = tx.space()
+                t1 = pc()
+                bt = tx.ready(min(k, batch))
+                t2 = pc()
+                lens[bt.slot_idx] = 60
+                t3 = pc()
+                tx.advance(len(bt))
+                t4 = pc()
+                a.txsync()
+                t5 = pc()
+                keys = ("space()", "ready(k)", "len[slot_idx] = 60", "advance(k)", "txsync()",
+                        "whole batch")
+                times = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0)
+            else:
+                t0 = pc()
+                if way == 1:
+                    tx.fill(batch, lengths=60)
+                else:
+                    tx.fill(batch, template=tmpl, changed_only=True)
+                t1 = pc()
+                a.txsync()
+                t2 = pc()
+                keys = (("fill(k, lengths=60)", "txsync() after fill", "whole batch with fill")
+                        if way == 1 else
+                        ("fill(k, template, changed_only)", "txsync() after fill",
+                         "whole batch with fill(changed_only)"))
+                times = (t1 - t0, t2 - t1, t2 - t0)
+            if i >= 60:   # warm-up batches are not counted
+                for key, d in zip(keys, times):
+                    steps[key].append(d / 1e3)
             if b is not None:
                 b.rxsync()                   # drain the receiver, untimed
-                rx.advance(len(rx.ready()))
+                rx.release()
                 b.rxsync()
                 a.txsync()                   # take back the sent slots (pipe: released by rx)
         out = [(k, statistics.median(v), statistics.fmean(v), float(np.percentile(v, 99)))
                for k, v in steps.items()]
-        whole = steps["whole batch"]
-        out.append((f"  per packet ({batch} per batch)", statistics.median(whole) / batch,
-                    statistics.fmean(whole) / batch, float(np.percentile(whole, 99)) / batch))
+        for key in ("whole batch", "whole batch with fill", "whole batch with fill(changed_only)"):
+            whole = steps[key]
+            out.append((f"  {key}: per packet", statistics.median(whole) / batch,
+                        statistics.fmean(whole) / batch, float(np.percentile(whole, 99)) / batch))
         us = _per_call(a.txsync, 2000)
         out.append(("txsync(), nothing to send", us, us, float("nan")))
+        from netmap_core import POLLOUT
+
+        us = _per_call(lambda: a.poll(POLLOUT, 0), 2000)
+        out.append(("poll(POLLOUT, 0), room", us, us, float("nan")))
         if b is not None:
             us = _per_call(b.rxsync, 2000)
             out.append(("rxsync(), nothing received", us, us, float("nan")))

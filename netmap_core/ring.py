@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     #: slot positions: a slice (no wrap) or an index array
     SlotSel: TypeAlias = "slice | np.ndarray"
 
-__all__ = ["Ring", "RingOwner", "Batch", "as_region"]
+__all__ = ["Ring", "RingOwner", "Batch", "Taken", "as_region"]
 
 _HEAD, _CUR, _TAIL, _FLAGS = 5, 6, 7, 8  # u32 word indexes in the ring header
 
@@ -129,6 +129,14 @@ class Batch:
         self.ring.buffers[self.buf_idx, start:start + width] = data
 
 
+class Taken(NamedTuple):
+    """What :meth:`Ring.take` counted and released."""
+
+    slots: int
+    packets: int   # complete packets: slots without NS_MOREFRAG
+    nbytes: int    # the sum of the slots' len
+
+
 class Ring:
     """One ``struct netmap_ring`` at ``offset`` inside ``region``.
 
@@ -144,6 +152,7 @@ class Ring:
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
         "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords",
         "_shalves", "_owner", "__weakref__",
+        "_lenflags",
     )
 
     def __init__(self, region: Region, offset: int, *, name: str = "ring",
@@ -184,6 +193,10 @@ class Ring:
         self._swords = raw.cast("I")   # per-slot path: slot i's buf_idx is word 4i
         self._shalves = raw.cast("H")  # ... and its len is half-word 8i + 2
         self._words = arr[offset:offset + 40].data.cast("I")
+        # len (low half) and flags (high half) of every slot as one u32: fill() stores both
+        # with one numpy call per run of slots
+        self._lenflags = np.ndarray((n,), dtype="<u4", buffer=arr,
+                                    offset=offset + abi.NETMAP_RING_SLOTS_OFFSET + 4, strides=(16,))
 
     # --- guards ----------------------------------------------------------------------------
     def _live(self) -> None:
@@ -497,17 +510,32 @@ class Ring:
     def fill(self, k: int | None = None, *,
              template: bytes | bytearray | memoryview | np.ndarray | None = None,
              data: ArrayLike | None = None, lengths: ArrayLike | None = None,
-             flags: int = 0, advance: bool = True) -> int:
+             flags: int = 0, advance: bool = True, changed_only: bool = False) -> int:
         """Fill up to ``k`` free slots from ``head`` and (by default) publish them.
 
         Payload comes from ``template`` (one frame copied into every buffer) or ``data`` (a
-        ``(k, w)`` uint8 array, row per slot); ``lengths`` overrides each slot's ``len``
-        (default: the payload width). Returns the number of slots filled, which is
-        ``min(k, space())``. Cost: a few µs plus one copy of the payload bytes.
+        ``(k, w)`` uint8 array, row per slot); ``lengths`` (one int for all, or one per slot)
+        overrides each slot's ``len`` (default: the payload width); every slot's ``flags``
+        become ``flags``. Returns the number of slots filled, ``min(k, space())``.
+
+        ``fill(k, lengths=L)`` publishes k slots of length L and touches no buffer (their
+        ``buf_idx`` is neither read nor checked): the sender of frames built once. With
+        ``changed_only=True`` the ``template`` is copied only into the buffers the kernel
+        replaced (``NS_BUF_CHANGED`` set, e.g. by a pipe's buffer swap), as pkt-gen does; the
+        other buffers are taken to hold it still.
+
+        Cost: without payload one numpy store per run of slots (one, or two when the slots
+        wrap); ``changed_only`` adds two numpy calls per run plus the copy of what changed; a
+        full payload adds a gather and check of the slots' ``buf_idx`` and one copy of the bytes.
         """
         h, room = self._hroom()
         if k is not None and k.__class__ is not int:
             k = _index(f"{self.name}: fill: k", k)
+        if flags.__class__ is not int:
+            flags = _index(f"{self.name}: fill: flags", flags)
+        if not 0 <= flags <= 0xFFFF:
+            raise InvalidRequestError(22, f"{self.name}: fill: flags={flags} is out of range; "
+                                      "allowed: 0..0xffff (NS_* bits of a slot)")
         if data is not None:
             data = np.asarray(data, dtype=np.uint8)
             if data.ndim != 2:
@@ -520,31 +548,109 @@ class Ring:
             width = template.shape[0]
         else:
             width = 0
+        if changed_only and template is None:
+            raise InvalidRequestError(22, f"{self.name}: fill: changed_only=True refills replaced "
+                                      "buffers from a template; pass template= (and no data=)")
         k = room if k is None else min(k, room)
         if width > self.buf_size:
             raise InvalidRequestError(22, f"fill: frame width {width} exceeds buffer size {self.buf_size}")
         if k <= 0:
             return 0
-        sel = self._span(h, k)
-        slots = self.slots[sel] if isinstance(sel, slice) else None
-        bidx = (slots["buf_idx"] if slots is not None else self.slots["buf_idx"][sel]).astype(np.int64)
-        self._check_bufs(bidx, sel)
-        if data is not None:
-            self.buffers[bidx, :width] = data[:k]
-        elif template is not None:
-            self.buffers[bidx, :width] = template
-        if lengths is None:
-            lens = width
+        word = self._len_word(lengths, width, flags, k)
+        n = self.num_slots
+        e = h + k
+        runs = ((h, e),) if e <= n else ((h, n), (0, e - n))
+        if changed_only:
+            bit = abi.NS_BUF_CHANGED << 16
+            for a, b in runs:
+                changed = self._lenflags[a:b] & bit
+                if changed.any():
+                    where = np.flatnonzero(changed) + a
+                    bidx = self._bidx[where].astype(np.intp)
+                    self._check_bufs(bidx, where)
+                    self.buffers[bidx, :width] = template
+        elif data is not None or template is not None:
+            sel = self._span(h, k)
+            bidx = self._bidx[sel].astype(np.intp)
+            self._check_bufs(bidx, sel)
+            self.buffers[bidx, :width] = data[:k] if data is not None else template
+        if isinstance(word, int):
+            for a, b in runs:
+                self._lenflags[a:b] = word
         else:
-            lens = np.asarray(lengths)
-            if lens.size and (int(lens.min()) < 0 or int(lens.max()) > self.buf_size):
-                raise InvalidRequestError(22, f"fill: lengths must lie in 0..{self.buf_size}")
-            lens = lens[:k] if lens.ndim else lens
-        self.slots["len"][sel] = lens
-        self.slots["flags"][sel] = flags
+            self._lenflags[h:min(e, n)] = word[:n - h]
+            if e > n:
+                self._lenflags[:e - n] = word[n - h:]
         if advance:
             self._set_head(h, k)
         return k
+
+    def _len_word(self, lengths: ArrayLike | None, width: int, flags: int,
+                  k: int) -> int | np.ndarray:
+        """``len | flags << 16`` for fill(): one int, or one u32 per slot; lengths checked."""
+        bs = self.buf_size
+        if lengths is None:
+            return width | flags << 16
+        if type(lengths) is int:
+            ln = lengths
+        else:
+            arr = np.asarray(lengths)
+            if arr.ndim == 0:
+                ln = _index(f"{self.name}: fill: lengths", arr.item())
+            else:
+                if arr.ndim != 1 or arr.shape[0] < k or arr.dtype.kind not in "iu":
+                    raise InvalidRequestError(
+                        22, f"{self.name}: fill: lengths has shape {arr.shape} and dtype "
+                        f"{arr.dtype}; allowed: one int, or {k} or more integers (one per slot)")
+                arr = arr[:k]
+                lo, hi = int(arr.min()), int(arr.max())
+                if lo < 0 or hi > bs:
+                    raise InvalidRequestError(22, f"{self.name}: fill: lengths holds "
+                                              f"{lo if lo < 0 else hi}; allowed: 0..{bs} "
+                                              "(the buffer size)")
+                word = arr.astype(np.uint32)
+                if flags:
+                    word |= flags << 16
+                return word
+        if not 0 <= ln <= bs:
+            raise InvalidRequestError(22, f"{self.name}: fill: lengths={ln} is out of range; "
+                                      f"allowed: 0..{bs} (the buffer size)")
+        return ln | flags << 16
+
+    def release(self, limit: int | None = None) -> int:
+        """Move ``head`` and ``cur`` past up to ``limit`` slots of ``[head, tail)`` (all with
+        None) without looking at them; returns how many. RX: gives received slots back to the
+        kernel at the next rxsync; TX: publishes free slots as they are. One read of head and
+        tail, both checked; no numpy call."""
+        h, room = self._hroom()
+        k = room if limit is None else self._limit("release: limit", limit, room)
+        if k:
+            self._set_head(h, k)
+        return k
+
+    def take(self, limit: int | None = None) -> Taken:
+        """RX: count up to ``limit`` received slots from ``head`` (all with None) and release
+        them. Returns :class:`Taken`: slots, packets (slots without ``NS_MOREFRAG``, i.e.
+        the last slot of each packet, as pkt-gen counts) and bytes (the sum of ``len``; every
+        ``len`` is checked against the buffer size). Buffers are not looked at. Cost: about
+        six numpy calls per run of slots (one, or two when they wrap), no Batch."""
+        h, room = self._hroom()
+        k = room if limit is None else self._limit("take: limit", limit, room)
+        if k <= 0:
+            return Taken(0, 0, 0)
+        n = self.num_slots
+        e = h + k
+        frags = nbytes = 0
+        bit = abi.NS_MOREFRAG << 16
+        for a, b in ((h, e),) if e <= n else ((h, n), (0, e - n)):
+            lens = self._lens[a:b]
+            if int(lens.max()) > self.buf_size:
+                bad = int(np.argmax(lens > self.buf_size))
+                raise self._slot_error("len", a + bad, int(lens[bad]))
+            nbytes += int(lens.sum(dtype=np.int64))
+            frags += int(np.count_nonzero(self._lenflags[a:b] & bit))
+        self._set_head(h, k)
+        return Taken(k, k - frags, nbytes)
 
     def same_pool(self, other: Ring) -> bool:
         """True when both rings address one buffer pool, so buffers can be swapped between them."""

@@ -237,28 +237,11 @@ class _Filler:
         return k, k, nbytes
 
     def _fill_static(self, limit: int) -> tuple[int, int, int]:
-        """The plain tx path: set len (and clear flags) through one or two slices of the slot
-        array; only a slot whose buffer was replaced is looked at more closely. No Batch is
-        built: a few numpy calls per batch, whatever its size."""
-        ring = self.ring
-        h, room = ring.head, ring.space()
-        self.room = room
-        k = min(limit, room)
-        if k <= 0:
-            return 0, 0, 0
-        n = ring.num_slots
-        for a, e in ((h, h + k),) if h + k <= n else ((h, n), (0, h + k - n)):
-            fl = self.flags[a:e]
-            if fl.any():
-                changed = np.flatnonzero(fl & _CHANGED) + a
-                if changed.size:
-                    bidx = ring.slots["buf_idx"][changed].astype(np.intp)
-                    if int(bidx.max()) >= ring.nbufs:
-                        ring.buf(int(changed[int(np.argmax(bidx >= ring.nbufs))]))  # raises, names it
-                    ring.buffers[bidx, :self.size] = self.frame
-                fl[:] = 0
-            self.lens[a:e] = self.size
-        ring.advance(k)
+        """The plain tx path: ``Ring.fill`` sets len and clears flags through one or two
+        slices of the slot array and copies the frame only into buffers the kernel replaced
+        (NS_BUF_CHANGED). No Batch is built: a few numpy calls per batch, whatever its size."""
+        room = self.room = self.ring.space()
+        k = self.ring.fill(min(limit, room), template=self.frame, changed_only=True)
         return k, k, k * self.size
 
     def _fields(self, bidx: np.ndarray, counter: int, k: int) -> None:
@@ -375,25 +358,6 @@ class SeqCheck:
         self.expect = int(top[-1] + 1) & 0xFFFFFFFF
 
 
-def _take(r: Ring, limit: int | None) -> tuple[int, int, int]:
-    """The plain rx path: count the ready slots (complete packets: slots without NS_MOREFRAG)
-    and their bytes through one or two slices of the slot array, then release them all.
-    Returns (packets, bytes, slots)."""
-    h, k = r.head, r.space()
-    if limit is not None:
-        k = min(k, limit)
-    if k <= 0:
-        return 0, 0, 0
-    n = r.num_slots
-    packets = nbytes = 0
-    slots = r.slots
-    for a, e in ((h, h + k),) if h + k <= n else ((h, n), (0, h + k - n)):
-        packets += (e - a) - int(np.count_nonzero(slots["flags"][a:e] & _MOREFRAG))
-        nbytes += int(slots["len"][a:e].sum(dtype=np.int64))
-    r.advance(k)
-    return packets, nbytes, k
-
-
 def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
     rings = port.rx_rings
     if not rings:
@@ -407,11 +371,11 @@ def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
         while not o.count or got < o.count:
             moved = 0
             for i, r in enumerate(rings):
-                if seqcheck is None:
-                    packets, nbytes, k = _take(r, o.count - got if o.count else None)
-                    if k:
-                        meter.add(packets, nbytes)
-                        moved += packets
+                if seqcheck is None:   # the plain path: count and release, no Batch
+                    t = r.take(o.count - got if o.count else None)
+                    if t.slots:
+                        meter.add(t.packets, t.nbytes)
+                        moved += t.packets
                     continue
                 b = r.ready(o.count - got if o.count else None)
                 k = len(b)

@@ -18,7 +18,7 @@ import weakref
 import numpy as np
 
 from netmap_core import abi
-from netmap_core.errors import InvalidRequestError, error_from_errno
+from netmap_core.errors import InvalidRequestError, NetmapOSError, error_from_errno
 
 from . import requests
 
@@ -33,6 +33,7 @@ _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MAP_FAILED = ctypes.c_void_p(-1).value
 _MAP_FIXED = 0x10   # Linux; the mmap module does not export it
 _PROT_RW = _mmap.PROT_READ | _mmap.PROT_WRITE
+_NIOCTXSYNC, _NIOCRXSYNC = abi.NIOCTXSYNC, abi.NIOCRXSYNC
 
 
 def _sys_mmap(addr: int | None, length: int, flags: int, fd: int, what: str) -> int:
@@ -246,21 +247,24 @@ class Device:
             raise error_from_errno(code, f"NIOCREGIF on {self.path} failed with "
                                    f"{_errno.errorcode.get(code, code)}") from None
 
-    def _sync(self, request: int, what: str) -> None:
-        try:
-            self.ops.ioctl(self.fd, request, None)
-        except OSError as exc:
-            code = errno_of(exc)
-            raise error_from_errno(code, f"{what} on {self.label!r} failed with "
-                                   f"{_errno.errorcode.get(code, code)}") from None
+    def _sync_error(self, exc: OSError, what: str) -> NetmapOSError:
+        code = errno_of(exc)
+        return error_from_errno(code, f"{what} on {self.label!r} failed with "
+                                f"{_errno.errorcode.get(code, code)}")
 
     def txsync(self) -> None:
         """NIOCTXSYNC: one non-blocking syscall over every bound TX ring."""
-        self._sync(abi.NIOCTXSYNC, "NIOCTXSYNC")
+        try:
+            self.ops.ioctl(self.fd, _NIOCTXSYNC, None)
+        except OSError as exc:
+            raise self._sync_error(exc, "NIOCTXSYNC") from None
 
     def rxsync(self) -> None:
         """NIOCRXSYNC: one non-blocking syscall over every bound RX ring."""
-        self._sync(abi.NIOCRXSYNC, "NIOCRXSYNC")
+        try:
+            self.ops.ioctl(self.fd, _NIOCRXSYNC, None)
+        except OSError as exc:
+            raise self._sync_error(exc, "NIOCRXSYNC") from None
 
     def poll(self, events: int, timeout: float | None) -> int:
         """poll(2) on the descriptor; ``timeout`` in seconds (None: forever). Returns revents."""

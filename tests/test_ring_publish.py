@@ -1,0 +1,189 @@
+"""The cheap batch paths of a Ring: ``fill(k, lengths=L)`` (publish without touching buffers),
+``fill(template=..., changed_only=True)`` (refill replaced buffers only), ``release`` and ``take``."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from layout import build
+from netmap_core import abi
+from netmap_core.errors import ClosedPortError, CorruptRingError, InvalidRequestError
+from netmap_core.ring import Ring, RingOwner, Taken
+
+
+def ring_of(n: int, *, owner: RingOwner | None = None) -> tuple[Ring, Ring]:
+    region, offs, _ = build(tx=(n,), rx=(n,))
+    return (Ring(region, offs[0], name="t:tx0", owner=owner),
+            Ring(region, offs[1], name="t:rx0", owner=owner))
+
+
+def place(ring: Ring, head: int, room: int) -> None:
+    """head = cur = ``head`` and ``room`` slots in [head, tail)."""
+    ring.head = ring.cur = head
+    ring.header["tail"] = (head + room) % ring.num_slots
+
+
+@settings(max_examples=80)
+@given(n=st.integers(2, 40), data=st.data())
+def test_fill_lengths_stores_len_and_flags_of_exactly_the_published_slots(n, data):
+    tx, _ = ring_of(n)
+    start = data.draw(st.integers(0, n - 1))
+    place(tx, start, n - 1)
+    tx.slots["len"] = 7
+    tx.slots["flags"] = abi.NS_BUF_CHANGED
+    before = bytes(tx.buffers.reshape(-1))
+    k = data.draw(st.integers(0, n + 3))
+    length = data.draw(st.integers(0, tx.buf_size))
+    done = tx.fill(k, lengths=length, flags=abi.NS_REPORT)
+    assert done == min(k, n - 1)
+    mine = {(start + j) % n for j in range(done)}
+    for i in range(n):
+        want = (length, abi.NS_REPORT) if i in mine else (7, abi.NS_BUF_CHANGED)
+        assert (int(tx.slots["len"][i]), int(tx.slots["flags"][i])) == want, i
+    assert tx.head == tx.cur == (start + done) % n
+    assert bytes(tx.buffers.reshape(-1)) == before, "a lengths-only fill touched a buffer"
+
+
+@settings(max_examples=40)
+@given(n=st.integers(2, 40), data=st.data())
+def test_fill_with_one_length_per_slot_wraps_like_a_walk(n, data):
+    tx, _ = ring_of(n)
+    start = data.draw(st.integers(0, n - 1))
+    place(tx, start, n - 1)
+    k = data.draw(st.integers(1, n - 1))
+    lens = np.array(data.draw(st.lists(st.integers(0, 2048), min_size=k, max_size=k + 2)))
+    assert tx.fill(k, lengths=lens) == k
+    assert [int(tx.slots["len"][(start + j) % n]) for j in range(k)] == list(lens[:k])
+    assert [int(tx.slots["flags"][(start + j) % n]) for j in range(k)] == [0] * k
+
+
+def test_fill_lengths_neither_reads_nor_checks_buf_idx_but_a_payload_does():
+    tx, _ = ring_of(8)
+    tx.slots["buf_idx"][2] = 0xFFFFFFFF          # corrupt, and never used by a lengths-only fill
+    assert tx.fill(4, lengths=60, advance=False) == 4
+    assert int(tx.slots["buf_idx"][2]) == 0xFFFFFFFF
+    with pytest.raises(CorruptRingError) as e:
+        tx.fill(4, template=b"x" * 60)
+    assert e.value.field == "slot[2].buf_idx" and e.value.value == 0xFFFFFFFF
+    assert tx.head == 0, "a refused fill published nothing"
+
+
+def test_fill_changed_only_copies_into_replaced_buffers_only():
+    tx, _ = ring_of(8)
+    frame = bytes(range(60))
+    tx.buffers[:, :60] = 0xEE
+    tx.slots["flags"][[1, 3]] = abi.NS_BUF_CHANGED
+    tx.slots["buf_idx"][5] = 0xFFFFFFFF          # unchanged: its buffer is not looked at
+    assert tx.fill(6, template=frame, changed_only=True) == 6
+    for i in (0, 1, 2, 3, 4):
+        body = bytes(tx.buffers[int(tx.slots["buf_idx"][i]), :60])
+        assert body == (frame if i in (1, 3) else b"\xee" * 60), i
+    assert list(tx.slots["len"][:6]) == [60] * 6
+    assert list(tx.slots["flags"][:8]) == [0] * 8, "flags of the published slots are cleared"
+
+
+def test_fill_changed_only_checks_the_replaced_buffers_it_writes():
+    tx, _ = ring_of(8)
+    place(tx, 6, 7)                               # slots 6, 7, 0.. : the run wraps
+    tx.slots["flags"][1] = abi.NS_BUF_CHANGED
+    tx.slots["buf_idx"][1] = tx.nbufs
+    with pytest.raises(CorruptRingError) as e:
+        tx.fill(5, template=b"y" * 60, changed_only=True)
+    assert e.value.field == "slot[1].buf_idx" and e.value.value == tx.nbufs
+    assert tx.head == 6
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lengths": -1}, r"lengths=-1 is out of range; allowed: 0\.\.2048"),
+    ({"lengths": 2049}, r"lengths=2049 is out of range"),
+    ({"lengths": np.array([60, 2049, 60])}, r"lengths holds 2049; allowed: 0\.\.2048"),
+    ({"lengths": [60, 60]}, r"shape \(2,\).*3 or more integers"),
+    ({"lengths": np.array([1.5, 2.0, 3.0])}, r"dtype float64"),
+    ({"lengths": "60"}, r"lengths"),
+    ({"lengths": 60, "flags": 0x10000}, r"flags=65536 is out of range; allowed: 0\.\.0xffff"),
+    ({"lengths": 60, "flags": -1}, r"flags=-1"),
+    ({"changed_only": True}, r"changed_only=True .* pass template="),
+    ({"changed_only": True, "data": np.zeros((3, 4), np.uint8)}, r"changed_only"),
+])
+def test_fill_refuses_bad_arguments_before_writing(kwargs, match):
+    tx, _ = ring_of(8)
+    tx.slots["len"] = 9
+    with pytest.raises(InvalidRequestError, match=match):
+        tx.fill(3, **kwargs)
+    assert tx.head == 0 and list(tx.slots["len"]) == [9] * 8
+
+
+def test_fill_accepts_numpy_integers():
+    tx, _ = ring_of(8)
+    assert tx.fill(np.int64(3), lengths=np.uint16(42), flags=np.uint16(abi.NS_REPORT)) == 3
+    assert list(tx.slots["len"][:3]) == [42] * 3
+
+
+@settings(max_examples=60)
+@given(n=st.integers(2, 40), data=st.data())
+def test_release_moves_head_past_up_to_limit_slots(n, data):
+    _, rx = ring_of(n)
+    start = data.draw(st.integers(0, n - 1))
+    room = data.draw(st.integers(0, n - 1))
+    place(rx, start, room)
+    limit = data.draw(st.none() | st.integers(0, n + 2))
+    k = rx.release(limit)
+    assert k == (room if limit is None else min(room, limit))
+    assert rx.head == rx.cur == (start + k) % n
+    assert rx.space() == room - k
+
+
+@settings(max_examples=60)
+@given(n=st.integers(2, 40), data=st.data())
+def test_take_counts_slots_packets_and_bytes_then_releases(n, data):
+    _, rx = ring_of(n)
+    start = data.draw(st.integers(0, n - 1))
+    room = data.draw(st.integers(0, n - 1))
+    place(rx, start, room)
+    lens = data.draw(st.lists(st.integers(0, 2048), min_size=n, max_size=n))
+    more = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    rx.slots["len"] = lens
+    rx.slots["flags"] = [abi.NS_MOREFRAG | abi.NS_BUF_CHANGED if m else abi.NS_BUF_CHANGED
+                         for m in more]
+    limit = data.draw(st.none() | st.integers(0, n))
+    k = room if limit is None else min(room, limit)
+    mine = [(start + j) % n for j in range(k)]
+    got = rx.take(limit)
+    assert got == Taken(k, sum(not more[i] for i in mine), sum(lens[i] for i in mine))
+    assert rx.head == rx.cur == (start + k) % n
+
+
+def test_take_checks_every_len_and_releases_nothing_on_a_bad_one():
+    _, rx = ring_of(8)
+    place(rx, 6, 5)                               # slots 6, 7, 0, 1, 2
+    rx.slots["len"] = 60
+    rx.slots["len"][1] = 2049
+    with pytest.raises(CorruptRingError) as e:
+        rx.take()
+    assert e.value.field == "slot[1].len" and e.value.value == 2049
+    assert rx.head == 6
+    assert rx.take(2) == Taken(2, 2, 120), "slots before the bad one are fine"
+
+
+def test_release_and_take_check_head_and_tail():
+    _, rx = ring_of(8)
+    rx.header["tail"] = 8
+    for call in (rx.release, rx.take, lambda: rx.fill(1, lengths=1)):
+        with pytest.raises(CorruptRingError) as e:
+            call()
+        assert e.value.field == "tail"
+    rx.header["tail"] = 3
+    with pytest.raises(InvalidRequestError, match="release: limit=-1"):
+        rx.release(-1)
+    with pytest.raises(InvalidRequestError, match="take: limit"):
+        rx.take(1.5)
+
+
+def test_a_closed_ports_ring_refuses_the_cheap_paths():
+    owner = RingOwner(None, "t")
+    tx, rx = ring_of(8, owner=owner)
+    owner.closed = True
+    for call in (lambda: tx.fill(1, lengths=60), rx.release, rx.take):
+        with pytest.raises(ClosedPortError):
+            call()
