@@ -28,14 +28,34 @@ def _open_pair(backend: str, slots: int):
     return a, b
 
 
+CHUNKS = 9   # _per_call: median over this many chunks of thread CPU time
+
+
 def _per_call(f, n: int) -> float:
-    """Mean µs per call of ``f`` over ``n`` calls (after 10 warm-up calls)."""
+    """µs of thread CPU time per call of ``f``: the median over CHUNKS chunks of ``n // CHUNKS``
+    calls (after 10 warm-up calls), so another process taking the CPU does not count."""
     for _ in range(10):
         f()
-    t = time.perf_counter()
+    m = max(1, n // CHUNKS)
+    per = []
+    for _ in range(CHUNKS):
+        t = time.thread_time()
+        for _ in range(m):
+            f()
+        per.append((time.thread_time() - t) / m * 1e6)
+    return float(np.median(per))
+
+
+def _per_slot(loop, k: int, n: int) -> float:
+    """µs of thread CPU time per slot of ``loop(k)`` (a loop over ``k`` slots), median over
+    ``n`` runs."""
+    loop(k)
+    per = []
     for _ in range(n):
-        f()
-    return (time.perf_counter() - t) / n * 1e6
+        t = time.thread_time()
+        loop(k)
+        per.append((time.thread_time() - t) / k * 1e6)
+    return float(np.median(per))
 
 
 def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
@@ -77,6 +97,7 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
             ("ring.buf(i)", _per_call(lambda: tx.buf(5), 50000), "per-packet API"),
             ("ring.payload(i)", _per_call(lambda: rx.payload(5), 50000), "per-packet API"),
             ("ring.next(i)", _per_call(lambda: tx.next(5), 50000), "per-packet API"),
+            ("ring.set_len(i, 60)", _per_call(lambda: tx.set_len(5, 60), 50000), "per-packet API"),
             ("slots['len'][i] = 60 (hoisted field view)", _per_call(lambda: lens.__setitem__(5, 60), 50000),
              ""),
             ("SEQ.pack_into(ring.buf(i), 14, s)",
@@ -86,52 +107,117 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
             ("bare: halves[8*i+2] = 60", _per_call(lambda: halves.__setitem__(8 * 5 + 2, 60), 50000),
              "baseline"),
         ]
+        out += [(f"per slot: {what}", _per_slot(loop, k, 30), note) for what, loop, note in _slot_loops(tx)]
         return out
     finally:
         a.close()
         b.close()
 
 
+def _slot_loops(ring):
+    """(what, loop(k), note): the per-slot loops of the per-packet and bare-loop rows (work
+    none; the sender's and the receiver's) over ``k`` slots from ``ring.head``."""
+    lens = ring.slots["len"]
+    raw = memoryview(ring.slots.view(np.uint8)).cast("B")
+    words, halves = raw.cast("I"), raw.cast("H")
+    data = memoryview(ring.buffers.reshape(-1)).cast("B")
+    bs, nslots = ring.buf_size, ring.num_slots
+
+    def api_send(k):
+        for i, _b in ring.bufs(k):
+            lens[i] = 60
+
+    def api_send_set_len(k):
+        set_len = ring.set_len
+        for i, _b in ring.bufs(k):
+            set_len(i, 60)
+
+    def api_recv(k):
+        for _i, _pk in ring.payloads(k):
+            pass
+
+    def old_send(k):
+        buf, nxt, i = ring.buf, ring.next, ring.head
+        for _ in range(k):
+            _b = buf(i)
+            lens[i] = 60
+            i = nxt(i)
+
+    def old_recv(k):
+        payload, nxt, i = ring.payload, ring.next, ring.head
+        for _ in range(k):
+            _pk = payload(i)
+            i = nxt(i)
+
+    def bare_send(k):
+        i = ring.head
+        for _ in range(k):
+            o = words[4 * i] * bs
+            _b = data[o:o + bs]
+            halves[8 * i + 2] = 60
+            i += 1
+            if i == nslots:
+                i = 0
+
+    def bare_recv(k):
+        i = ring.head
+        for _ in range(k):
+            o = words[4 * i] * bs
+            _pk = data[o:o + halves[8 * i + 2]]
+            i += 1
+            if i == nslots:
+                i = 0
+
+    return [
+        ("for i, b in ring.bufs(k): lens[i] = 60", api_send, "per-packet row, sender"),
+        ("for i, pk in ring.payloads(k): pass", api_recv, "per-packet row, receiver"),
+        ("for i, b in ring.bufs(k): ring.set_len(i, 60)", api_send_set_len, ""),
+        ("b = ring.buf(i); lens[i] = 60; i = ring.next(i)", old_send, "the row before bufs()"),
+        ("pk = ring.payload(i); i = ring.next(i)", old_recv, "the row before payloads()"),
+        ("bare sender (memoryview words, halves, pool)", bare_send, "bare-loop row, sender"),
+        ("bare receiver", bare_recv, "bare-loop row, receiver"),
+    ]
+
+
 def ceiling(backend: str, slots: int, packets: int) -> list[tuple[str, float]]:
-    """Mpps of send-batch, txsync, rxsync, receive-batch done in turn by ONE process: what the
-    batch and per-packet code costs with no waiting for another process."""
+    """Mpps of send-batch, txsync, rxsync, receive-batch done in turn by ONE process (thread
+    CPU time, so the rate is what the code costs, whatever else runs): the batch API and the
+    loops of the per-packet and bare-loop rows, with no waiting for another process."""
     out = []
-    for mode in ("batch", "per-packet"):
+    for mode in ("batch", "per-packet", "bare-loop"):
         a, b = _open_pair(backend, slots)
         try:
             tx, rx = a.tx_rings[0], b.rx_rings[0]
             tx.buffers[tx.slots["buf_idx"].astype(np.int64), :60] = np.frombuffer(frame(60), np.uint8)
             lens = tx.slots["len"]
+            loops = {what: loop for what, loop, _ in _slot_loops(tx)}
+            send_api, send_bare = loops["for i, b in ring.bufs(k): lens[i] = 60"], \
+                loops["bare sender (memoryview words, halves, pool)"]
+            rloops = {what: loop for what, loop, _ in _slot_loops(rx)}
+            recv_api, recv_bare = rloops["for i, pk in ring.payloads(k): pass"], rloops["bare receiver"]
             done = 0
-            t = time.perf_counter()
+            t = time.thread_time()
             while done < packets:
                 k = tx.space()
                 if mode == "batch":
                     bt = tx.ready(k)
                     lens[bt.slot_idx] = 60
-                    tx.advance(k)
-                    a.txsync()
-                    b.rxsync()
+                else:
+                    (send_api if mode == "per-packet" else send_bare)(k)
+                tx.advance(k)
+                a.txsync()
+                b.rxsync()
+                if mode == "batch":
                     br = rx.ready()
                     rx.advance(len(br))
                 else:
-                    i = tx.head
-                    for _ in range(k):
-                        tx.buf(i)
-                        lens[i] = 60
-                        i = tx.next(i)
-                    tx.advance(k)
-                    a.txsync()
-                    b.rxsync()
-                    i = rx.head
-                    for _ in range(rx.space()):
-                        rx.payload(i)
-                        i = rx.next(i)
-                    rx.advance(rx.space())
+                    got = rx.space()
+                    (recv_api if mode == "per-packet" else recv_bare)(got)
+                    rx.advance(got)
                 b.rxsync()
                 a.txsync()
                 done += k
-            out.append((f"{mode} API, both sides", done / (time.perf_counter() - t) / 1e6))
+            out.append((f"{mode}, both sides", done / (time.thread_time() - t) / 1e6))
         finally:
             a.close()
             b.close()
@@ -215,14 +301,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="emu")
     ap.add_argument("--slots", type=int, default=4096)
     ap.add_argument("--packets", type=int, default=4_000_000)
+    ap.add_argument("--one-process", action="store_true",
+                    help="only the one-process parts (CPU time; meaningful on a busy machine)")
     a = ap.parse_args(argv)
     print(f"one process, idle pipe of {a.slots} slots, backend {a.backend}:")
     for op, us, note in primitives(a.backend, a.slots):
         print(f"  {op:48s} {us:9.3f} us  {note}")
-    print("\none process doing both sides in turn (no waiting), 60 B, work none:")
-    for mode, mpps in ceiling(a.backend, a.slots, min(a.packets, 2_000_000)):
+    print("\none process doing both sides in turn (no waiting), 60 B, work none, Mpps of CPU time:")
+    rates = dict(ceiling(a.backend, a.slots, min(a.packets, 2_000_000)))
+    for mode, mpps in rates.items():
         print(f"  {mode:48s} {mpps:7.2f} Mpps")
-    for blocking in (False, True):
+    ratio = rates["per-packet, both sides"] / rates["bare-loop, both sides"]
+    print(f"  {'per-packet / bare-loop':48s} {ratio:7.2f}")
+    for blocking in () if a.one_process else (False, True):
         print(f"\ntwo processes, batch API, {'blocking in poll' if blocking else 'spinning on syncs'}:")
         for line in two_process(a.backend, a.slots, a.packets, blocking):
             print("  " + line)
