@@ -296,6 +296,98 @@ def two_process(backend: str, slots: int, packets: int, blocking: bool) -> list[
     return lines
 
 
+# --- work "seq": one 8-byte field per buffer, the bound of the layout -----------------------
+SEQ_LAYOUTS = ("strided", "dense")
+
+
+def seq_costs(backend: str, slots: int) -> list[tuple[str, float]]:
+    """µs of thread CPU time per batch of ``slots - 1`` frames (median of chunks), one process:
+    the row's sequence field through ``ring.field(14)[buf_idx]``, the same as a strided slice
+    (``buf_idx`` is one or two runs of consecutive buffers on a pipe), the O(k) test that
+    would pick the slice, and the same count of 8-byte values stored contiguously."""
+    a, b = _open_pair(backend, slots)
+    try:
+        tx = a.tx_rings[0]
+        k = tx.space()
+        bidx = tx.ready(k).buf_idx
+        seqf = tx.field(SEQ_OFFSET, "<u8")
+        ramp = np.arange(k, dtype="<u8")
+        dense = np.zeros(k, "<u8")
+        b0 = int(bidx[0])
+        one_run = bool(b0 + k - 1 == int(bidx[-1]) and (np.diff(bidx) == 1).all())
+        run = slice(b0, b0 + k)
+        return [
+            (f"write {k} seqs: ring.field(14)[buf_idx] = ramp",
+             _per_call(lambda: seqf.__setitem__(bidx, ramp), 450)),
+            (f"read {k} seqs: ring.field(14)[buf_idx]", _per_call(lambda: seqf[bidx], 450)),
+            (f"write {k} seqs: ring.field(14)[a:b] = ramp (one run: {one_run})",
+             _per_call(lambda: seqf.__setitem__(run, ramp), 450)),
+            (f"read {k} seqs: ring.field(14)[a:b].copy()", _per_call(lambda: seqf[run].copy(), 450)),
+            (f"is buf_idx one run? (np.diff(buf_idx) == 1).all(), {k}",
+             _per_call(lambda: (np.diff(bidx) == 1).all(), 450)),
+            (f"write {k} seqs stored contiguously (no layout)",
+             _per_call(lambda: dense.__setitem__(slice(None), ramp), 450)),
+        ]
+    finally:
+        a.close()
+        b.close()
+
+
+def _seq_side(which: int, layout: str, mem, laps: int, q) -> None:
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0 if which == 0 else -1]})
+    n, bs = SEQ_SLOTS, 2048
+    turn = np.frombuffer(mem, np.int64, count=1, offset=n * bs)
+    if layout == "strided":
+        field = np.ndarray((n,), "<u8", buffer=mem, offset=SEQ_OFFSET, strides=(bs,))
+    else:
+        field = np.ndarray((n,), "<u8", buffer=mem, offset=0)
+    k = n - 1
+    work, bad = [], 0
+    for lap in range(laps):
+        while turn[0] != 2 * lap + which:
+            pass
+        h = lap * k % n
+        idx = (np.arange(h, h + k) % n).astype(np.intp)   # the pipe's slots, wrapping
+        t = time.thread_time()
+        ramp = np.arange(lap * k, lap * k + k, dtype="<u8")
+        if which == 0:
+            field[idx] = ramp
+        else:
+            bad += int(np.count_nonzero(field[idx] != ramp))
+        work.append(time.thread_time() - t)
+        turn[0] = 2 * lap + which + 1
+    q.put((which, float(np.median(work)) * 1e6, bad))
+
+
+SEQ_SLOTS = 4096
+
+
+def seq_two_process(laps: int = 1000) -> list[str]:
+    """Two processes (CPU 0 and the last CPU) take turns over 4095 of 4096 buffers 2048 B apart
+    in shared memory, without pynetmap: the sender writes each buffer's 8-byte sequence field at
+    byte 14, the receiver reads and checks it (fancy indexes, as the row). Median thread CPU
+    time of that work per lap, against the same values stored contiguously."""
+    import mmap
+
+    mpc = mp.get_context("fork")
+    lines = []
+    for layout in SEQ_LAYOUTS:
+        mem = mmap.mmap(-1, SEQ_SLOTS * 2048 + 4096)
+        np.frombuffer(mem, np.uint8)[:] = 0
+        q = mpc.Queue()
+        procs = [mpc.Process(target=_seq_side, args=(w, layout, mem, laps, q)) for w in (0, 1)]
+        for p in procs:
+            p.start()
+        got = sorted(q.get(timeout=300) for _ in procs)
+        for p in procs:
+            p.join(10)
+        (_, snd, _), (_, rcv, bad) = got
+        lines.append(f"{layout:8s} sender {snd:6.1f} us, receiver {rcv:6.1f} us per lap of "
+                     f"{SEQ_SLOTS - 1} ({(snd + rcv) * 1e3 / (SEQ_SLOTS - 1):.1f} ns/frame both sides); "
+                     f"bad {bad}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile_emu", description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="emu")
@@ -313,6 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {mode:48s} {mpps:7.2f} Mpps")
     ratio = rates["per-packet, both sides"] / rates["bare-loop, both sides"]
     print(f"  {'per-packet / bare-loop':48s} {ratio:7.2f}")
+    print("\nwork seq, one process, µs of CPU time per batch:")
+    for op, us in seq_costs(a.backend, a.slots):
+        print(f"  {op:64s} {us:8.2f} us")
+    print("\nwork seq, two processes taking turns (no pynetmap), CPU time of the work:")
+    for line in seq_two_process():
+        print("  " + line)
     for blocking in () if a.one_process else (False, True):
         print(f"\ntwo processes, batch API, {'blocking in poll' if blocking else 'spinning on syncs'}:")
         for line in two_process(a.backend, a.slots, a.packets, blocking):
