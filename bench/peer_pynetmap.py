@@ -215,14 +215,14 @@ def batch_receiver(blocking: bool, port_name=_RX_END, lossy: bool = False):
     return run
 
 
-# --- per-packet API: a Python loop over slots with ring.buf(i) / ring.payload(i) -----------
+# --- per-packet API: a Python loop over ring.bufs(k) / ring.payloads(k) --------------------
 def _slot_sender(bare: bool):
     def run(p, ctx, ready):
         with open_end(p, "{0") as port:
             ring = port.tx_rings[0]
             prefill(ring, p.size)
             txsync, space, advance = port.txsync, ring.space, ring.advance
-            buf, nxt, lens = ring.buf, ring.next, ring.slots["len"]
+            bufs, lens = ring.bufs, ring.slots["len"]
             words, halves, data = _raw(ring)
             bs, nslots = ring.buf_size, ring.num_slots
             n, size, seq = p.packets, p.size, p.work == "seq"
@@ -249,12 +249,12 @@ def _slot_sender(bare: bool):
                         if i == nslots:
                             i = 0
                 else:
-                    for s in range(sent, sent + k):
-                        b = buf(i)
+                    s = sent
+                    for i, b in bufs(k):
                         if seq:
                             pack_into(b, SEQ_OFFSET, s)
+                            s += 1
                         lens[i] = size
-                        i = nxt(i)
                 advance(k)
                 txsync()
                 sent += k
@@ -268,7 +268,7 @@ def _slot_receiver(bare: bool):
         with open_end(p, "}0") as port:
             ring = port.rx_rings[0]
             rxsync, space, advance = port.rxsync, ring.space, ring.advance
-            payload, nxt = ring.payload, ring.next
+            payloads = ring.payloads
             words, halves, data = _raw(ring)
             bs, nslots = ring.buf_size, ring.num_slots
             n, seq = p.packets, p.work == "seq"
@@ -294,14 +294,12 @@ def _slot_receiver(bare: bool):
                         if i == nslots:
                             i = 0
                 else:
-                    for _ in range(k):
-                        pk = payload(i)
+                    for _i, pk in payloads(k):
                         if seq:
                             s = unpack_from(pk, SEQ_OFFSET)[0]
                             if s != expect:
                                 bad += 1
                             expect = s + 1
-                        i = nxt(i)
                 advance(k)
                 got += k
                 batches += 1
@@ -328,7 +326,7 @@ def scenarios(cfg) -> list[Scenario]:
              batch_sender(False), batch_receiver(False)),
             ("batch-poll", "batch API, blocking in poll", "pynetmap",
              batch_sender(True), batch_receiver(True)),
-            ("per-packet", "per-packet API (ring.buf/payload/next, Python loop)", "pynetmap",
+            ("per-packet", "per-packet API (ring.bufs/payloads, Python loop)", "pynetmap",
              _slot_sender(False), _slot_receiver(False)),
             ("bare-loop", "bare Python loop over the same slots (memoryview, no pynetmap calls)",
              "baseline", _slot_sender(True), _slot_receiver(True)),

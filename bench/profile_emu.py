@@ -28,14 +28,34 @@ def _open_pair(backend: str, slots: int):
     return a, b
 
 
+CHUNKS = 9   # _per_call: median over this many chunks of thread CPU time
+
+
 def _per_call(f, n: int) -> float:
-    """Mean µs per call of ``f`` over ``n`` calls (after 10 warm-up calls)."""
+    """µs of thread CPU time per call of ``f``: the median over CHUNKS chunks of ``n // CHUNKS``
+    calls (after 10 warm-up calls), so another process taking the CPU does not count."""
     for _ in range(10):
         f()
-    t = time.perf_counter()
+    m = max(1, n // CHUNKS)
+    per = []
+    for _ in range(CHUNKS):
+        t = time.thread_time()
+        for _ in range(m):
+            f()
+        per.append((time.thread_time() - t) / m * 1e6)
+    return float(np.median(per))
+
+
+def _per_slot(loop, k: int, n: int) -> float:
+    """µs of thread CPU time per slot of ``loop(k)`` (a loop over ``k`` slots), median over
+    ``n`` runs."""
+    loop(k)
+    per = []
     for _ in range(n):
-        f()
-    return (time.perf_counter() - t) / n * 1e6
+        t = time.thread_time()
+        loop(k)
+        per.append((time.thread_time() - t) / k * 1e6)
+    return float(np.median(per))
 
 
 def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
@@ -77,6 +97,7 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
             ("ring.buf(i)", _per_call(lambda: tx.buf(5), 50000), "per-packet API"),
             ("ring.payload(i)", _per_call(lambda: rx.payload(5), 50000), "per-packet API"),
             ("ring.next(i)", _per_call(lambda: tx.next(5), 50000), "per-packet API"),
+            ("ring.set_len(i, 60)", _per_call(lambda: tx.set_len(5, 60), 50000), "per-packet API"),
             ("slots['len'][i] = 60 (hoisted field view)", _per_call(lambda: lens.__setitem__(5, 60), 50000),
              ""),
             ("SEQ.pack_into(ring.buf(i), 14, s)",
@@ -86,52 +107,117 @@ def primitives(backend: str, slots: int) -> list[tuple[str, float, str]]:
             ("bare: halves[8*i+2] = 60", _per_call(lambda: halves.__setitem__(8 * 5 + 2, 60), 50000),
              "baseline"),
         ]
+        out += [(f"per slot: {what}", _per_slot(loop, k, 30), note) for what, loop, note in _slot_loops(tx)]
         return out
     finally:
         a.close()
         b.close()
 
 
+def _slot_loops(ring):
+    """(what, loop(k), note): the per-slot loops of the per-packet and bare-loop rows (work
+    none; the sender's and the receiver's) over ``k`` slots from ``ring.head``."""
+    lens = ring.slots["len"]
+    raw = memoryview(ring.slots.view(np.uint8)).cast("B")
+    words, halves = raw.cast("I"), raw.cast("H")
+    data = memoryview(ring.buffers.reshape(-1)).cast("B")
+    bs, nslots = ring.buf_size, ring.num_slots
+
+    def api_send(k):
+        for i, _b in ring.bufs(k):
+            lens[i] = 60
+
+    def api_send_set_len(k):
+        set_len = ring.set_len
+        for i, _b in ring.bufs(k):
+            set_len(i, 60)
+
+    def api_recv(k):
+        for _i, _pk in ring.payloads(k):
+            pass
+
+    def old_send(k):
+        buf, nxt, i = ring.buf, ring.next, ring.head
+        for _ in range(k):
+            _b = buf(i)
+            lens[i] = 60
+            i = nxt(i)
+
+    def old_recv(k):
+        payload, nxt, i = ring.payload, ring.next, ring.head
+        for _ in range(k):
+            _pk = payload(i)
+            i = nxt(i)
+
+    def bare_send(k):
+        i = ring.head
+        for _ in range(k):
+            o = words[4 * i] * bs
+            _b = data[o:o + bs]
+            halves[8 * i + 2] = 60
+            i += 1
+            if i == nslots:
+                i = 0
+
+    def bare_recv(k):
+        i = ring.head
+        for _ in range(k):
+            o = words[4 * i] * bs
+            _pk = data[o:o + halves[8 * i + 2]]
+            i += 1
+            if i == nslots:
+                i = 0
+
+    return [
+        ("for i, b in ring.bufs(k): lens[i] = 60", api_send, "per-packet row, sender"),
+        ("for i, pk in ring.payloads(k): pass", api_recv, "per-packet row, receiver"),
+        ("for i, b in ring.bufs(k): ring.set_len(i, 60)", api_send_set_len, ""),
+        ("b = ring.buf(i); lens[i] = 60; i = ring.next(i)", old_send, "the row before bufs()"),
+        ("pk = ring.payload(i); i = ring.next(i)", old_recv, "the row before payloads()"),
+        ("bare sender (memoryview words, halves, pool)", bare_send, "bare-loop row, sender"),
+        ("bare receiver", bare_recv, "bare-loop row, receiver"),
+    ]
+
+
 def ceiling(backend: str, slots: int, packets: int) -> list[tuple[str, float]]:
-    """Mpps of send-batch, txsync, rxsync, receive-batch done in turn by ONE process: what the
-    batch and per-packet code costs with no waiting for another process."""
+    """Mpps of send-batch, txsync, rxsync, receive-batch done in turn by ONE process (thread
+    CPU time, so the rate is what the code costs, whatever else runs): the batch API and the
+    loops of the per-packet and bare-loop rows, with no waiting for another process."""
     out = []
-    for mode in ("batch", "per-packet"):
+    for mode in ("batch", "per-packet", "bare-loop"):
         a, b = _open_pair(backend, slots)
         try:
             tx, rx = a.tx_rings[0], b.rx_rings[0]
             tx.buffers[tx.slots["buf_idx"].astype(np.int64), :60] = np.frombuffer(frame(60), np.uint8)
             lens = tx.slots["len"]
+            loops = {what: loop for what, loop, _ in _slot_loops(tx)}
+            send_api, send_bare = loops["for i, b in ring.bufs(k): lens[i] = 60"], \
+                loops["bare sender (memoryview words, halves, pool)"]
+            rloops = {what: loop for what, loop, _ in _slot_loops(rx)}
+            recv_api, recv_bare = rloops["for i, pk in ring.payloads(k): pass"], rloops["bare receiver"]
             done = 0
-            t = time.perf_counter()
+            t = time.thread_time()
             while done < packets:
                 k = tx.space()
                 if mode == "batch":
                     bt = tx.ready(k)
                     lens[bt.slot_idx] = 60
-                    tx.advance(k)
-                    a.txsync()
-                    b.rxsync()
+                else:
+                    (send_api if mode == "per-packet" else send_bare)(k)
+                tx.advance(k)
+                a.txsync()
+                b.rxsync()
+                if mode == "batch":
                     br = rx.ready()
                     rx.advance(len(br))
                 else:
-                    i = tx.head
-                    for _ in range(k):
-                        tx.buf(i)
-                        lens[i] = 60
-                        i = tx.next(i)
-                    tx.advance(k)
-                    a.txsync()
-                    b.rxsync()
-                    i = rx.head
-                    for _ in range(rx.space()):
-                        rx.payload(i)
-                        i = rx.next(i)
-                    rx.advance(rx.space())
+                    got = rx.space()
+                    (recv_api if mode == "per-packet" else recv_bare)(got)
+                    rx.advance(got)
                 b.rxsync()
                 a.txsync()
                 done += k
-            out.append((f"{mode} API, both sides", done / (time.perf_counter() - t) / 1e6))
+            out.append((f"{mode}, both sides", done / (time.thread_time() - t) / 1e6))
         finally:
             a.close()
             b.close()
@@ -210,19 +296,122 @@ def two_process(backend: str, slots: int, packets: int, blocking: bool) -> list[
     return lines
 
 
+# --- work "seq": one 8-byte field per buffer, the bound of the layout -----------------------
+SEQ_LAYOUTS = ("strided", "dense")
+
+
+def seq_costs(backend: str, slots: int) -> list[tuple[str, float]]:
+    """µs of thread CPU time per batch of ``slots - 1`` frames (median of chunks), one process:
+    the row's sequence field through ``ring.field(14)[buf_idx]``, the same as a strided slice
+    (``buf_idx`` is one or two runs of consecutive buffers on a pipe), the O(k) test that
+    would pick the slice, and the same count of 8-byte values stored contiguously."""
+    a, b = _open_pair(backend, slots)
+    try:
+        tx = a.tx_rings[0]
+        k = tx.space()
+        bidx = tx.ready(k).buf_idx
+        seqf = tx.field(SEQ_OFFSET, "<u8")
+        ramp = np.arange(k, dtype="<u8")
+        dense = np.zeros(k, "<u8")
+        b0 = int(bidx[0])
+        one_run = bool(b0 + k - 1 == int(bidx[-1]) and (np.diff(bidx) == 1).all())
+        run = slice(b0, b0 + k)
+        return [
+            (f"write {k} seqs: ring.field(14)[buf_idx] = ramp",
+             _per_call(lambda: seqf.__setitem__(bidx, ramp), 450)),
+            (f"read {k} seqs: ring.field(14)[buf_idx]", _per_call(lambda: seqf[bidx], 450)),
+            (f"write {k} seqs: ring.field(14)[a:b] = ramp (one run: {one_run})",
+             _per_call(lambda: seqf.__setitem__(run, ramp), 450)),
+            (f"read {k} seqs: ring.field(14)[a:b].copy()", _per_call(lambda: seqf[run].copy(), 450)),
+            (f"is buf_idx one run? (np.diff(buf_idx) == 1).all(), {k}",
+             _per_call(lambda: (np.diff(bidx) == 1).all(), 450)),
+            (f"write {k} seqs stored contiguously (no layout)",
+             _per_call(lambda: dense.__setitem__(slice(None), ramp), 450)),
+        ]
+    finally:
+        a.close()
+        b.close()
+
+
+def _seq_side(which: int, layout: str, mem, laps: int, q) -> None:
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0 if which == 0 else -1]})
+    n, bs = SEQ_SLOTS, 2048
+    turn = np.frombuffer(mem, np.int64, count=1, offset=n * bs)
+    if layout == "strided":
+        field = np.ndarray((n,), "<u8", buffer=mem, offset=SEQ_OFFSET, strides=(bs,))
+    else:
+        field = np.ndarray((n,), "<u8", buffer=mem, offset=0)
+    k = n - 1
+    work, bad = [], 0
+    for lap in range(laps):
+        while turn[0] != 2 * lap + which:
+            pass
+        h = lap * k % n
+        idx = (np.arange(h, h + k) % n).astype(np.intp)   # the pipe's slots, wrapping
+        t = time.thread_time()
+        ramp = np.arange(lap * k, lap * k + k, dtype="<u8")
+        if which == 0:
+            field[idx] = ramp
+        else:
+            bad += int(np.count_nonzero(field[idx] != ramp))
+        work.append(time.thread_time() - t)
+        turn[0] = 2 * lap + which + 1
+    q.put((which, float(np.median(work)) * 1e6, bad))
+
+
+SEQ_SLOTS = 4096
+
+
+def seq_two_process(laps: int = 1000) -> list[str]:
+    """Two processes (CPU 0 and the last CPU) take turns over 4095 of 4096 buffers 2048 B apart
+    in shared memory, without pynetmap: the sender writes each buffer's 8-byte sequence field at
+    byte 14, the receiver reads and checks it (fancy indexes, as the row). Median thread CPU
+    time of that work per lap, against the same values stored contiguously."""
+    import mmap
+
+    mpc = mp.get_context("fork")
+    lines = []
+    for layout in SEQ_LAYOUTS:
+        mem = mmap.mmap(-1, SEQ_SLOTS * 2048 + 4096)
+        np.frombuffer(mem, np.uint8)[:] = 0
+        q = mpc.Queue()
+        procs = [mpc.Process(target=_seq_side, args=(w, layout, mem, laps, q)) for w in (0, 1)]
+        for p in procs:
+            p.start()
+        got = sorted(q.get(timeout=300) for _ in procs)
+        for p in procs:
+            p.join(10)
+        (_, snd, _), (_, rcv, bad) = got
+        lines.append(f"{layout:8s} sender {snd:6.1f} us, receiver {rcv:6.1f} us per lap of "
+                     f"{SEQ_SLOTS - 1} ({(snd + rcv) * 1e3 / (SEQ_SLOTS - 1):.1f} ns/frame both sides); "
+                     f"bad {bad}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile_emu", description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="emu")
     ap.add_argument("--slots", type=int, default=4096)
     ap.add_argument("--packets", type=int, default=4_000_000)
+    ap.add_argument("--one-process", action="store_true",
+                    help="only the one-process parts (CPU time; meaningful on a busy machine)")
     a = ap.parse_args(argv)
     print(f"one process, idle pipe of {a.slots} slots, backend {a.backend}:")
     for op, us, note in primitives(a.backend, a.slots):
         print(f"  {op:48s} {us:9.3f} us  {note}")
-    print("\none process doing both sides in turn (no waiting), 60 B, work none:")
-    for mode, mpps in ceiling(a.backend, a.slots, min(a.packets, 2_000_000)):
+    print("\none process doing both sides in turn (no waiting), 60 B, work none, Mpps of CPU time:")
+    rates = dict(ceiling(a.backend, a.slots, min(a.packets, 2_000_000)))
+    for mode, mpps in rates.items():
         print(f"  {mode:48s} {mpps:7.2f} Mpps")
-    for blocking in (False, True):
+    ratio = rates["per-packet, both sides"] / rates["bare-loop, both sides"]
+    print(f"  {'per-packet / bare-loop':48s} {ratio:7.2f}")
+    print("\nwork seq, one process, µs of CPU time per batch:")
+    for op, us in seq_costs(a.backend, a.slots):
+        print(f"  {op:64s} {us:8.2f} us")
+    print("\nwork seq, two processes taking turns (no pynetmap), CPU time of the work:")
+    for line in seq_two_process():
+        print("  " + line)
+    for blocking in () if a.one_process else (False, True):
         print(f"\ntwo processes, batch API, {'blocking in poll' if blocking else 'spinning on syncs'}:")
         for line in two_process(a.backend, a.slots, a.packets, blocking):
             print("  " + line)

@@ -35,6 +35,7 @@ from .batch import move_slots
 from .errors import ClosedPortError, CorruptRingError, InvalidRequestError, RingProtocolError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from mmap import mmap
     from typing import TypeAlias
 
@@ -406,9 +407,13 @@ class Ring:
         w[_CUR] = h
 
     # --- one slot at a time --------------------------------------------------------------
+    # Costs below: CPU time per call in CPython 3.11 / numpy 2.4 on the development VM
+    # (``python -m bench.profile_emu``); a bare Python loop over memoryviews of the same slots
+    # spends ~0.19 µs per slot.
     def buf(self, i: int) -> np.ndarray:
-        """Writable zero-copy view of the whole buffer of slot ``i`` (``buf_size`` bytes).
-        Cost: ~0.2 µs (per-packet path)."""
+        """Writable zero-copy view of the whole buffer of slot ``i`` (``buf_size`` bytes, a
+        1-D uint8 numpy array). Cost: ~0.17 µs (per-packet path; in a loop :meth:`bufs` is
+        cheaper)."""
         if self._owner.closed:
             raise self._dead()
         if i.__class__ is not int or not 0 <= i < self.num_slots:
@@ -419,17 +424,74 @@ class Ring:
         return self.buffers[idx]
 
     def payload(self, i: int) -> np.ndarray:
-        """Zero-copy view of the first ``len`` bytes of slot ``i``'s buffer. Cost: ~0.3 µs."""
+        """Zero-copy view (1-D uint8 numpy array) of the first ``len`` bytes of slot ``i``'s
+        buffer. Cost: ~0.3 µs (in a loop :meth:`payloads` is cheaper)."""
         if self._owner.closed:
             raise self._dead()
         if i.__class__ is not int or not 0 <= i < self.num_slots:
             i = self._slot_arg(i)
-        idx, ln = self._swords[i << 2], self._shalves[(i << 3) + 2]
+        idx = self._swords[i << 2]
+        ln = self._shalves[(i << 3) + 2]
         if idx >= self._nbufs:
             raise self._slot_error("buf_idx", i, idx)
         if ln > self.buf_size:
             raise self._slot_error("len", i, ln)
-        return self.buffers[idx][:ln]
+        return self.buffers[idx, :ln]
+
+    def bufs(self, k: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(i, buf(i))`` for the slots ``[head, head + k)`` in ring order (at most
+        ``space()``; all of them when ``k`` is None): the per-packet loop without ``next()``.
+
+        ``head`` and ``tail`` are read and checked once, by this call; each slot's ``buf_idx``
+        is checked when the loop reaches it, and a closed port stops the loop with
+        ClosedPortError. ``head`` does not move: ``advance(k)`` after the loop publishes (TX)
+        or releases (RX) the slots. Cost: ~0.2 µs per slot (a loop calling ``buf(i)`` and
+        ``next(i)``: ~0.28 µs; a bare loop over memoryviews of the slots and pool: ~0.19 µs).
+        """
+        h, room = self._hroom()
+        return self._walk_bufs(h, room if k is None else self._limit("bufs: k", k, room))
+
+    def payloads(self, k: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """``(i, payload(i))`` for the slots ``[head, head + k)`` in ring order (at most
+        ``space()``; all when ``k`` is None): the receive loop without ``next()``. Checks as
+        in :meth:`bufs`, plus each slot's ``len`` (at most ``buf_size``). Cost: ~0.3 µs per
+        slot (``payload(i)`` plus ``next(i)``: ~0.4 µs; a bare memoryview loop: ~0.2 µs)."""
+        h, room = self._hroom()
+        return self._walk_payloads(h, room if k is None else self._limit("payloads: k", k, room))
+
+    def _walk_bufs(self, i: int, k: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The loop of :meth:`bufs` from slot ``i`` (checked by the caller) over ``k <= space()``
+        slots."""
+        owner, words, buffers = self._owner, self._swords, self.buffers
+        n, nbufs = self.num_slots, self._nbufs
+        for _ in range(k):
+            if owner.closed:
+                raise self._dead()
+            idx = words[i << 2]
+            if idx >= nbufs:
+                raise self._slot_error("buf_idx", i, idx)
+            yield i, buffers[idx]
+            i += 1
+            if i == n:
+                i = 0
+
+    def _walk_payloads(self, i: int, k: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The loop of :meth:`payloads`, as :meth:`_walk_bufs` plus each slot's ``len``."""
+        owner, words, halves, buffers = self._owner, self._swords, self._shalves, self.buffers
+        n, nbufs, size = self.num_slots, self._nbufs, self.buf_size
+        for _ in range(k):
+            if owner.closed:
+                raise self._dead()
+            idx = words[i << 2]
+            ln = halves[(i << 3) + 2]
+            if idx >= nbufs:
+                raise self._slot_error("buf_idx", i, idx)
+            if ln > size:
+                raise self._slot_error("len", i, ln)
+            yield i, buffers[idx, :ln]
+            i += 1
+            if i == n:
+                i = 0
 
     def _slot_arg(self, i: object) -> int:
         i = _index(f"{self.name}: slot", i)
@@ -438,7 +500,8 @@ class Ring:
         return i
 
     def set_len(self, i: int, length: int) -> None:
-        """Per-packet: set slot ``i``'s ``len`` (checked against the buffer size). ~0.1 µs."""
+        """Per-packet: set slot ``i``'s ``len`` (checked against the buffer size). Cost:
+        ~0.12 µs (a store into a hoisted ``slots["len"]`` view: ~0.04 µs, not checked)."""
         if self._owner.closed:
             raise self._dead()
         if i.__class__ is not int or not 0 <= i < self.num_slots:

@@ -86,9 +86,12 @@ def test_rings_refuse_every_use_once_their_port_is_closed():
     port = Port(FakeBinding(region, info), SPEC)
     tx, rx = port.tx_rings[0], port.rx_rings[0]
     batch = tx.ready()
+    walk = tx.bufs()
+    next(walk)
     port.close()
     assert tx.closed and rx.closed and "closed" in repr(tx)
-    uses = [lambda: tx.head, lambda: tx.cur, lambda: tx.tail, lambda: tx.flags, lambda: tx.ts,
+    uses = [lambda: next(walk), tx.bufs, tx.payloads,
+            lambda: tx.head, lambda: tx.cur, lambda: tx.tail, lambda: tx.flags, lambda: tx.ts,
             tx.space, lambda: tx.empty, tx.tx_pending, lambda: tx.advance(1), lambda: tx.next(0),
             lambda: tx.buf(0), lambda: tx.payload(0), lambda: tx.set_len(0, 1), lambda: tx.field(0),
             tx.ready, lambda: tx.fill(3, template=b"x"), lambda: tx.forward(rx), lambda: rx.forward(tx),

@@ -303,3 +303,56 @@ def test_forward_names_the_slot_with_a_bad_buffer():
         rx.forward(tx)
     assert (e.value.ring, e.value.field, e.value.value) == ("t:rx0", "slot[2].buf_idx", 10**6)
     assert (rx.head, tx.head) == (0, 0), "nothing moved"
+
+
+@settings(max_examples=60)
+@given(n=st.integers(1, 40), data=st.data())
+def test_bufs_and_payloads_walk_head_to_tail_like_buf_and_next(n, data):
+    tx, _ = ring_of(n)
+    head = data.draw(st.integers(0, n - 1))
+    tx.head = tx.cur = head
+    tx.header["tail"] = data.draw(st.integers(0, n - 1))
+    tx.slots["len"][:] = data.draw(st.lists(st.integers(0, 2048), min_size=n, max_size=n))
+    k = data.draw(st.one_of(st.none(), st.integers(0, 2 * n)))
+    want, i = [], head
+    for _ in range(tx.space() if k is None else min(k, tx.space())):
+        want.append(i)
+        i = tx.next(i)
+    got = list(tx.bufs(k))
+    assert [i for i, _ in got] == want
+    for i, b in got:  # the very buffer buf(i) shows: zero copy, writable
+        assert b.shape == (tx.buf_size,) and b.ctypes.data == tx.buf(i).ctypes.data
+    pays = list(tx.payloads(k))
+    assert [i for i, _ in pays] == want
+    assert all(p.ctypes.data == tx.buf(i).ctypes.data and len(p) == tx.slots["len"][i] for i, p in pays)
+    assert tx.head == head  # neither moves head
+
+
+def test_bufs_views_write_through_and_payloads_read_them():
+    tx, _ = ring_of(8)
+    for i, b in tx.bufs(3):
+        b[:2] = [i, 0xEE]
+        tx.set_len(i, 2)
+    assert [bytes(p) for _, p in tx.payloads(3)] == [b"\x00\xee", b"\x01\xee", b"\x02\xee"]
+
+
+def test_bufs_and_payloads_check_what_they_read_from_memory():
+    from netmap_core.errors import CorruptRingError
+
+    tx, _ = ring_of(8)
+    tx.slots["buf_idx"][2] = 10**6
+    tx.slots["len"][1] = 4000
+    walk = tx.bufs(4)
+    assert [i for i, _ in (next(walk), next(walk))] == [0, 1]  # checked when reached
+    with pytest.raises(CorruptRingError) as e:
+        next(walk)
+    assert (e.value.field, e.value.value) == ("slot[2].buf_idx", 10**6)
+    with pytest.raises(CorruptRingError) as e:
+        list(tx.payloads())
+    assert (e.value.field, e.value.value) == ("slot[1].len", 4000)
+    with pytest.raises(InvalidRequestError, match="bufs: k=-1 is negative"):
+        tx.bufs(-1)
+    tx.header["tail"] = 99
+    with pytest.raises(CorruptRingError) as e:
+        tx.payloads()  # head and tail are checked by the call, before any slot
+    assert e.value.field == "tail"
