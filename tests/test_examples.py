@@ -36,6 +36,14 @@ def test_readme_first_example_runs(backend, capsys):
     assert out[5] == "[255"
 
 
+def test_readme_ring_example_runs(backend, capsys):
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"Three ways to use the slots.*?```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace("ways{0", f"ways{os.getpid()}{{0").replace("ways}0", f"ways{os.getpid()}}}0")
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["16", "[0", "0]"]
+
+
 def test_vale_l3_router_example_routes_by_subnet(backend_name):
     if backend_name != "emu":
         pytest.skip("programmable lookups are an emulator feature (netmap needs a kernel module)")
