@@ -145,8 +145,10 @@ def paced_sender(p, ctx: Credits, ready):
 
 
 def paced_receiver(index: int, name: str):
-    """Receiver role of a paced row: ``batch_receiver``'s loop (blocking in poll), publishing
-    after every poll how many packets it has handed back (that poll's rxsync released them).
+    """Receiver role of a paced row: ``batch_receiver``'s loop (blocking in poll); whenever its
+    ring is empty it hands the slots back (rxsync) and publishes how many packets it has
+    handed back before it sleeps, so a sender waiting for that room is never held up by the
+    receiver's sleep.
     It stops when it has all the sender sent, or after a quiet timeout once the sender has
     finished (not before: a slower receiver holds the sender back, and a descheduled one can
     keep every receiver waiting longer than any quiet timeout)."""
@@ -166,8 +168,11 @@ def paced_receiver(index: int, name: str):
             last = now() + FIRST_WAIT - quiet
             while got < n:
                 if ring.empty:
+                    port.rxsync()        # hand the slots back and say so before sleeping: the
+                    done[index] = got    # sender may be waiting for exactly this room
+                    if not ring.empty:
+                        continue
                     port.poll(POLLIN, WAIT)
-                    done[index] = got
                     sent = ctx.sent.value
                     if sent >= 0 and (got >= sent or now() - last > quiet):
                         break
