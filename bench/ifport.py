@@ -198,6 +198,18 @@ def _blast(ifname: str, packets: int, size: int) -> None:
     port.close()
 
 
+def empty_rx(port, rx) -> int:
+    """rxsync and release until the ring stays empty; returns the frames taken (the drain)."""
+    n = 0
+    while True:
+        port.rxsync()
+        k = rx.space()
+        if not k:
+            return n
+        n += k
+        rx.advance(k)
+
+
 def _drain(v: Veth, packets: int, size: int) -> tuple[float, float, int]:
     """Fill B's AF_PACKET ring with nobody reading, then time rxsyncs emptying it into a
     2048-slot RX ring (whose buffers a first, untimed round has touched)."""
@@ -212,15 +224,8 @@ def _drain(v: Veth, packets: int, size: int) -> tuple[float, float, int]:
         t.start()
         t.join()
         time.sleep(0.05)   # the last block retires after 1 ms
-        n = 0
         t0, c0 = time.perf_counter(), time.thread_time()
-        while True:
-            port.rxsync()
-            k = rx.space()
-            if not k:
-                break
-            n += k
-            rx.advance(k)
+        n = empty_rx(port, rx)
         dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
         if timed:
             best = (n / dt / 1e6, n / max(cpu, 1e-9) / 1e6, n)

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .ifport import Veth
+from .ifport import Veth, empty_rx
 
 BLOCK = 1 << 18
 NBLOCKS = 16
@@ -98,15 +98,8 @@ def profile(per_block: int, sizes: list[int], repeat: int, veth: Veth,
             walk.block, walk.pending = 0, None
             if cold:
                 scratch += 1   # evicts the ring from the caches, as a sender's run does
-            n = 0
             c0 = time.thread_time()
-            while True:
-                port.rxsync()
-                k = rx.space()
-                if not k:
-                    break
-                n += k
-                rx.advance(k)
+            n = empty_rx(port, rx)
             cpu = time.thread_time() - c0
             assert n == frames, (n, frames)
             if r:   # the first round touches the buffers
