@@ -3,9 +3,9 @@ table every interval, JSON lines (``--json``) or a PNG of the rates over time (`
 
 Counters come from the backend through the ``pynetmap.stats`` entry-point group: its entry
 named after the backend is ``snapshot(namespace: str | None)``, returning an object with
-``backend``, ``namespace``, ``time`` (monotonic seconds), ``note`` and ``rings``, each ring with
-``port``, ``kind``, ``switch``, ``dir`` ("tx"/"rx"), ``ring``, ``slots``, ``bytes``, ``drops``
-(running totals; the emulator's is :func:`netmap_emu.stats.snapshot`). Rates are the
+``backend``, ``namespace``, ``time`` (monotonic seconds), ``note`` and ``rings``, each a
+:class:`netmap_core.counters.RingCounters` (running totals; the emulator's snapshot is
+:func:`netmap_emu.stats.snapshot`). Rates are the
 difference of two snapshots over the time between them. A backend without such an entry
 (``netmap``: the kernel keeps no per-ring counters it exposes) gets what its Control offers,
 the VALE ports VALE_LIST names, and a line saying per-ring counters are an emulator feature.
@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from netmap_core.backend import BACKENDS, default_backend_name
+from netmap_core.counters import RingCounters
 from netmap_core.errors import NetmapError
 
 __all__ = ["GROUP", "Rate", "rates", "ports", "stats_source", "vale_ports", "main"]
@@ -35,18 +36,10 @@ PLOT_EXTRA = "pynetmap top: --plot needs matplotlib, which is not installed: pip
 
 
 @dataclass(frozen=True)
-class Rate:
+class Rate(RingCounters):
     """One ring's (or, with ``ring == -1``, one port direction's) totals and rates per second
     between two snapshots; rates are None for a ring the first snapshot did not have."""
 
-    port: str
-    kind: str
-    switch: str | None
-    dir: str
-    ring: int
-    slots: int
-    bytes: int
-    drops: int
     pps: float | None
     bps: float | None     # bytes per second
     dps: float | None     # drops per second

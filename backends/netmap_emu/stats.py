@@ -13,33 +13,18 @@ import os
 import time
 from dataclasses import dataclass
 
+from netmap_core.counters import RingCounters
+
 from .kernel import memory
 from .kernel.registry import Registry, peek
 from .shm import allocator as shm_alloc, kring
 from .shm.allocator import Allocator
 from .shm.namespace import LOCK_FILE, REGISTRY, base_dir, namespace, namespace_name
 
-__all__ = ["RingCounters", "Counters", "snapshot"]
+__all__ = ["Counters", "snapshot"]
 
 #: what a snapshot says about where its numbers come from
 NOTE = "emulator kring counters: slots and bytes per sync, drops where a switch drops"
-
-
-@dataclass(frozen=True)
-class RingCounters:
-    """One ring's counters since the ring was created. ``port``: a pipe end (``pipeA{1``) or a
-    VALE port (``vale0:p1``, its interface name after the colon); ``kind``: ``pipe`` or
-    ``vale``; ``dir``: ``tx`` (slots the ring's txsyncs handed over) or ``rx`` (slots the ring
-    was given); ``drops``: RX only, packets a switch meant for this ring that did not fit."""
-
-    port: str
-    kind: str
-    switch: str | None
-    dir: str
-    ring: int
-    slots: int
-    bytes: int
-    drops: int
 
 
 @dataclass(frozen=True)
