@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     Region: TypeAlias = "np.ndarray | mmap | bytearray | memoryview"
     #: slot positions: a slice (no wrap) or an index array
     SlotSel: TypeAlias = "slice | np.ndarray"
+
+_U8 = np.dtype(np.uint8)
 
 __all__ = ["Ring", "RingOwner", "Batch", "Taken", "as_region"]
 
@@ -153,7 +155,7 @@ class Ring:
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
         "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords",
         "_shalves", "_owner", "__weakref__",
-        "_lenflags",
+        "_lenflags", "_flags8",
     )
 
     def __init__(self, region: Region, offset: int, *, name: str = "ring",
@@ -198,6 +200,11 @@ class Ring:
         # with one numpy call per run of slots
         self._lenflags = np.ndarray((n,), dtype="<u4", buffer=arr,
                                     offset=offset + abi.NETMAP_RING_SLOTS_OFFSET + 4, strides=(16,))
+        # the low byte of every slot's flags (NS_BUF_CHANGED, NS_MOREFRAG...): "is any set?" is
+        # one strided copy and a bytes.count, far cheaper than a numpy mask and reduction on
+        # cores that emulate vector instructions, and no dearer elsewhere
+        self._flags8 = np.ndarray((n,), dtype=np.uint8, buffer=arr,
+                                  offset=offset + abi.NETMAP_RING_SLOTS_OFFSET + 6, strides=(16,))
 
     # --- guards ----------------------------------------------------------------------------
     def _live(self) -> None:
@@ -588,17 +595,21 @@ class Ring:
         other buffers are taken to hold it still.
 
         Cost: without payload one numpy store per run of slots (one, or two when the slots
-        wrap); ``changed_only`` adds two numpy calls per run plus the copy of what changed; a
-        full payload adds a gather and check of the slots' ``buf_idx`` and one copy of the bytes.
+        wrap); ``changed_only`` adds one look at the flags of the run (a strided copy of a byte
+        per slot and a count) and, only if some slot is marked, a mask, a gather and check of
+        ``buf_idx`` and the copy; a full payload adds a gather and check of the slots'
+        ``buf_idx`` and one copy of the bytes.
         """
+        # the common calls (an int k, flags 0, a uint8 template or an int length) take the
+        # fewest steps: on an emulated CPU each Python line here costs about a microsecond
         h, room = self._hroom()
         if k is not None and k.__class__ is not int:
             k = _index(f"{self.name}: fill: k", k)
-        if flags.__class__ is not int:
+        if flags.__class__ is not int or not 0 <= flags <= 0xFFFF:
             flags = _index(f"{self.name}: fill: flags", flags)
-        if not 0 <= flags <= 0xFFFF:
-            raise InvalidRequestError(22, f"{self.name}: fill: flags={flags} is out of range; "
-                                      "allowed: 0..0xffff (NS_* bits of a slot)")
+            if not 0 <= flags <= 0xFFFF:
+                raise InvalidRequestError(22, f"{self.name}: fill: flags={flags} is out of range; "
+                                          "allowed: 0..0xffff (NS_* bits of a slot)")
         if data is not None:
             data = np.asarray(data, dtype=np.uint8)
             if data.ndim != 2:
@@ -606,32 +617,29 @@ class Ring:
             k = data.shape[0] if k is None else min(k, data.shape[0])
             width = data.shape[1]
         elif template is not None:
-            template = np.frombuffer(bytes(template), dtype=np.uint8) if not isinstance(
-                template, np.ndarray) else template.astype(np.uint8, copy=False)
+            if template.__class__ is not np.ndarray or template.dtype is not _U8:
+                template = (template.astype(np.uint8) if isinstance(template, np.ndarray)
+                            else np.frombuffer(bytes(template), dtype=np.uint8))
             width = template.shape[0]
         else:
             width = 0
-        if changed_only and template is None:
+        if changed_only and (template is None or data is not None):
             raise InvalidRequestError(22, f"{self.name}: fill: changed_only=True refills replaced "
                                       "buffers from a template; pass template= (and no data=)")
-        k = room if k is None else min(k, room)
+        if k is None or k > room:
+            k = room
         if width > self.buf_size:
             raise InvalidRequestError(22, f"fill: frame width {width} exceeds buffer size {self.buf_size}")
         if k <= 0:
             return 0
-        word = self._len_word(lengths, width, flags, k)
+        word = width | flags << 16 if lengths is None else self._len_word(lengths, flags, k)
         n = self.num_slots
         e = h + k
         runs = ((h, e),) if e <= n else ((h, n), (0, e - n))
         if changed_only:
-            bit = abi.NS_BUF_CHANGED << 16
             for a, b in runs:
-                changed = self._lenflags[a:b] & bit
-                if changed.any():
-                    where = np.flatnonzero(changed) + a
-                    bidx = self._bidx[where].astype(np.intp)
-                    self._check_bufs(bidx, where)
-                    self.buffers[bidx, :width] = template
+                if self._flags8[a:b].tobytes().count(0) != b - a:   # see _any_flags
+                    self._refill(a, b, cast(np.ndarray, template), width)
         elif data is not None or template is not None:
             sel = self._span(h, k)
             bidx = self._bidx[sel].astype(np.intp)
@@ -645,15 +653,30 @@ class Ring:
             if e > n:
                 self._lenflags[:e - n] = word[n - h:]
         if advance:
-            self._set_head(h, k)
+            e = e if e < n else e - n
+            w = self._words
+            w[_HEAD] = e
+            w[_CUR] = e
         return k
 
-    def _len_word(self, lengths: ArrayLike | None, width: int, flags: int,
-                  k: int) -> int | np.ndarray:
-        """``len | flags << 16`` for fill(): one int, or one u32 per slot; lengths checked."""
+    def _refill(self, a: int, b: int, template: np.ndarray, width: int) -> None:
+        """Copy ``template`` into the buffers of slots ``[a, b)`` marked NS_BUF_CHANGED."""
+        changed = self._lenflags[a:b] & (abi.NS_BUF_CHANGED << 16)
+        if changed.any():
+            where = np.flatnonzero(changed) + a
+            bidx = self._bidx[where].astype(np.intp)
+            self._check_bufs(bidx, where)
+            self.buffers[bidx, :width] = template
+
+    def _any_flags(self, a: int, b: int) -> bool:
+        """True if a slot of ``[a, b)`` has a bit of its flags' low byte set (NS_BUF_CHANGED,
+        NS_MOREFRAG, ...); False means none of them needs a closer look."""
+        return self._flags8[a:b].tobytes().count(0) != b - a
+
+    def _len_word(self, lengths: ArrayLike, flags: int, k: int) -> int | np.ndarray:
+        """``len | flags << 16`` for fill() with ``lengths``: one int, or one u32 per slot;
+        lengths checked."""
         bs = self.buf_size
-        if lengths is None:
-            return width | flags << 16
         if type(lengths) is int:
             ln = lengths
         else:
@@ -711,7 +734,8 @@ class Ring:
                 bad = int(np.argmax(lens > self.buf_size))
                 raise self._slot_error("len", a + bad, int(lens[bad]))
             nbytes += int(lens.sum(dtype=np.int64))
-            frags += int(np.count_nonzero(self._lenflags[a:b] & bit))
+            if self._any_flags(a, b):
+                frags += int(np.count_nonzero(self._lenflags[a:b] & bit))
         self._set_head(h, k)
         return Taken(k, k - frags, nbytes)
 

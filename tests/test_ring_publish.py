@@ -83,6 +83,27 @@ def test_fill_changed_only_copies_into_replaced_buffers_only():
     assert list(tx.slots["flags"][:8]) == [0] * 8, "flags of the published slots are cleared"
 
 
+@settings(max_examples=60)
+@given(n=st.integers(2, 40), data=st.data())
+def test_fill_changed_only_refills_exactly_the_marked_slots(n, data):
+    tx, _ = ring_of(n)
+    start, room = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+    place(tx, start, room)
+    tx.buffers[:, :8] = 0xEE
+    flags = data.draw(st.lists(st.sampled_from([0, abi.NS_BUF_CHANGED, abi.NS_REPORT,
+                                                abi.NS_BUF_CHANGED | abi.NS_MOREFRAG]),
+                               min_size=n, max_size=n))
+    tx.slots["flags"] = flags
+    k = tx.fill(n, template=b"12345678", changed_only=True)
+    assert k == room
+    for j in range(n):
+        i = (start + j) % n
+        marked = j < k and flags[i] & abi.NS_BUF_CHANGED
+        body = bytes(tx.buffers[int(tx.slots["buf_idx"][i]), :8])
+        assert body == (b"12345678" if marked else b"\xee" * 8), (i, flags[i])
+        assert int(tx.slots["flags"][i]) == (0 if j < k else flags[i])
+
+
 def test_fill_changed_only_checks_the_replaced_buffers_it_writes():
     tx, _ = ring_of(8)
     place(tx, 6, 7)                               # slots 6, 7, 0.. : the run wraps
@@ -143,9 +164,9 @@ def test_take_counts_slots_packets_and_bytes_then_releases(n, data):
     place(rx, start, room)
     lens = data.draw(st.lists(st.integers(0, 2048), min_size=n, max_size=n))
     more = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    rx.slots["len"] = lens
-    rx.slots["flags"] = [abi.NS_MOREFRAG | abi.NS_BUF_CHANGED if m else abi.NS_BUF_CHANGED
-                         for m in more]
+    other = data.draw(st.sampled_from([0, abi.NS_BUF_CHANGED, abi.NS_REPORT << 8]))  # no flag, or
+    rx.slots["len"] = lens                       # bits beside NS_MOREFRAG in either byte
+    rx.slots["flags"] = [abi.NS_MOREFRAG | other if m else other for m in more]
     limit = data.draw(st.none() | st.integers(0, n))
     k = room if limit is None else min(room, limit)
     mine = [(start + j) % n for j in range(k)]
