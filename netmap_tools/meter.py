@@ -88,6 +88,9 @@ class Meter:
         self.t0 = time.monotonic()
         self._last_t, self._last_p, self._last_b, self._last_e = self.t0, 0, 0, 0
         self._next = self.t0 + interval if interval > 0 else float("inf")
+        # tick() without a time reads the clock every _stride calls, about 16 times an interval
+        self._stride = self._skip = 1
+        self._read_t = self.t0
         self._min_space: int | None = None
         if fmt == "csv":
             print(CSV_HEAD, file=self.out, flush=True)
@@ -101,8 +104,27 @@ class Meter:
             self._min_space = space
 
     def tick(self, now: float | None = None) -> None:
-        """Print the rate line when the interval has passed (one clock read otherwise)."""
-        now = time.monotonic() if now is None else now
+        """Print the rate line when the interval has passed. Called without ``now`` (once a
+        batch, by a sender), it reads the clock only every few calls, as many as keep the reads
+        near 16 an interval (none without rate lines): in a VM whose clock source is not the
+        TSC a clock read is a trip to the hypervisor, and it costs a sender ~10 % at 512-slot
+        batches in the lab guest. The line then comes at most ~1/8 interval late."""
+        if now is None:
+            if self.interval <= 0:
+                return
+            self._skip -= 1
+            if self._skip > 0:
+                return
+            now = time.monotonic()
+            gap, self._read_t = now - self._read_t, now
+            if gap < self.interval / 32:
+                self._stride = min(self._stride * 2, 4096)
+            elif gap > self.interval / 8:
+                self._stride = max(self._stride // 2, 1)
+            self._skip = self._stride
+        else:
+            self._stride = self._skip = 1   # after a wait: batches may come slower from now on
+            self._read_t = now
         if now < self._next:
             return
         dt = now - self._last_t

@@ -204,14 +204,14 @@ class _Filler:
             self.f_ipsum, self.f_udpsum = ring.field(fr.IP_OFF + 10, ">u2"), ring.field(fr.UDP_OFF + 6, ">u2")
             self.f_ts = ring.field(fr.TS_OFF, ">u8") if o.mode == "ping" else None
 
-    def fill(self, limit: int, counter: int) -> tuple[int, int, int]:
-        """Fill up to ``limit`` packets from ``head`` and advance; ``counter`` numbers the first.
-        Returns (packets, slots, bytes)."""
+        # fill(limit, counter): up to ``limit`` packets from ``head``, advanced; ``counter``
+        # numbers the first. Returns (packets, slots, bytes). Chosen once, not per batch.
+        self.fill = (self._fill_frags if o.frags > 1 else
+                     self._fill_static if not self.dynamic and not o.length_max else self._fill_dynamic)
+
+    def _fill_dynamic(self, limit: int, counter: int) -> tuple[int, int, int]:
+        """Per-frame lengths, sequence numbers or addresses: a Batch and strided stores."""
         ring, o = self.ring, self.o
-        if o.frags > 1:
-            return self._fill_frags(limit, counter)
-        if not self.dynamic and not o.length_max:
-            return self._fill_static(limit)
         self.room = ring.space()
         b = ring.ready(limit)
         k = len(b)
@@ -236,7 +236,7 @@ class _Filler:
         ring.advance(k)
         return k, k, nbytes
 
-    def _fill_static(self, limit: int) -> tuple[int, int, int]:
+    def _fill_static(self, limit: int, counter: int = 0) -> tuple[int, int, int]:
         """The plain tx path: ``Ring.fill`` sets len and clears flags through one or two
         slices of the slot array and copies the frame only into buffers the kernel replaced
         (NS_BUF_CHANGED). No Batch is built: a few numpy calls per batch, whatever its size."""
@@ -299,9 +299,9 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
     stopped = False
     try:
         while not o.count or sent < o.count:
-            want = _pace(o, t0, sent)
-            if o.count:
-                want = min(want, o.count - sent)
+            want = _pace(o, t0, sent) if o.rate else o.burst
+            if o.count and want > o.count - sent:
+                want = o.count - sent
             moved = 0
             for f in fillers:
                 pk, _, nbytes = f.fill(want - moved, sent + moved)
@@ -313,11 +313,12 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
             if moved:
                 sent += moved
                 port.txsync()
+                meter.tick()          # reads the clock every few batches
             else:
                 for r in rings:
                     r.cur = r.tail    # wake only when more room than now appears
                 port.poll(POLLOUT, IDLE)
-            meter.tick()
+                meter.tick(time.monotonic())
         _drain(port, rings)
     except KeyboardInterrupt:
         stopped = True
@@ -448,7 +449,7 @@ def run_ping(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> 
                 back += int(np.count_nonzero(mine))
                 meter.add(len(rb), int(rb.len.sum()))
                 rx.advance(len(rb))
-            meter.tick()
+            meter.tick(time.monotonic())
     except KeyboardInterrupt:
         pass
     seconds = time.monotonic() - t0
@@ -475,7 +476,7 @@ def run_pong(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
                 port.poll(POLLIN, min(IDLE, o.report) if o.report else IDLE)
                 if o.idle_exit and meter.packets and time.monotonic() - last >= IDLE:
                     break
-                meter.tick()
+                meter.tick(time.monotonic())
                 continue
             lens = rx.ready().len
             k = rx.forward(tx)

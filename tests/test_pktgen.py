@@ -186,3 +186,38 @@ def test_frames_pass_an_independent_parser():
         p = Ether(bytes(row))
         del p[IP].chksum
         assert Ether(bytes(p))[IP].chksum == int(s)
+
+
+def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatch):
+    """A sender ticks once a batch: the clock is read ~16 times a report interval, the rate
+    line comes at most an eighth of an interval late, and a tick with a time (after a wait)
+    puts the stride back to 1, so a slower pace does not delay the lines."""
+    import io
+
+    from netmap_tools import meter as m
+
+    clock = {"t": 100.0, "reads": 0}
+
+    def monotonic() -> float:
+        clock["reads"] += 1
+        return clock["t"]
+
+    monkeypatch.setattr(m.time, "monotonic", monotonic)
+    out = io.StringIO()
+    meter = m.Meter(1.0, "text", out=out)
+    lines_at = []
+    for _ in range(320_000):             # 3.2 s of 10-us batches
+        clock["t"] += 10e-6
+        meter.add(512, 512 * 60)
+        before = out.tell()
+        meter.tick()
+        if out.tell() != before:
+            lines_at.append(clock["t"] - 100.0)
+    assert clock["reads"] < 320, clock["reads"]     # against one read per batch: 320,000
+    assert len(lines_at) == 3
+    assert all(k + 1 <= t <= k + 1 + 1 / 8 for k, t in enumerate(lines_at)), lines_at
+    meter.tick(clock["t"])               # the sender waited: the next batch reads the clock
+    reads = clock["reads"]
+    clock["t"] += 1.5
+    meter.tick()
+    assert clock["reads"] == reads + 1 and out.getvalue().count("pps") == 4
