@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import netns
 from netmap_core import POLLERR, POLLIN, abi
@@ -343,15 +344,15 @@ BS = 1 << 16   # block size of the fake rings
 MAC = 82       # tp_mac of an Ethernet frame in a TPACKET_V3 ring
 
 
-def _fake_ring(blocks: list[list[int]], first: int = 48) -> tuple[np.ndarray, list[list[int]]]:
+def _fake_ring(blocks: list[list[int]], first: int = 48, bs: int = BS) -> tuple[np.ndarray, list[list[int]]]:
     """A fake TPACKET_V3 ring, block ``j`` holding frames of ``blocks[j]`` captured bytes
     (payload: the frame's number, one byte) chained by tp_next_offset, each block marked ready
     (TP_STATUS_USER). Returns the ring and each block's frame offsets."""
-    ring = np.zeros(BS * len(blocks), dtype=np.uint8)
+    ring = np.zeros(bs * len(blocks), dtype=np.uint8)
     offs: list[list[int]] = []
     k = 0
     for j, sizes in enumerate(blocks):
-        base = j * BS
+        base = j * bs
         o = base + first
         mine = []
         for i, size in enumerate(sizes):
@@ -365,7 +366,7 @@ def _fake_ring(blocks: list[list[int]], first: int = 48) -> tuple[np.ndarray, li
             ring[o + 58] = 4 if size == 61 else 0    # sll_pkttype: PACKET_OUTGOING for 61 bytes
             o += step
             k += 1
-        assert o <= base + BS
+        assert o <= base + bs
         ring[base + 8: base + 20].view("<u4")[:] = (1, len(sizes), first)
         offs.append(mine)
     return ring, offs
@@ -435,6 +436,77 @@ def test_frame_longer_than_its_room_is_refused():
     walk = RxBlocks(bytearray(ring.tobytes()), BS, 2, "fake")
     with pytest.raises(CorruptRingError, match=r"block\[1\].*tp_snaplen=200"):
         walk.ready(100)
+
+
+BIG = [[60] * 600, [60] * 700, [64] * 520]   # blocks full enough for the strided parse
+BBS = 1 << 18                                 # ... in blocks of the size the ports use
+
+
+def test_full_blocks_parse_as_the_chain_says(monkeypatch):
+    from netmap_emu.datapath import afpacket
+    from netmap_emu.datapath.afpacket import RxBlocks
+
+    def chain_walk(*args: object) -> None:
+        raise AssertionError("full uniform blocks take the strided parse, not the chain walk")
+
+    monkeypatch.setattr(afpacket, "frame_offsets", chain_walk)
+    ring, offs = _fake_ring(BIG, bs=BBS)
+    walk = RxBlocks(bytearray(ring.tobytes()), BBS, len(BIG), "fake")
+    f = walk.ready(10_000)
+    assert f is not None and f.ends == (600, 1300, 1820)
+    assert f.start.tolist() == [o + MAC for b in offs for o in b]
+    assert f.length.tolist() == [n for b in BIG for n in b] and not f.pkttype.any()
+
+
+@pytest.mark.parametrize("block, frame, word, value, match", [
+    (1, 5, 3, 200, r"block\[1\].*tp_snaplen=200"),          # snaplen past the next frame
+    (0, 599, 3, BBS, r"block\[0\].*tp_snaplen=262144"),     # the last frame past its block
+    (2, 9, 6, 16, r"block\[2\].*tp_mac=16"),                # data inside the header
+    (1, 3, 0, 96, r"tp_next_offset"),                        # the chain steps short
+])
+def test_full_blocks_refuse_what_does_not_fit(block, frame, word, value, match):
+    from netmap_core.errors import CorruptRingError
+    from netmap_emu.datapath.afpacket import RxBlocks
+
+    ring, offs = _fake_ring(BIG, bs=BBS)
+    o = offs[block][frame]
+    if word == 6:
+        ring[o + 24: o + 26].view("<u2")[0] = value
+    else:
+        ring[o + 4 * word: o + 4 * word + 4].view("<u4")[0] = value
+    walk = RxBlocks(bytearray(ring.tobytes()), BBS, len(BIG), "fake")
+    with pytest.raises(CorruptRingError, match=match):
+        walk.ready(10_000)
+
+
+def test_a_full_block_of_mixed_sizes_follows_its_chain():
+    from netmap_emu.datapath.afpacket import RxBlocks
+
+    sizes = [[60 if i % 3 else 200 for i in range(560)], [60] * 600]
+    ring, offs = _fake_ring(sizes, bs=BBS)
+    f = RxBlocks(bytearray(ring.tobytes()), BBS, 2, "fake").ready(10_000)
+    assert f is not None and f.start.tolist() == [o + MAC for b in offs for o in b]
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.data())
+def test_copy_frames_in_runs_of_one_stride(data):
+    """Frames laid out at a few strides (blocks of equal frames) copy like any others."""
+    from netmap_emu.datapath.afpacket import copy_frames
+
+    src = np.arange(1 << 15, dtype=np.uint32).astype(np.uint8) ^ 0x5A
+    start: list[int] = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        o = data.draw(st.integers(0, (1 << 15) - 4096))
+        step = data.draw(st.sampled_from([8, 72, 144, 2048, 1]))
+        start += [o + step * j for j in range(data.draw(st.integers(1, 12)))]
+    length = data.draw(st.lists(st.integers(1, 1500), min_size=len(start), max_size=len(start)))
+    start_a = np.minimum(np.array(start), (1 << 15) - np.array(length))
+    rows = np.random.default_rng(len(start)).permutation(len(start))
+    buffers = np.zeros((len(start), 2048), dtype=np.uint8)
+    copy_frames(src, start_a, np.array(length), buffers, rows)
+    for s_, n, r in zip(start_a.tolist(), length, rows.tolist()):
+        assert bytes(buffers[r, :n]) == bytes(src[s_: s_ + n])
 
 
 def test_copy_frames_anywhere():
