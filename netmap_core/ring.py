@@ -638,7 +638,7 @@ class Ring:
         runs = ((h, e),) if e <= n else ((h, n), (0, e - n))
         if changed_only:
             for a, b in runs:
-                if self._flags8[a:b].tobytes().count(0) != b - a:   # see _any_flags
+                if self._any_flags(a, b):
                     self._refill(a, b, cast(np.ndarray, template), width)
         elif data is not None or template is not None:
             sel = self._span(h, k)
