@@ -103,6 +103,18 @@ class Meter:
         if space is not None and (self._min_space is None or space < self._min_space):
             self._min_space = space
 
+    def batch(self, packets: int, nbytes: int, space: int) -> None:
+        """A sender's batch: :meth:`add` then :meth:`tick` without a time, in one call."""
+        self.packets += packets
+        self.bytes += nbytes
+        self.events += 1
+        if self._min_space is None or space < self._min_space:
+            self._min_space = space
+        if self._skip > 1:
+            self._skip -= 1
+        else:
+            self.tick()
+
     def tick(self, now: float | None = None) -> None:
         """Print the rate line when the interval has passed. Called without ``now`` (once a
         batch, by a sender), it reads the clock only every few calls, as many as keep the reads

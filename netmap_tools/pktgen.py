@@ -206,8 +206,9 @@ class _Filler:
 
         # fill(limit, counter): up to ``limit`` packets from ``head``, advanced; ``counter``
         # numbers the first. Returns (packets, slots, bytes). Chosen once, not per batch.
+        self.static = o.frags == 1 and not self.dynamic and not o.length_max   # one frame for all
         self.fill = (self._fill_frags if o.frags > 1 else
-                     self._fill_static if not self.dynamic and not o.length_max else self._fill_dynamic)
+                     self._fill_static if self.static else self._fill_dynamic)
 
     def _fill_dynamic(self, limit: int, counter: int) -> tuple[int, int, int]:
         """Per-frame lengths, sequence numbers or addresses: a Batch and strided stores."""
@@ -295,30 +296,12 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
         raise InvalidRequestError(22, f"pkt-gen: {o.port} binds no TX ring; open one that does")
     fillers = [_Filler(r, o, frame) for r in rings]
     t0 = time.monotonic()
-    sent = 0
     stopped = False
     try:
-        while not o.count or sent < o.count:
-            want = _pace(o, t0, sent) if o.rate else o.burst
-            if o.count and want > o.count - sent:
-                want = o.count - sent
-            moved = 0
-            for f in fillers:
-                pk, _, nbytes = f.fill(want - moved, sent + moved)
-                if pk:
-                    meter.add(pk, nbytes, f.room)
-                    moved += pk
-                    if moved >= want:
-                        break
-            if moved:
-                sent += moved
-                port.txsync()
-                meter.tick()          # reads the clock every few batches
-            else:
-                for r in rings:
-                    r.cur = r.tail    # wake only when more room than now appears
-                port.poll(POLLOUT, IDLE)
-                meter.tick(time.monotonic())
+        if len(fillers) == 1 and fillers[0].static and not o.rate:
+            _tx_static(port, fillers[0], o, meter)
+        else:
+            _tx_batches(port, fillers, o, meter, t0)
         _drain(port, rings)
     except KeyboardInterrupt:
         stopped = True
@@ -326,6 +309,54 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
     extra = {"interrupted": True} if stopped else {}
     size = len(frame) if o.pcap else o.length
     return Summary("Sent", meter.packets, meter.bytes, meter.events, size, seconds, extra)
+
+
+def _tx_static(port: netmap_core.Port, f: _Filler, o: Options, meter: Meter) -> None:
+    """The usual tx: one ring, one frame, no -R. The same steps as :func:`_tx_batches` with
+    the fewest Python operations per batch (on an emulated CPU each costs about a
+    microsecond, and a 512-slot batch of the general loop spends ~15 % more)."""
+    ring, frame, size, burst, count = f.ring, f.frame, f.size, o.burst, o.count
+    fill, space, txsync, batch = ring.fill, ring.space, port.txsync, meter.batch
+    sent = 0
+    while not count or sent < count:
+        room = space()
+        k = fill(min(burst, count - sent) if count else burst, template=frame, changed_only=True)
+        if k:
+            sent += k
+            txsync()
+            batch(k, k * size, room)
+        else:
+            ring.cur = ring.tail      # wake only when more room than now appears
+            port.poll(POLLOUT, IDLE)
+            meter.tick(time.monotonic())
+
+
+def _tx_batches(port: netmap_core.Port, fillers: list[_Filler], o: Options, meter: Meter,
+                t0: float) -> None:
+    """tx over every bound ring, with -R pacing, per-frame fields or fragments."""
+    rings = port.tx_rings
+    sent = 0
+    while not o.count or sent < o.count:
+        want = _pace(o, t0, sent) if o.rate else o.burst
+        if o.count and want > o.count - sent:
+            want = o.count - sent
+        moved = 0
+        for f in fillers:
+            pk, _, nbytes = f.fill(want - moved, sent + moved)
+            if pk:
+                meter.add(pk, nbytes, f.room)
+                moved += pk
+                if moved >= want:
+                    break
+        if moved:
+            sent += moved
+            port.txsync()
+            meter.tick()          # reads the clock every few batches
+        else:
+            for r in rings:
+                r.cur = r.tail    # wake only when more room than now appears
+            port.poll(POLLOUT, IDLE)
+            meter.tick(time.monotonic())
 
 
 def _drain(port: netmap_core.Port, rings: tuple[Ring, ...]) -> None:
