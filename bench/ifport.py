@@ -16,7 +16,9 @@ used together, user + system, which a loaded machine distorts far less than the 
                       by the wall clock and by the CPU time of the draining thread (which
                       does not count time a loaded machine gives to other processes); once
                       with the default 1 ms block timeout, once with 100 ms
-                      ($PYNETMAP_EMU_IF_RETIRE_MS), so blocks fill up even from a slow sender
+                      ($PYNETMAP_EMU_IF_RETIRE_MS), so blocks fill up even from a slow sender.
+                      The sender runs on CPU 0, where the kernel then writes the ring (veth
+                      receives on the sending CPU), the drain on CPU 1; "same CPU": both on 0
 veth drops frames when the receiver falls behind: the rates count frames received, between the
 first and the last one, and the loss is printed.
 """
@@ -33,6 +35,7 @@ import subprocess
 import time
 
 ETHERTYPE = 0x88B5
+RETIRE = "PYNETMAP_EMU_IF_RETIRE_MS"
 QUIET = 0.5   # seconds without a frame that end a receiver
 
 
@@ -183,9 +186,13 @@ def _pair(rx, tx, v: Veth, packets: int, size: int) -> tuple[float, float, float
     return n / dt / 1e6, n / (tx_cpu + rx_cpu) / 1e6, 1 - n / packets
 
 
-def _blast(ifname: str, packets: int, size: int) -> None:
-    """Send ``packets`` frames in batches small enough for veth's backlog (1000 frames)."""
+def _blast(ifname: str, packets: int, size: int, cpu: int | None = None) -> None:
+    """Send ``packets`` frames in batches small enough for veth's backlog (1000 frames), on
+    CPU ``cpu`` if given."""
     import netmap_core
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
     port = netmap_core.open(f"netmap:{ifname}/T", backend="emu")
     tx = port.tx_rings[0]
@@ -210,26 +217,36 @@ def empty_rx(port, rx) -> int:
         rx.advance(k)
 
 
-def _drain(v: Veth, packets: int, size: int) -> tuple[float, float, int]:
+def _drain(v: Veth, packets: int, size: int,
+           cpus: tuple[int, int] | None = None) -> tuple[float, float, int]:
     """Fill B's AF_PACKET ring with nobody reading, then time rxsyncs emptying it into a
-    2048-slot RX ring (whose buffers a first, untimed round has touched)."""
+    2048-slot RX ring (whose buffers a first, untimed round has touched). ``cpus``: the
+    sender's CPU (where the kernel writes the ring: veth receives on the sending CPU) and
+    the draining thread's."""
     import netmap_core
 
     port = netmap_core.open(f"netmap:{v.b}/R@conf:rx-slots=2048", backend="emu")
     rx = port.rx_rings[0]
     ctx = mp.get_context("fork")
     best = (0.0, 0.0, 0)
-    for timed in (False, True):
-        t = ctx.Process(target=_blast, args=(v.a, packets, size))
-        t.start()
-        t.join()
-        time.sleep(0.05)   # the last block retires after 1 ms
-        t0, c0 = time.perf_counter(), time.thread_time()
-        n = empty_rx(port, rx)
-        dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
-        if timed:
-            best = (n / dt / 1e6, n / max(cpu, 1e-9) / 1e6, n)
-    port.close()
+    mine = os.sched_getaffinity(0)
+    try:
+        for timed in (False, True):
+            t = ctx.Process(target=_blast, args=(v.a, packets, size, cpus[0] if cpus else None))
+            t.start()
+            t.join()
+            time.sleep(0.05)   # the last block retires after 1 ms
+            if cpus:
+                os.sched_setaffinity(0, {cpus[1]})
+            t0, c0 = time.perf_counter(), time.thread_time()
+            n = empty_rx(port, rx)
+            dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            os.sched_setaffinity(0, mine)
+            if timed:
+                best = (n / dt / 1e6, n / max(cpu, 1e-9) / 1e6, n)
+    finally:
+        os.sched_setaffinity(0, mine)
+        port.close()
     return best
 
 
@@ -261,14 +278,24 @@ def main(argv: list[str] | None = None) -> None:
                 tx_rate, rx_rate = _pktgen(v, a.packets, a.size)
                 rows.setdefault("C pkt-gen tx", []).append((tx_rate, 0.0))
                 rows.setdefault("C pkt-gen rx", []).append((rx_rate, 0.0))
-            for ms in (None, "100"):   # the default 1 ms block timeout, and blocks left to fill
+            two = len(os.sched_getaffinity(0)) > 1
+            # the default 1 ms block timeout, and blocks left to fill; the sender on CPU 0 and
+            # the drain on CPU 1, and (full blocks) both on CPU 0
+            for ms, cpus, where in ((None, (0, 1), ""), ("100", (0, 1), ""), ("100", (0, 0), " same CPU")):
+                if not two and where:
+                    continue
+                saved = os.environ.pop(RETIRE, None)
                 if ms:
-                    os.environ["PYNETMAP_EMU_IF_RETIRE_MS"] = ms
-                rate, cpu_rate, n = _drain(v, min(a.packets, 40_000), a.size)
-                os.environ.pop("PYNETMAP_EMU_IF_RETIRE_MS", None)
+                    os.environ[RETIRE] = ms
+                try:
+                    rate, cpu_rate, n = _drain(v, min(a.packets, 40_000), a.size, cpus if two else None)
+                finally:
+                    os.environ.pop(RETIRE, None)
+                    if saved is not None:
+                        os.environ[RETIRE] = saved
                 tag = f" {ms}ms" if ms else ""
-                rows.setdefault(f"emu drain{tag}", []).append((rate, float(n)))
-                rows.setdefault(f"emu drain{tag} (CPU)", []).append((cpu_rate, float(n)))
+                rows.setdefault(f"emu drain{tag}{where}", []).append((rate, float(n)))
+                rows.setdefault(f"emu drain{tag}{where} (CPU)", []).append((cpu_rate, float(n)))
     print(f"{a.size}-byte frames, {a.packets} sent per run, {a.runs} runs (median; min..max)")
     for name, vals in sorted(rows.items()):
         rates = [r for r, _ in vals]
