@@ -42,32 +42,58 @@ def _settled(ring: Ring) -> _rules.KRing:
     return _rules.KRing(ring.num_slots, hwcur=head, hwtail=tail, rhead=head, rcur=head, rtail=tail)
 
 
+def _shows(ring: Ring) -> tuple[int, int, int]:
+    """The ring's head, cur and tail as they are in shared memory now."""
+    return ring.head, ring.cur, ring.tail
+
+
 class _ShadowTable:
     """The strict-mode shadow krings of this process, one per ring (its address), shared
     by every live binding of that ring: two descriptors of one pipe end or VALE port bind the
     same rings, and a sync through either moves the kernel's kring for both. (Syncs made by
     other processes stay invisible: strict mode on the device checks what this process knows.)
     Bindings are held weakly, so one dropped without close() does not keep a stale shadow for
-    whatever ring the kernel later puts at that offset."""
+    whatever ring the kernel later puts at that offset.
+
+    The kernel can outlive every binding of a ring: a pipe end closed while its peer stays
+    open keeps its krings and its ring, and the ring still shows what its last user wrote,
+    synced or not (a head moved past the last txsync). So the last shadow of a ring is kept
+    when its last binding closes, with the ring's head/cur/tail at that moment; a new binding
+    that finds the ring showing exactly those takes that shadow up again, and otherwise starts
+    from the ring as it shows."""
+
+    #: retired shadows kept at most (the oldest go first)
+    RETIRED = 256
 
     def __init__(self) -> None:
         self._rings: dict[int, tuple[list, weakref.WeakSet]] = {}
+        self._retired: dict[int, tuple[_rules.KRing, tuple[int, int, int]]] = {}
 
     def bind(self, key: int, ring: Ring, binding: object) -> None:
         """``binding`` starts using ``ring``: it shares the kring the last sync here left, or
-        starts from the ring as it shows now if no other live binding holds it."""
+        takes up the retired one if the ring shows what it showed then, or starts from the
+        ring as it shows now."""
         entry = self._rings.get(key)
         if entry is None or not entry[1]:
-            entry = ([_settled(ring)], weakref.WeakSet())
+            old = self._retired.pop(key, None)
+            k = old[0] if old is not None and old[1] == _shows(ring) else _settled(ring)
+            entry = ([k], weakref.WeakSet())
             self._rings[key] = entry
         entry[1].add(binding)
 
-    def unbind(self, key: int, binding: object) -> None:
+    def unbind(self, key: int, binding: object, ring: Ring | None = None) -> None:
+        """``binding`` stops using the ring at ``key``; when it was the last, the shadow is
+        retired with what ``ring`` shows now (dropped if ``ring`` is not given)."""
         entry = self._rings.get(key)
         if entry is not None:
             entry[1].discard(binding)
             if not entry[1]:
                 del self._rings[key]
+                if ring is not None:
+                    self._retired.pop(key, None)
+                    self._retired[key] = (entry[0][0], _shows(ring))
+                    while len(self._retired) > self.RETIRED:
+                        del self._retired[next(iter(self._retired))]
 
     def get(self, key: int) -> _rules.KRing:
         return self._rings[key][0][0]
@@ -182,6 +208,8 @@ class DevBinding:
         if self._device.fd < 0:
             return
         try:
+            for r, key in self._tx + self._rx:   # while the rings are still mapped
+                _SHADOWS.unbind(key, self, r)
             self._registry.release(self.info.mem_id, self._mapping, self._device)
         finally:
             for _, key in self._tx + self._rx:
