@@ -60,7 +60,8 @@ class _ShadowTable:
     synced or not (a head moved past the last txsync). So the last shadow of a ring is kept
     when its last binding closes, with the ring's head/cur/tail at that moment; a new binding
     that finds the ring showing exactly those takes that shadow up again, and otherwise starts
-    from the ring as it shows."""
+    from the ring as it shows. Retired shadows live only as long as this process maps the
+    region (another binding of the allocator keeps it, as the open peer end does)."""
 
     #: retired shadows kept at most (the oldest go first)
     RETIRED = 256
@@ -94,6 +95,12 @@ class _ShadowTable:
                     self._retired[key] = (entry[0][0], _shows(ring))
                     while len(self._retired) > self.RETIRED:
                         del self._retired[next(iter(self._retired))]
+
+    def forget(self, lo: int, hi: int) -> None:
+        """Drop the retired shadows of rings at addresses in ``[lo, hi)``: their mapping is
+        gone, and what the kernel puts there next is not those rings."""
+        for key in [k for k in self._retired if lo <= k < hi]:
+            del self._retired[key]
 
     def get(self, key: int) -> _rules.KRing:
         return self._rings[key][0][0]
@@ -211,6 +218,8 @@ class DevBinding:
             for r, key in self._tx + self._rx:   # while the rings are still mapped
                 _SHADOWS.unbind(key, self, r)
             self._registry.release(self.info.mem_id, self._mapping, self._device)
+            if self._mapping.array is None:      # this process's last user of the region
+                _SHADOWS.forget(self._mapping.addr, self._mapping.addr + self._mapping.length)
         finally:
             for _, key in self._tx + self._rx:
                 _SHADOWS.unbind(key, self)
