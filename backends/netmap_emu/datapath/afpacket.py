@@ -246,6 +246,7 @@ class RxBlocks:
             b = (b + 1) % nb
         if not counts:
             return None
+        ends = tuple(np.cumsum(counts).tolist())
         # full blocks (a fast sender): one strided parse per block; part-filled ones (a slow
         # sender, many blocks of a few frames): one vectorised parse for all, fewer numpy calls
         if total >= 512 * len(counts):
@@ -256,7 +257,6 @@ class RxBlocks:
                     break
                 parts.append(p)
             else:
-                ends = tuple(np.cumsum(counts).tolist())
                 if len(parts) == 1:
                     self.pending = Frames(*parts[0], ends)
                 else:
@@ -269,7 +269,6 @@ class RxBlocks:
         i = offs >> 2
         snap = r32[i + _H_SNAPLEN // 4].astype(np.int64)
         mac = r32[i + _H_MAC // 4] & 0xFFFF
-        ends = tuple(np.cumsum(counts).tolist())
         bad = mac + snap > room
         bad |= mac < _FRAME_MIN
         if bad.any():
