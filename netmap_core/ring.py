@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     SlotSel: TypeAlias = "slice | np.ndarray"
 
 _U8 = np.dtype(np.uint8)
+_CHANGED_WORD = abi.NS_BUF_CHANGED << 16   # NS_BUF_CHANGED in a slot's len | flags << 16 word
 
 __all__ = ["Ring", "RingOwner", "Batch", "Taken", "as_region"]
 
@@ -155,7 +156,7 @@ class Ring:
         "name", "region", "offset", "num_slots", "buf_size", "ringid", "dir", "header",
         "slots", "buffers", "_words", "_nbufs", "_pool_off", "_pool_addr", "_bidx", "_lens", "_swords",
         "_shalves", "_owner", "__weakref__",
-        "_lenflags", "_flags8",
+        "_lenflags", "_flags8", "_pattern",
     )
 
     def __init__(self, region: Region, offset: int, *, name: str = "ring",
@@ -205,6 +206,7 @@ class Ring:
         # cores that emulate vector instructions, and no dearer elsewhere
         self._flags8 = np.ndarray((n,), dtype=np.uint8, buffer=arr,
                                   offset=offset + abi.NETMAP_RING_SLOTS_OFFSET + 6, strides=(16,))
+        self._pattern: tuple[int, memoryview] = (-1, memoryview(b"").cast("I"))   # see fill()
 
     # --- guards ----------------------------------------------------------------------------
     def _live(self) -> None:
@@ -595,10 +597,12 @@ class Ring:
         other buffers are taken to hold it still.
 
         Cost: without payload one numpy store per run of slots (one, or two when the slots
-        wrap); ``changed_only`` adds one look at the flags of the run (a strided copy of a byte
-        per slot and a count) and, only if some slot is marked, a mask, a gather and check of
-        ``buf_idx`` and the copy; a full payload adds a gather and check of the slots'
-        ``buf_idx`` and one copy of the bytes.
+        wrap); ``changed_only`` first compares the run's len and flags words with the ones it
+        would write (one strided memoryview compare) and, when all match (a sender's ring after
+        a lap: nothing was replaced or changed), writes nothing else; otherwise it looks at the
+        run's flags (a strided copy of a byte per slot and a count), stores the words and, only
+        if some slot is marked, masks, gathers and checks ``buf_idx`` and copies; a full
+        payload adds a gather and check of the slots' ``buf_idx`` and one copy of the bytes.
         """
         # the common calls (an int k, flags 0, a uint8 template or an int length) take the
         # fewest steps: on an emulated CPU each Python line here costs about a microsecond
@@ -635,8 +639,17 @@ class Ring:
         word = width | flags << 16 if lengths is None else self._len_word(lengths, flags, k)
         n = self.num_slots
         e = h + k
-        runs = ((h, e),) if e <= n else ((h, n), (0, e - n))
+        runs: tuple[tuple[int, int], ...] = ((h, e),) if e <= n else ((h, n), (0, e - n))
         if changed_only:
+            if e <= n and word.__class__ is int and not word & _CHANGED_WORD:
+                # every slot holding this len and flags already (so none marked replaced): one
+                # strided memoryview compare, and nothing to write. Inline, and not numpy: on an
+                # emulated CPU a call level or a numpy call costs more than the compare itself
+                pat = self._pattern
+                if pat[0] != word or len(pat[1]) != k:
+                    pat = self._pattern = (word, memoryview(word.to_bytes(4, "little") * k).cast("I"))
+                if self._swords[4 * h + 1:4 * e + 1:4] == pat[1]:
+                    runs = ()
             for a, b in runs:
                 if self._any_flags(a, b):
                     self._refill(a, b, cast(np.ndarray, template), width)

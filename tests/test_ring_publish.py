@@ -104,6 +104,60 @@ def test_fill_changed_only_refills_exactly_the_marked_slots(n, data):
         assert int(tx.slots["flags"][i]) == (0 if j < k else flags[i])
 
 
+@settings(max_examples=80)
+@given(n=st.integers(2, 40), data=st.data())
+def test_fill_changed_only_over_slots_that_already_hold_the_word(n, data):
+    """A sender's ring after a lap: most slots hold the len and flags fill() would write (it
+    then writes nothing); any slot that differs, or is marked replaced, still gets its word and,
+    if marked, the template. A caller's own NS_BUF_CHANGED never counts as "unchanged"."""
+    tx, _ = ring_of(n)
+    start, room = data.draw(st.integers(0, n - 1)), data.draw(st.integers(1, n - 1))
+    place(tx, start, room)
+    flags = data.draw(st.sampled_from([0, abi.NS_REPORT, abi.NS_BUF_CHANGED]))
+    states = data.draw(st.lists(st.sampled_from(["same", "same", "len", "marked", "flag"]),
+                                min_size=n, max_size=n))
+    word = {"same": (8, flags), "len": (9, flags), "marked": (8, flags | abi.NS_BUF_CHANGED),
+            "flag": (8, flags ^ abi.NS_MOREFRAG)}
+    tx.slots["len"] = [word[x][0] for x in states]
+    tx.slots["flags"] = [word[x][1] for x in states]
+    tx.buffers[:, :8] = 0xEE
+    k = data.draw(st.integers(0, n))
+    done = tx.fill(k, template=b"12345678", changed_only=True, flags=flags)
+    assert done == min(k, room)
+    for j in range(n):
+        i = (start + j) % n
+        refilled = j < done and word[states[i]][1] & abi.NS_BUF_CHANGED
+        body = bytes(tx.buffers[int(tx.slots["buf_idx"][i]), :8])
+        assert body == (b"12345678" if refilled else b"\xee" * 8), (i, states[i], flags)
+        got = (int(tx.slots["len"][i]), int(tx.slots["flags"][i]))
+        assert got == ((8, flags) if j < done else word[states[i]]), (i, states[i])
+    assert tx.head == tx.cur == (start + done) % n
+
+
+def test_fill_changed_only_over_a_lap_of_unchanged_slots_reads_no_buf_idx():
+    tx, _ = ring_of(8)
+    place(tx, 2, 7)
+    tx.slots["len"], tx.slots["flags"] = 60, 0
+    tx.slots["buf_idx"][4] = 0xFFFFFFFF       # never looked at: no slot is marked
+    assert tx.fill(5, template=b"z" * 60, changed_only=True) == 5
+    assert tx.head == 7 and int(tx.slots["buf_idx"][4]) == 0xFFFFFFFF
+    tx.slots["flags"][4] = abi.NS_BUF_CHANGED  # ... until that slot is marked replaced
+    place(tx, 2, 7)
+    with pytest.raises(CorruptRingError) as e:
+        tx.fill(5, template=b"z" * 60, changed_only=True)
+    assert e.value.field == "slot[4].buf_idx" and tx.head == 2
+
+
+def test_fill_changed_only_with_one_length_per_slot():
+    tx, _ = ring_of(8)
+    tx.slots["len"], tx.slots["flags"] = 60, 0
+    tx.slots["flags"][2] = abi.NS_BUF_CHANGED
+    tx.buffers[:, :4] = 0xEE
+    assert tx.fill(4, template=b"abcd", lengths=np.array([4, 3, 2, 1]), changed_only=True) == 4
+    assert list(tx.slots["len"][:5]) == [4, 3, 2, 1, 60]
+    assert [bytes(tx.buffers[int(tx.slots["buf_idx"][i]), :4]) for i in (1, 2)] == [b"\xee" * 4, b"abcd"]
+
+
 def test_fill_changed_only_checks_the_replaced_buffers_it_writes():
     tx, _ = ring_of(8)
     place(tx, 6, 7)                               # slots 6, 7, 0.. : the run wraps
