@@ -168,11 +168,15 @@ class Port:
     def txsync(self) -> None:
         """Hand filled TX slots ``[old head, head)`` to the port and reclaim sent ones (NIOCTXSYNC).
         Never blocks. Cost: one syscall on the device; on the emulator, the kernel work."""
-        self._b().txsync()
+        if self._closed:
+            self._b()         # raises ClosedPortError
+        self._binding.txsync()
 
     def rxsync(self) -> None:
         """Return released RX slots and pick up new packets (NIOCRXSYNC). Never blocks."""
-        self._b().rxsync()
+        if self._closed:
+            self._b()
+        self._binding.rxsync()
 
     def poll(self, events: int = POLLIN, timeout: float | None = None) -> int:
         """netmap's poll: sync, then wait until a TX ring has room or an RX ring has packets

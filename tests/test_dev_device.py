@@ -104,6 +104,9 @@ class FakeOps:
         elif self.on_sync is not None:
             self.on_sync(fd, request)
 
+    def sync(self, fd, request):
+        self.ioctl(fd, request, None)
+
     def poll(self, fd, events, timeout_ms):
         self.calls.append(("poll", fd, events, timeout_ms))
         return self.revents

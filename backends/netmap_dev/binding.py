@@ -168,7 +168,9 @@ class DevBinding:
     # Without strict mode (no shadow krings) a sync or poll goes straight to the Device: a
     # sender syncs once per batch, and under emulation each Python call level costs µs.
     def txsync(self) -> None:
-        dev = self._live()
+        dev = self._device
+        if dev.fd < 0:
+            self._live()      # raises ClosedPortError
         if not self._tx:
             dev.txsync()
             return
@@ -177,7 +179,9 @@ class DevBinding:
         self._settle(self._tx)
 
     def rxsync(self) -> None:
-        dev = self._live()
+        dev = self._device
+        if dev.fd < 0:
+            self._live()      # raises ClosedPortError
         if not self._rx:
             dev.rxsync()
             return
