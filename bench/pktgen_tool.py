@@ -8,7 +8,10 @@ the same port, and against the bench's own batch row, as one markdown table.
 * ``netmap`` (needs /dev/netmap and ``pkt-gen`` on PATH or ``$PKTGEN``; skipped otherwise): on a
   netmap pipe and on a VALE switch, the four pairings C -> C, Python -> C, C -> Python and
   Python -> Python; TX ratio = (Python -> C).tx / (C -> C).tx, RX ratio = (C -> Python).rx /
-  (C -> C).rx, as in ``bench.pktgen.comparison``.
+  (C -> C).rx, as in ``bench.pktgen.comparison``. A fifth pairing sends with
+  ``bench.floor_tx`` (the ring protocol and one sync a batch, nothing else: no Python sender
+  of that batch size is faster) into C pkt-gen, so the table shows how much of the gap to C
+  is the library's and how much the interpreter's on this CPU.
 
 Every cell is the median (min-max) of ``--runs`` runs. Each side's rate is its own, as pkt-gen
 prints it: the sender from its start to everything sent and reclaimed, the receiver from its
@@ -74,6 +77,8 @@ def command(who: str, backend: str) -> list[str]:
         exe = find_pktgen()
         assert exe is not None
         return [exe]
+    if who == "floor":
+        return [sys.executable, "-m", "bench.floor_tx"]
     return [sys.executable, "-m", "netmap_tools", "pkt-gen", "--backend", backend]
 
 
@@ -143,8 +148,8 @@ def emu_table(a: argparse.Namespace) -> list[str]:
     return out
 
 
-PAIRS = (("c", "c"), ("py", "c"), ("c", "py"), ("py", "py"))
-NAMES = {"c": "C", "py": "Python"}
+PAIRS = (("c", "c"), ("py", "c"), ("c", "py"), ("py", "py"), ("floor", "c"))
+NAMES = {"c": "C", "py": "Python", "floor": "Python floor (bench.floor_tx)"}
 
 
 def netmap_table(a: argparse.Namespace) -> list[str]:
@@ -188,6 +193,10 @@ def netmap_table(a: argparse.Namespace) -> list[str]:
         if ctx and crx and ptx and prx:
             out.append(f"| netmap | {setup} | {a.size} B | **Python / C** | | **{ptx / ctx:.2f}x** | "
                        f"**{prx / crx:.2f}x** | |")
+        ftx = _med(res[("floor", "c")][0])
+        if ctx and ftx and ptx:
+            out.append(f"| netmap | {setup} | {a.size} B | Python floor / C; Python / floor | | "
+                       f"{ftx / ctx:.2f}x; {ptx / ftx:.2f}x | | |")
     return out
 
 
