@@ -103,17 +103,25 @@ class Meter:
         if space is not None and (self._min_space is None or space < self._min_space):
             self._min_space = space
 
-    def batch(self, packets: int, nbytes: int, space: int) -> None:
-        """A sender's batch: :meth:`add` then :meth:`tick` without a time, in one call."""
-        self.packets += packets
-        self.bytes += nbytes
-        self.events += 1
+    def sender(self, packets: int, nbytes: int, events: int, space: int,
+               now: float | None = None) -> int:
+        """A sender's running totals (not increments) and its TX ring's free slots now; prints
+        the rate line if due. Returns how many batches the sender may send before it calls
+        again: the clock stride of :meth:`tick`, so the sender counts in local variables and
+        pays one call and one clock read every few batches, not a call every batch (each is
+        microseconds on an emulated CPU). ``min_space`` is then the least of these samples.
+        ``now`` (after a wait): as ``tick(now)``, and the next batch calls again."""
+        self.packets, self.bytes, self.events = packets, nbytes, events
         if self._min_space is None or space < self._min_space:
             self._min_space = space
-        if self._skip > 1:
-            self._skip -= 1
-        else:
-            self.tick()
+        if now is not None:
+            self.tick(now)
+            return 1
+        if self.interval <= 0:
+            return 1 << 12        # no rate lines: only the totals to keep
+        self._skip = 1
+        self.tick()
+        return self._skip
 
     def tick(self, now: float | None = None) -> None:
         """Print the rate line when the interval has passed. Called without ``now`` (once a

@@ -221,3 +221,47 @@ def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatc
     clock["t"] += 1.5
     meter.tick()
     assert clock["reads"] == reads + 1 and out.getvalue().count("pps") == 4
+
+
+def test_meter_sender_is_called_back_every_few_batches(monkeypatch):
+    """The usual tx loop counts in locals and hands its totals over when Meter.sender says:
+    the same ~16 clock reads an interval and lines at most an eighth of an interval late as a
+    tick every batch, the totals exact, min_space the least sample, and after a wait (a time
+    given) the very next batch calls again."""
+    import io
+
+    from netmap_tools import meter as m
+
+    clock = {"t": 100.0, "reads": 0}
+
+    def monotonic() -> float:
+        clock["reads"] += 1
+        return clock["t"]
+
+    monkeypatch.setattr(m.time, "monotonic", monotonic)
+    out = io.StringIO()
+    meter = m.Meter(1.0, "text", out=out)
+    sent = events = calls = 0
+    due = 1
+    lines_at = []
+    for i in range(320_000):             # 3.2 s of 10-us batches of 512
+        clock["t"] += 10e-6
+        sent += 512
+        events += 1
+        due -= 1
+        if not due:
+            calls += 1
+            before = out.tell()
+            due = meter.sender(sent, sent * 60, events, 4000 - i % 7)
+            assert due >= 1
+            if out.tell() != before:
+                lines_at.append(clock["t"] - 100.0)
+    assert calls < 320 and clock["reads"] == calls + 1, (calls, clock["reads"])   # +1: Meter()
+    assert len(lines_at) == 3
+    assert all(k + 1 <= t <= k + 1 + 1 / 8 for k, t in enumerate(lines_at)), lines_at
+    assert (meter.packets, meter.bytes, meter.events) <= (sent, sent * 60, events)
+    assert meter.sender(sent, sent * 60, events, 17, clock["t"]) == 1   # after a wait
+    assert (meter.packets, meter.bytes, meter.events) == (sent, sent * 60, events)
+    meter.tick(clock["t"] + 1.0)
+    assert out.getvalue().splitlines()[-1].endswith(" 17 min_space")
+    assert m.Meter(0, "text", out=io.StringIO()).sender(1, 60, 1, 5) > 1000   # no lines: rarely
