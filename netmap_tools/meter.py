@@ -103,16 +103,16 @@ class Meter:
         if space is not None and (self._min_space is None or space < self._min_space):
             self._min_space = space
 
-    def sender(self, packets: int, nbytes: int, events: int, space: int,
+    def totals(self, packets: int, nbytes: int, events: int, space: int | None = None,
                now: float | None = None) -> int:
-        """A sender's running totals (not increments) and its TX ring's free slots now; prints
-        the rate line if due. Returns how many batches the sender may send before it calls
-        again: the clock stride of :meth:`tick`, so the sender counts in local variables and
-        pays one call and one clock read every few batches, not a call every batch (each is
-        microseconds on an emulated CPU). ``min_space`` is then the least of these samples.
-        ``now`` (after a wait): as ``tick(now)``, and the next batch calls again."""
+        """A sender's or receiver's running totals (not increments), and for a sender its TX
+        ring's free slots now; prints the rate line if due. Returns how many batches may pass
+        before the next call: the clock stride of :meth:`tick`, so the loop counts in local
+        variables and pays one call and one clock read every few batches, not a call every
+        batch (each costs microseconds on an emulated CPU). ``min_space`` is then the least
+        of these samples. ``now`` (after a wait): as ``tick(now)``; the next batch calls again."""
         self.packets, self.bytes, self.events = packets, nbytes, events
-        if self._min_space is None or space < self._min_space:
+        if space is not None and (self._min_space is None or space < self._min_space):
             self._min_space = space
         if now is not None:
             self.tick(now)

@@ -330,11 +330,11 @@ def _tx_static(port: netmap_core.Port, f: _Filler, o: Options, meter: Meter) -> 
                 events += 1
                 due -= 1
                 if not due:
-                    due = meter.sender(sent, sent * size, events, ring.space())
+                    due = meter.totals(sent, sent * size, events, ring.space())
             else:
                 ring.cur = ring.tail      # wake only when more room than now appears
                 port.poll(POLLOUT, IDLE)
-                due = meter.sender(sent, sent * size, events, ring.space(), time.monotonic())
+                due = meter.totals(sent, sent * size, events, ring.space(), time.monotonic())
     finally:
         meter.packets, meter.bytes, meter.events = sent, sent * size, events
 
@@ -403,6 +403,9 @@ def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
     if not rings:
         raise InvalidRequestError(22, f"pkt-gen: {o.port} binds no RX ring; open one that does")
     seqcheck = SeqCheck() if o.mode == "rxseq" else None
+    if seqcheck is None and len(rings) == 1:
+        first, last = _rx_one(port, rings[0], o, meter)
+        return Summary("Received", meter.packets, meter.bytes, meter.events, o.length, last - first)
     fields = [r.field(fr.SEQ_OFF, ">u4") for r in rings]
     first = last = 0.0
     got = 0
@@ -450,6 +453,52 @@ def run_rx(port: netmap_core.Port, o: Options, meter: Meter) -> Summary:
     if seqcheck is not None:
         extra = {"lost": seqcheck.lost, "out_of_order": seqcheck.disorder}
     return Summary("Received", meter.packets, meter.bytes, meter.events, o.length, last - first, extra)
+
+
+def _rx_one(port: netmap_core.Port, ring: Ring, o: Options, meter: Meter) -> tuple[float, float]:
+    """The usual rx: one ring, no rxseq. Two calls a batch (take, and poll, which syncs and
+    returns at once while packets flow), counts in locals handed to the meter every few
+    batches. The clock is read at the first packet, at the meter's stride and at the end: the
+    last packet's time is the end of the count or of the run, or, with -W, the start of the
+    waits that found nothing for IDLE seconds (C pkt-gen takes it the same way). Returns the
+    first and last packet's times."""
+    take, poll, count = ring.take, port.poll, o.count
+    wait = min(IDLE, o.report) if o.report else IDLE
+    got = nbytes = events = 0
+    first = last = 0.0
+    due = 1
+    quiet = 0.0                     # s of back-to-back waits that found nothing
+    try:
+        while not count or got < count:
+            t = take(count - got if count else None)
+            if t.slots:
+                if not events:
+                    first = time.monotonic()
+                got += t.packets
+                nbytes += t.nbytes
+                events += 1
+                quiet = 0.0
+                due -= 1
+                if not due:
+                    due = meter.totals(got, nbytes, events)
+                if count and got >= count:
+                    last = time.monotonic()
+                    break
+            if poll(POLLIN, wait):
+                continue
+            quiet += wait
+            if o.idle_exit and events and quiet >= IDLE:
+                last = time.monotonic() - quiet
+                break
+            due = meter.totals(got, nbytes, events, now=time.monotonic())
+        port.rxsync()   # hand the last slots back
+    except KeyboardInterrupt:
+        pass
+    finally:
+        meter.packets, meter.bytes, meter.events = got, nbytes, events
+    if not events:
+        return 0.0, 0.0
+    return first, last or time.monotonic()   # last unset: stopped by Ctrl-C
 
 
 # --- ping / pong ---------------------------------------------------------------------------------

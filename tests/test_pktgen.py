@@ -16,7 +16,7 @@ import pytest
 
 from bench.pktgen import parse_summary
 from netmap_tools import frames as fr
-from netmap_tools.pktgen import SeqCheck, parse_args
+from netmap_tools.pktgen import IDLE, SeqCheck, parse_args
 from toolproc import BOUND, unique_name
 
 
@@ -46,6 +46,7 @@ def test_tx_to_rx_through_a_pipe(pktgen):
     assert (sent.kind, sent.packets, sent.bytes, sent.size) == ("Sent", 20000, 20000 * 60, 60)
     assert (got.kind, got.packets, got.bytes) == ("Received", 20000, 20000 * 60)
     assert sent.pps > 0 and got.pps > 0 and 1 <= sent.avg_batch <= 512
+    assert got.seconds < IDLE, "the receiver's time is first to last packet, not the -W wait"
 
 
 def test_txseq_rxseq_sees_no_loss_with_ranges_and_random_lengths(pktgen):
@@ -223,8 +224,9 @@ def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatc
     assert clock["reads"] == reads + 1 and out.getvalue().count("pps") == 4
 
 
-def test_meter_sender_is_called_back_every_few_batches(monkeypatch):
-    """The usual tx loop counts in locals and hands its totals over when Meter.sender says:
+def test_meter_totals_are_called_back_every_few_batches(monkeypatch):
+    """The usual tx and rx loops count in locals and hand their totals over when Meter.totals
+    says:
     the same ~16 clock reads an interval and lines at most an eighth of an interval late as a
     tick every batch, the totals exact, min_space the least sample, and after a wait (a time
     given) the very next batch calls again."""
@@ -252,7 +254,7 @@ def test_meter_sender_is_called_back_every_few_batches(monkeypatch):
         if not due:
             calls += 1
             before = out.tell()
-            due = meter.sender(sent, sent * 60, events, 4000 - i % 7)
+            due = meter.totals(sent, sent * 60, events, 4000 - i % 7)
             assert due >= 1
             if out.tell() != before:
                 lines_at.append(clock["t"] - 100.0)
@@ -260,8 +262,8 @@ def test_meter_sender_is_called_back_every_few_batches(monkeypatch):
     assert len(lines_at) == 3
     assert all(k + 1 <= t <= k + 1 + 1 / 8 for k, t in enumerate(lines_at)), lines_at
     assert (meter.packets, meter.bytes, meter.events) <= (sent, sent * 60, events)
-    assert meter.sender(sent, sent * 60, events, 17, clock["t"]) == 1   # after a wait
+    assert meter.totals(sent, sent * 60, events, 17, clock["t"]) == 1   # after a wait
     assert (meter.packets, meter.bytes, meter.events) == (sent, sent * 60, events)
     meter.tick(clock["t"] + 1.0)
     assert out.getvalue().splitlines()[-1].endswith(" 17 min_space")
-    assert m.Meter(0, "text", out=io.StringIO()).sender(1, 60, 1, 5) > 1000   # no lines: rarely
+    assert m.Meter(0, "text", out=io.StringIO()).totals(1, 60, 1, 5) > 1000   # no lines: rarely

@@ -229,6 +229,37 @@ def test_take_counts_slots_packets_and_bytes_then_releases(n, data):
     assert rx.head == rx.cur == (start + k) % n
 
 
+@settings(max_examples=100)
+@given(n=st.integers(2, 40), data=st.data())
+def test_take_of_one_frame_size_agrees_with_the_slot_by_slot_count(n, data):
+    """Traffic of one size (the compare path) and every way a slot can differ from the first:
+    another len, a flag, a len beyond the buffer (refused, nothing released)."""
+    _, rx = ring_of(n)
+    start, room = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+    place(rx, start, room)
+    size = data.draw(st.sampled_from([0, 60, 2048, 2049]))
+    odd = data.draw(st.sampled_from([("len", 61), ("len", 2049), ("flags", abi.NS_MOREFRAG),
+                                     ("flags", abi.NS_REPORT), ("flags", abi.NS_BUF_CHANGED)]))
+    rx.slots["len"], rx.slots["flags"] = size, 0
+    marked = data.draw(st.lists(st.integers(0, n - 1), max_size=2))
+    for i in marked:
+        rx.slots[odd[0]][i] = odd[1]
+    limit = data.draw(st.none() | st.integers(0, n))
+    k = room if limit is None else min(room, limit)
+    mine = [(start + j) % n for j in range(k)]
+    lens = [int(rx.slots["len"][i]) for i in mine]
+    bad = [i for i in mine if rx.slots["len"][i] > 2048]
+    if bad:
+        with pytest.raises(CorruptRingError) as e:
+            rx.take(limit)
+        assert e.value.field == f"slot[{bad[0]}].len"
+        assert rx.head == start
+        return
+    frags = sum(bool(rx.slots["flags"][i] & abi.NS_MOREFRAG) for i in mine)
+    assert rx.take(limit) == Taken(k, k - frags, sum(lens))
+    assert rx.head == rx.cur == (start + k) % n
+
+
 def test_take_checks_every_len_and_releases_nothing_on_a_bad_one():
     _, rx = ring_of(8)
     place(rx, 6, 5)                               # slots 6, 7, 0, 1, 2
