@@ -484,9 +484,9 @@ def _rx_one(port: netmap_core.Port, ring: Ring, o: Options, meter: Meter) -> tup
                 if count and got >= count:
                     last = time.monotonic()
                     break
-            if poll(POLLIN, wait):
+            if poll(POLLIN, wait) & POLLIN:
                 continue
-            quiet += wait
+            quiet += wait               # (a POLLERR counts as a wait: -W still ends the run)
             if o.idle_exit and events and quiet >= IDLE:
                 last = time.monotonic() - quiet
                 break

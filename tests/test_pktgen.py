@@ -5,6 +5,7 @@ the bench uses for C pkt-gen, so the two print alike.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from bench.pktgen import parse_summary
 from netmap_tools import frames as fr
+from netmap_tools.meter import Meter
 from netmap_tools.pktgen import IDLE, SeqCheck, parse_args
 from toolproc import BOUND, unique_name
 
@@ -189,12 +191,9 @@ def test_frames_pass_an_independent_parser():
         assert Ether(bytes(p))[IP].chksum == int(s)
 
 
-def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatch):
-    """A sender ticks once a batch: the clock is read ~16 times a report interval, the rate
-    line comes at most an eighth of an interval late, and a tick with a time (after a wait)
-    puts the stride back to 1, so a slower pace does not delay the lines."""
-    import io
-
+def _meter_on_a_fake_clock(monkeypatch):
+    """(clock, out, meter): a 1 s-interval text Meter writing to ``out``, whose time.monotonic
+    returns ``clock["t"]`` and counts its calls in ``clock["reads"]``."""
     from netmap_tools import meter as m
 
     clock = {"t": 100.0, "reads": 0}
@@ -205,7 +204,14 @@ def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatc
 
     monkeypatch.setattr(m.time, "monotonic", monotonic)
     out = io.StringIO()
-    meter = m.Meter(1.0, "text", out=out)
+    return clock, out, m.Meter(1.0, "text", out=out)
+
+
+def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatch):
+    """A sender ticks once a batch: the clock is read ~16 times a report interval, the rate
+    line comes at most an eighth of an interval late, and a tick with a time (after a wait)
+    puts the stride back to 1, so a slower pace does not delay the lines."""
+    clock, out, meter = _meter_on_a_fake_clock(monkeypatch)
     lines_at = []
     for _ in range(320_000):             # 3.2 s of 10-us batches
         clock["t"] += 10e-6
@@ -226,23 +232,10 @@ def test_meter_reads_the_clock_every_few_batches_and_after_every_wait(monkeypatc
 
 def test_meter_totals_are_called_back_every_few_batches(monkeypatch):
     """The usual tx and rx loops count in locals and hand their totals over when Meter.totals
-    says:
-    the same ~16 clock reads an interval and lines at most an eighth of an interval late as a
+    says: the same ~16 clock reads an interval and lines at most an eighth of an interval late as a
     tick every batch, the totals exact, min_space the least sample, and after a wait (a time
     given) the very next batch calls again."""
-    import io
-
-    from netmap_tools import meter as m
-
-    clock = {"t": 100.0, "reads": 0}
-
-    def monotonic() -> float:
-        clock["reads"] += 1
-        return clock["t"]
-
-    monkeypatch.setattr(m.time, "monotonic", monotonic)
-    out = io.StringIO()
-    meter = m.Meter(1.0, "text", out=out)
+    clock, out, meter = _meter_on_a_fake_clock(monkeypatch)
     sent = events = calls = 0
     due = 1
     lines_at = []
@@ -266,4 +259,4 @@ def test_meter_totals_are_called_back_every_few_batches(monkeypatch):
     assert (meter.packets, meter.bytes, meter.events) == (sent, sent * 60, events)
     meter.tick(clock["t"] + 1.0)
     assert out.getvalue().splitlines()[-1].endswith(" 17 min_space")
-    assert m.Meter(0, "text", out=io.StringIO()).totals(1, 60, 1, 5) > 1000   # no lines: rarely
+    assert Meter(0, "text", out=io.StringIO()).totals(1, 60, 1, 5) > 1000   # no lines: rarely
