@@ -206,7 +206,7 @@ class Ring:
         # cores that emulate vector instructions, and no dearer elsewhere
         self._flags8 = np.ndarray((n,), dtype=np.uint8, buffer=arr,
                                   offset=offset + abi.NETMAP_RING_SLOTS_OFFSET + 6, strides=(16,))
-        self._pattern: tuple[int, memoryview] = (-1, memoryview(b"").cast("I"))   # see fill()
+        self._pattern: tuple[int, memoryview] = (-1, memoryview(b"").cast("I"))   # see _holds
 
     # --- guards ----------------------------------------------------------------------------
     def _live(self) -> None:
@@ -641,15 +641,8 @@ class Ring:
         e = h + k
         runs: tuple[tuple[int, int], ...] = ((h, e),) if e <= n else ((h, n), (0, e - n))
         if changed_only:
-            if e <= n and word.__class__ is int and not word & _CHANGED_WORD:
-                # every slot holding this len and flags already (so none marked replaced): one
-                # strided memoryview compare, and nothing to write. Inline, and not numpy: on an
-                # emulated CPU a call level or a numpy call costs more than the compare itself
-                pat = self._pattern
-                if pat[0] != word or len(pat[1]) != k:
-                    pat = self._pattern = (word, memoryview(word.to_bytes(4, "little") * k).cast("I"))
-                if self._swords[4 * h + 1:4 * e + 1:4] == pat[1]:
-                    runs = ()
+            if e <= n and word.__class__ is int and not word & _CHANGED_WORD and self._holds(h, e, word):
+                runs = ()    # every slot holds this len and flags already, none marked replaced
             for a, b in runs:
                 if self._any_flags(a, b):
                     self._refill(a, b, cast(np.ndarray, template), width)
@@ -680,6 +673,16 @@ class Ring:
             bidx = self._bidx[where].astype(np.intp)
             self._check_bufs(bidx, where)
             self.buffers[bidx, :width] = template
+
+    def _holds(self, a: int, b: int, word: int) -> bool:
+        """True if every slot of ``[a, b)`` has ``len | flags << 16 == word``: one strided
+        memoryview compare against ``b - a`` copies of the word (kept for the next call), which
+        runs far less code than a numpy slice and copy or reduction (on an emulated CPU the
+        code run is what a batch costs)."""
+        pat = self._pattern
+        if pat[0] != word or len(pat[1]) != b - a:
+            pat = self._pattern = (word, memoryview(word.to_bytes(4, "little") * (b - a)).cast("I"))
+        return self._swords[4 * a + 1:4 * b + 1:4] == pat[1]
 
     def _any_flags(self, a: int, b: int) -> bool:
         """True if a slot of ``[a, b)`` has a bit of its flags' low byte set (NS_BUF_CHANGED,
@@ -743,13 +746,10 @@ class Ring:
         e = h + k
         if e <= n:
             word = self._swords[4 * h + 1]          # len | flags << 16 of the first slot
-            if word <= self.buf_size:               # so flags 0 and len within the buffer
-                pat = self._pattern
-                if pat[0] != word or len(pat[1]) != k:
-                    pat = self._pattern = (word, memoryview(word.to_bytes(4, "little") * k).cast("I"))
-                if self._swords[4 * h + 1:4 * e + 1:4] == pat[1]:
-                    self._set_head(h, k)
-                    return Taken(k, k, k * word)
+            # flags 0 and len within the buffer, and so every slot of the run
+            if word <= self.buf_size and self._holds(h, e, word):
+                self._set_head(h, k)
+                return Taken(k, k, k * word)
         frags = nbytes = 0
         bit = abi.NS_MOREFRAG << 16
         for a, b in ((h, e),) if e <= n else ((h, n), (0, e - n)):
