@@ -231,13 +231,13 @@ def _drain(v: Veth, packets: int, size: int,
     best = (0.0, 0.0, 0)
     mine = os.sched_getaffinity(0)
     try:
+        if cpus:
+            os.sched_setaffinity(0, {cpus[1]})   # the sender moves itself to cpus[0]
         for timed in (False, True):
             t = ctx.Process(target=_blast, args=(v.a, packets, size, cpus[0] if cpus else None))
             t.start()
             t.join()
             time.sleep(0.05)   # the last block retires after 1 ms
-            if cpus:
-                os.sched_setaffinity(0, {cpus[1]})
             t0, c0 = time.perf_counter(), time.thread_time()
             n = empty_rx(port, rx)
             dt, cpu = time.perf_counter() - t0, time.thread_time() - c0
