@@ -313,17 +313,16 @@ def run_tx(port: netmap_core.Port, o: Options, meter: Meter, frame: bytes) -> Su
 
 def _tx_static(port: netmap_core.Port, f: _Filler, o: Options, meter: Meter) -> None:
     """The usual tx: one ring, one frame, no -R. The same steps as :func:`_tx_batches` with
-    the fewest Python operations per batch: two calls (fill and txsync) and local counters,
-    handed to the meter every few batches (on an emulated CPU every call costs microseconds,
-    and a 512-slot batch of the general loop spends ~15 % more)."""
-    ring, frame, size, burst, count = f.ring, f.frame, f.size, o.burst, o.count
-    fill, txsync = ring.fill, port.txsync
+    the fewest Python operations per batch: two calls (the ring's prepared fill and txsync)
+    and local counters, handed to the meter every few batches (on an emulated CPU every call
+    costs microseconds, and a 512-slot batch of the general loop spends ~15 % more)."""
+    ring, size, burst, count = f.ring, f.size, o.burst, o.count
+    fill, txsync = ring.prepare_fill(f.frame), port.txsync
     sent = events = 0
     due = 1                         # batches until the meter's next look
     try:
         while not count or sent < count:
-            k = fill(burst if not count or count - sent >= burst else count - sent,
-                     template=frame, changed_only=True)
+            k = fill(burst if not count or count - sent >= burst else count - sent)
             if k:
                 txsync()
                 sent += k

@@ -1,5 +1,6 @@
 """The cheap batch paths of a Ring: ``fill(k, lengths=L)`` (publish without touching buffers),
-``fill(template=..., changed_only=True)`` (refill replaced buffers only), ``release`` and ``take``."""
+``fill(template=..., changed_only=True)`` (refill replaced buffers only) and its prepared form
+``prepare_fill``, ``release`` and ``take``."""
 from __future__ import annotations
 
 import numpy as np
@@ -167,6 +168,90 @@ def test_fill_changed_only_checks_the_replaced_buffers_it_writes():
         tx.fill(5, template=b"y" * 60, changed_only=True)
     assert e.value.field == "slot[1].buf_idx" and e.value.value == tx.nbufs
     assert tx.head == 6
+
+
+SLOT_STATES = {"same": (8, 0), "len": (9, 0), "marked": (8, abi.NS_BUF_CHANGED),
+               "flag": (8, abi.NS_MOREFRAG), "report": (8, abi.NS_REPORT)}
+
+
+def twin_rings(n: int, start: int, room: int, states: list[str]) -> tuple[Ring, Ring]:
+    """Two TX rings in two regions, byte for byte alike: head at ``start``, ``room`` free
+    slots, slot i's len and flags from ``states[i]``, every buffer 0xEE."""
+    rings = []
+    for _ in range(2):
+        tx, _ = ring_of(n)
+        place(tx, start, room)
+        tx.slots["len"] = [SLOT_STATES[x][0] for x in states]
+        tx.slots["flags"] = [SLOT_STATES[x][1] for x in states]
+        tx.buffers[:, :8] = 0xEE
+        rings.append(tx)
+    return rings[0], rings[1]
+
+
+@settings(max_examples=80)
+@given(n=st.integers(2, 40), data=st.data())
+def test_prepare_fill_does_what_fill_changed_only_does(n, data):
+    """Over every mix of slots that hold the template's word and slots that do not (another
+    len, a flag, marked replaced), wrapping or not, with k below, at or past the room: the
+    prepared fill leaves the ring, byte for byte, as ``fill(changed_only=True)`` does."""
+    start, room = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+    states = data.draw(st.lists(st.sampled_from(["same", "same", "same", *SLOT_STATES]),
+                                min_size=n, max_size=n))
+    mine, theirs = twin_rings(n, start, room, states)
+    send = mine.prepare_fill(b"12345678")
+    for _ in range(data.draw(st.integers(1, 4))):      # later calls see what earlier ones left
+        k = data.draw(st.integers(-1, n + 1))
+        assert send(k) == theirs.fill(k, template=b"12345678", changed_only=True)
+        assert bytes(mine.region) == bytes(theirs.region)
+        free = data.draw(st.integers(0, n - 1))        # the kernel reclaims some slots ...
+        place(mine, mine.head, free)
+        place(theirs, theirs.head, free)
+        marked = data.draw(st.lists(st.integers(0, n - 1), max_size=3))
+        for r in (mine, theirs):                       # ... and replaces some buffers
+            r.slots["flags"][marked] = abi.NS_BUF_CHANGED
+
+
+def test_prepare_fill_publishes_a_lap_of_unchanged_slots_by_head_and_cur_alone():
+    tx, _ = ring_of(8)
+    place(tx, 2, 7)
+    tx.slots["len"], tx.slots["flags"] = 60, 0
+    tx.slots["buf_idx"][4] = 0xFFFFFFFF       # never looked at: no slot is marked
+    send = tx.prepare_fill(np.full(60, 0x7A, np.uint8))
+    before = bytes(tx.region[tx.offset + abi.NETMAP_RING_SLOTS_OFFSET:])
+    assert send(np.int64(5)) == 5
+    assert tx.head == tx.cur == 7
+    assert bytes(tx.region[tx.offset + abi.NETMAP_RING_SLOTS_OFFSET:]) == before
+    place(tx, 5, 7)
+    assert send(3) == 3 and tx.head == tx.cur == 0, "a run up to the last slot"
+    place(tx, 6, 7)                           # 6, 7, 0, 1: a wrapping run is fill()'s
+    tx.slots["flags"][0] = abi.NS_BUF_CHANGED
+    assert send(4) == 4 and tx.head == 2
+    assert bytes(tx.buffers[int(tx.slots["buf_idx"][0]), :60]) == b"z" * 60
+    assert int(tx.slots["flags"][0]) == 0
+
+
+def test_prepare_fill_checks_its_template_once_and_every_call():
+    owner = RingOwner(None, "t")
+    tx, _ = ring_of(8, owner=owner)
+    before = bytes(tx.region)
+    with pytest.raises(InvalidRequestError, match="template width 2049 exceeds the buffer size 2048"):
+        tx.prepare_fill(b"x" * 2049)
+    with pytest.raises(InvalidRequestError, match=r"1-D \(one frame\), got shape \(2, 30\)"):
+        tx.prepare_fill(np.zeros((2, 30), np.uint8))
+    send = tx.prepare_fill(b"x" * 60)
+    with pytest.raises(InvalidRequestError, match=r"k=1\.5 is not an integer"):
+        send(1.5)
+    for field, value in (("head", 8), ("tail", 9)):
+        was = int(tx.header[field])
+        tx.header[field] = value
+        with pytest.raises(CorruptRingError) as e:
+            send(1)
+        assert e.value.field == field and e.value.value == value
+        tx.header[field] = was
+    owner.closed = True
+    with pytest.raises(ClosedPortError):
+        send(1)
+    assert bytes(tx.region) == before, "a refused call wrote nothing"
 
 
 @pytest.mark.parametrize("kwargs, match", [
